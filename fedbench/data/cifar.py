@@ -1,0 +1,86 @@
+"""CIFAR-10/100 through torchvision's own dataset classes, train and test pooled into one array."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from fedbench.data.types import RawDataset
+from fedbench.errors import DataMissingError
+
+# Per-channel mean/std of the training images (pixels scaled to [0, 1]).
+_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+def _unverified(cls: type) -> type:
+    """`cls` with every md5 set to None: torchvision's `check_integrity(path, None)` then only checks
+    that the file exists (this covers `_check_integrity`, `_load_meta` and `download`)."""
+    return type(
+        f"Unverified{cls.__name__}",
+        (cls,),
+        {
+            "train_list": [[name, None] for name, _ in cls.train_list],
+            "test_list": [[name, None] for name, _ in cls.test_list],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
+
+
+def _files(cls: type, root: str) -> list[str]:
+    names = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    return [os.path.join(root, cls.base_folder, n) for n in names]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _load(name: str, cls: type, root, download: bool, verify: bool) -> RawDataset:
+    root = os.path.expanduser(os.fspath(root))
+    folder = os.path.join(root, cls.base_folder) + os.sep
+    klass = cls if verify else _unverified(cls)
+    try:
+        parts = [klass(root, train=True, download=bool(download)), klass(root, train=False)]
+    except Exception as exc:  # torchvision raises RuntimeError; a failed download URLError/OSError
+        missing = [p for p in _files(cls, root) if not os.path.isfile(p)]
+        if missing:
+            why = f" (download failed: {_one_line(exc)})" if download else ""
+            raise DataMissingError(
+                f"{name} not found: expected {folder} (missing {os.path.basename(missing[0])}){why}; "
+                f"set data.download=true where the network allows, or download {cls.filename} from "
+                f"{_PAGE} and extract it under data.root={root} (or set FEDBENCH_DATA)"
+            ) from None
+        if verify:
+            raise DataMissingError(
+                f"{name} files under {folder} fail torchvision's md5 check (corrupt, or not the official "
+                f"release): delete them and set data.download=true, or extract {cls.filename} from {_PAGE} "
+                f"again, or set data.verify=false to load them unchecked"
+            ) from None
+        raise DataMissingError(f"{name} files under {folder} could not be read: {_one_line(exc)}") from None
+
+    data = np.concatenate([p.data for p in parts])  # uint8 (N, 32, 32, 3)
+    y = np.concatenate([np.asarray(p.targets, dtype=np.int64) for p in parts])
+    x = data.transpose(0, 3, 1, 2).astype(np.float32)  # NCHW copy
+    mean, std = (np.asarray(s, dtype=np.float32).reshape(1, 3, 1, 1) for s in _STATS[name])
+    x /= 255.0
+    x -= mean
+    x /= std
+    num_classes = 10 if cls is CIFAR10 else 100
+    return RawDataset(name=name, x=x, y=y, num_classes=num_classes, groups=None)
+
+
+def load_cifar10(params, root, download, verify, seed, num_clients) -> RawDataset:
+    """CIFAR-10 (60000 images, 10 classes) from `<root>/cifar-10-batches-py/`; x: float32 (N, 3, 32, 32),
+    per-channel standardised. verify=False skips torchvision's md5 checks (files must still exist)."""
+    return _load("cifar10", CIFAR10, root, download, verify)
+
+
+def load_cifar100(params, root, download, verify, seed, num_clients) -> RawDataset:
+    """CIFAR-100 (60000 images, 100 fine classes) from `<root>/cifar-100-python/`; x: float32
+    (N, 3, 32, 32), per-channel standardised. verify=False skips torchvision's md5 checks."""
+    return _load("cifar100", CIFAR100, root, download, verify)

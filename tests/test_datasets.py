@@ -1,0 +1,229 @@
+"""Dataset loaders: offline data, CIFAR in its real on-disk format via torchvision, LEAF FEMNIST JSON."""
+import json
+import pickle
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torchvision.datasets.cifar
+from omegaconf import OmegaConf
+
+from fedbench.data.cifar import _STATS, load_cifar10, load_cifar100
+from fedbench.data.femnist import load_femnist
+from fedbench.data.offline import load_digits, load_synthetic
+from fedbench.data.registry import DATASETS, load_dataset
+from fedbench.errors import ConfigError, DataMissingError
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+
+
+def synth(seed=0, num_clients=20, **params):
+    return load_synthetic(params, None, False, True, seed, num_clients)
+
+
+def label_heterogeneity(ds):
+    """Mean total-variation distance between each group's label histogram and the pooled one."""
+    pooled = np.bincount(ds.y, minlength=ds.num_classes) / len(ds)
+    tv = [0.5 * np.abs(np.bincount(ds.y[ds.groups == g], minlength=ds.num_classes) / np.sum(ds.groups == g)
+                       - pooled).sum() for g in np.unique(ds.groups)]
+    return float(np.mean(tv))
+
+
+def test_digits_is_real_8x8_digits():
+    ds = load_digits({}, None, False, True, 0, 10)
+    assert ds.x.shape == (1797, 64) and ds.x.dtype == np.float32
+    assert ds.y.dtype == np.int64 and set(ds.y.tolist()) == set(range(10)) and ds.num_classes == 10
+    assert ds.x.min() == 0.0 and ds.x.max() == 1.0 and ds.groups is None
+    assert np.allclose(ds.x * 16, np.round(ds.x * 16))  # 17 grey levels, scaled by 1/16
+
+
+def test_synthetic_is_deterministic_and_seeded():
+    a, b, c = synth(seed=3), synth(seed=3), synth(seed=4)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y) and np.array_equal(a.groups, b.groups)
+    assert len(a) != len(c) or not np.array_equal(a.x, c.x)
+    assert a.x.dtype == np.float32 and a.x.shape[1] == 60 and a.y.dtype == np.int64 and a.num_classes == 10
+
+
+def test_synthetic_one_group_per_client_with_capped_sizes():
+    ds = synth(num_clients=30, min_samples_per_client=20, max_samples=300, num_features=12, num_classes=5)
+    sizes = np.bincount(ds.groups)
+    assert len(sizes) == 30 and sizes.min() >= 20 and sizes.max() <= 300
+    assert ds.x.shape == (sizes.sum(), 12) and ds.y.max() < 5
+    assert np.all(np.diff(ds.groups) >= 0)  # samples are stored client by client
+
+
+def test_synthetic_iid_is_far_less_heterogeneous():
+    noniid, iid = synth(num_clients=40), synth(num_clients=40, iid=True)
+    assert label_heterogeneity(iid) < 0.2 < 0.6 < label_heterogeneity(noniid)
+    # IID: every client's features come from N(0, Sigma)
+    means = np.stack([iid.x[iid.groups == g].mean(0) for g in range(40)])
+    assert np.abs(means[:, :5]).max() < 0.5
+
+
+def test_synthetic_beta_spreads_client_feature_means():
+    def spread(beta):
+        ds = synth(num_clients=40, alpha=1.0, beta=beta)
+        return np.std([ds.x[ds.groups == g].mean() for g in range(40)])
+
+    assert spread(0.0) < 0.5 < 2.0 < spread(5.0)
+
+
+def test_synthetic_alpha_only_shifts_all_logits_alike_as_in_fedprox():
+    # FedProx's recipe: W_k ~ N(u_k, 1), b_k ~ N(u_k, 1) add u_k * (sum(x) + 1) to every class logit,
+    # so argmax labels do not depend on alpha. Kept as published; this test documents it.
+    a, b = synth(alpha=0.0), synth(alpha=10.0)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+
+
+def test_synthetic_rejects_bad_params():
+    with pytest.raises(ConfigError, match="max_samples"):
+        synth(min_samples_per_client=100, max_samples=50)
+    with pytest.raises(ConfigError, match="num_clients"):
+        synth(num_clients=0)
+
+
+# ---------------------------------------------------------------- CIFAR, real on-disk format
+def _pickle(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=2)
+
+
+def write_cifar10(root: Path, per_batch=10):
+    """cifar-10-batches-py/ as in the official tarball; returns the (uint8 rows, labels) in load order."""
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        lab = rng.integers(0, 10, per_batch).tolist()
+        _pickle(root / "cifar-10-batches-py" / name,
+                {"batch_label": name, "labels": lab, "data": data, "filenames": [f"{i}.png" for i in lab]})
+        rows.append(data), labels.extend(lab)
+    _pickle(root / "cifar-10-batches-py" / "batches.meta",
+            {"num_cases_per_batch": per_batch, "label_names": [f"c{i}" for i in range(10)], "num_vis": 3072})
+    return np.concatenate(rows), np.asarray(labels)
+
+
+def write_cifar100(root: Path, n_train=10, n_test=10):
+    rng = np.random.default_rng(1)
+    rows, labels = [], []
+    for name, n in (("train", n_train), ("test", n_test)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine = rng.integers(0, 100, n).tolist()
+        _pickle(root / "cifar-100-python" / name,
+                {"filenames": [f"{i}.png" for i in range(n)], "batch_label": name, "fine_labels": fine,
+                 "coarse_labels": [f // 5 for f in fine], "data": data})
+        rows.append(data), labels.extend(fine)
+    _pickle(root / "cifar-100-python" / "meta",
+            {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]})
+    return np.concatenate(rows), np.asarray(labels)
+
+
+CIFARS = [("cifar10", load_cifar10, write_cifar10, 60, 10, "cifar-10-batches-py"),
+          ("cifar100", load_cifar100, write_cifar100, 20, 100, "cifar-100-python")]
+
+
+@pytest.mark.parametrize("name,load,write,n,classes,folder", CIFARS)
+def test_cifar_loads_exact_pixels_through_torchvision(tmp_path, name, load, write, n, classes, folder):
+    rows, labels = write(tmp_path)
+    ds = load({}, tmp_path, False, False, 0, 5)
+    assert ds.name == name and ds.num_classes == classes and ds.groups is None
+    assert ds.x.shape == (n, 3, 32, 32) and ds.x.dtype == np.float32 and ds.y.dtype == np.int64
+    mean, std = (np.asarray(s, dtype=np.float32).reshape(1, 3, 1, 1) for s in _STATS[name])
+    expected = (rows.reshape(n, 3, 32, 32).astype(np.float32) / 255 - mean) / std  # rows are R, G, B planes
+    np.testing.assert_allclose(ds.x, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ds.y, labels)
+
+
+@pytest.mark.parametrize("name,load,write,n,classes,folder", CIFARS)
+def test_cifar_verify_rejects_files_failing_md5(tmp_path, name, load, write, n, classes, folder):
+    write(tmp_path)
+    with pytest.raises(DataMissingError, match="md5") as err:
+        load({}, tmp_path, False, True, 0, 5)
+    assert "\n" not in str(err.value) and "data.verify=false" in str(err.value)
+
+
+@pytest.mark.parametrize("name,load,write,n,classes,folder", CIFARS)
+def test_cifar_missing_is_one_line_naming_path(tmp_path, name, load, write, n, classes, folder):
+    for verify in (True, False):
+        with pytest.raises(DataMissingError) as err:
+            load({}, tmp_path, False, verify, 0, 5)
+        msg = str(err.value)
+        assert "\n" not in msg and f"{tmp_path}/{folder}/" in msg
+        assert "data.download=true" in msg and "cs.toronto.edu" in msg and "FEDBENCH_DATA" in msg
+
+
+@pytest.mark.parametrize("name,load,write,n,classes,folder", CIFARS)
+def test_cifar_failed_download_is_one_line(tmp_path, monkeypatch, name, load, write, n, classes, folder):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DataMissingError) as err:
+        load({}, tmp_path, True, True, 0, 5)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{tmp_path}/{folder}/" in msg and "download failed: URLError" in msg
+
+
+# ---------------------------------------------------------------- FEMNIST, LEAF JSON
+def _leaf(path: Path, users: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"users": list(users), "num_samples": [len(d["y"]) for d in users.values()],
+            "user_data": {u: {"x": d["x"].reshape(len(d["y"]), 784).tolist(), "y": d["y"]} for u, d in users.items()}}
+    path.write_text(json.dumps(blob))
+
+
+def write_femnist(base: Path):
+    """Writers f2, f0 in train file 1, f1 in train file 2, all three in the test file."""
+    def w(value, labels):
+        return {"x": np.full((len(labels), 28, 28), value, dtype=np.float32), "y": labels}
+
+    _leaf(base / "train" / "all_data_0_niid_0_keep_0_train_9.json", {"f2": w(0.25, [61, 3]), "f0": w(0.5, [0, 1, 2])})
+    _leaf(base / "train" / "all_data_1_niid_0_keep_0_train_9.json", {"f1": w(0.75, [10])})
+    _leaf(base / "test" / "all_data_0_niid_0_keep_0_test_9.json",
+          {"f0": w(1.0, [4]), "f1": w(0.0, [35, 36]), "f2": w(0.125, [5])})
+
+
+@pytest.mark.parametrize("layout", ["femnist/data", "femnist"])
+def test_femnist_pools_train_and_test_per_writer(tmp_path, layout):
+    write_femnist(tmp_path / layout)
+    ds = load_femnist({}, tmp_path, False, True, 0, 3)
+    assert ds.x.shape == (10, 1, 28, 28) and ds.x.dtype == np.float32 and ds.num_classes == 62
+    np.testing.assert_array_equal(ds.groups, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2])  # f0, f1, f2
+    np.testing.assert_array_equal(ds.y, [0, 1, 2, 4, 10, 35, 36, 61, 3, 5])
+    np.testing.assert_array_equal(ds.x[:, 0, 5, 7], [0.5, 0.5, 0.5, 1.0, 0.75, 0, 0, 0.25, 0.25, 0.125])
+
+
+def test_femnist_missing_is_one_line(tmp_path):
+    with pytest.raises(DataMissingError) as err:
+        load_femnist({}, tmp_path, True, True, 0, 3)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{tmp_path}/femnist/data/train/" in msg and "preprocess.sh" in msg
+
+
+def test_femnist_malformed_json_is_one_line(tmp_path):
+    (tmp_path / "femnist" / "data" / "train").mkdir(parents=True)
+    (tmp_path / "femnist" / "data" / "train" / "x.json").write_text('{"users": ["a"]}')
+    with pytest.raises(DataMissingError, match="LEAF's JSON format") as err:
+        load_femnist({}, tmp_path, False, True, 0, 3)
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- registry and configs
+def test_registry_dispatches_and_rejects_unknown_names():
+    params = OmegaConf.create({"name": "synthetic", "num_features": 8, "max_samples": 60})
+    ds = load_dataset("synthetic", params, None, False, True, 0, 4)
+    assert ds.x.shape[1] == 8 and len(np.unique(ds.groups)) == 4
+    with pytest.raises(ConfigError, match=r"dataset='mnist' is not a dataset; choose one of: digits, synthetic"):
+        load_dataset("mnist", {}, None, False, True, 0, 4)
+
+
+@pytest.mark.parametrize("name,model", [("digits", "mlp"), ("synthetic", "mlp"), ("cifar10", "cnn"),
+                                        ("cifar100", "cnn"), ("femnist", "lenet")])
+def test_dataset_configs(name, model):
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    assert cfg.name == name and cfg.model == model and name in DATASETS
+    if name == "synthetic":
+        ds = load_dataset(name, cfg, None, False, True, 0, 5)
+        assert ds.x.shape[1] == cfg.num_features and np.bincount(ds.groups).max() <= cfg.max_samples
