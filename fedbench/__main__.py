@@ -1,0 +1,3 @@
+from fedbench.cli import main
+
+main()

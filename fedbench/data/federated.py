@@ -1,0 +1,44 @@
+"""data -> partition -> split: build the federation's data for a run config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fedbench.data.cache import cached_partition
+from fedbench.data.partition import partition_indices
+from fedbench.data.registry import load_dataset
+from fedbench.data.splits import split_all
+from fedbench.data.types import ClientData, FederatedData
+from fedbench.seeding import numpy_rng
+
+
+def partition_key(cfg: DictConfig, n_samples: int) -> dict:
+    return {"dataset": cfg.dataset.name, "dataset_params": OmegaConf.to_container(cfg.dataset, resolve=True),
+            "n_samples": int(n_samples), "partition": cfg.partition.name,
+            "params": OmegaConf.to_container(cfg.partition, resolve=True), "num_clients": int(cfg.num_clients),
+            "val_frac": float(cfg.data.val_frac), "test_frac": float(cfg.data.test_frac), "seed": int(cfg.seed)}
+
+
+def load_federated(cfg: DictConfig, device: torch.device) -> FederatedData:
+    """Load the dataset, partition it across clients (cached on disk), split each client."""
+    root = Path(cfg.data.root)
+    raw = load_dataset(cfg.dataset.name, cfg.dataset, root, bool(cfg.data.download), bool(cfg.data.verify),
+                       int(cfg.seed), int(cfg.num_clients))
+
+    def build():
+        parts = partition_indices(cfg.partition.name, raw.y, raw.groups, int(cfg.num_clients), cfg.partition,
+                                  numpy_rng(cfg.seed, "partition"))
+        return split_all(parts, raw.y, lambda k: numpy_rng(cfg.seed, "split", k),
+                         float(cfg.data.val_frac), float(cfg.data.test_frac))
+
+    partition, cache_path = cached_partition(root / "partitions", partition_key(cfg, len(raw)), build,
+                                             raw.num_classes, raw.y)
+    as_idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
+    clients = [ClientData(as_idx(tr), as_idx(va), as_idx(te))
+               for tr, va, te in zip(partition.train, partition.val, partition.test)]
+    return FederatedData(raw.name, torch.as_tensor(raw.x, device=device),
+                         torch.as_tensor(raw.y, dtype=torch.int64, device=device), raw.num_classes, clients,
+                         info={"partition_cache": str(cache_path)})

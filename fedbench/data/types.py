@@ -1,0 +1,77 @@
+"""Plain containers passed between the data stages: dataset -> partition -> federated data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class RawDataset:
+    """A whole dataset pooled into one array pair (the original train/test split is not used:
+    every client's own train/val/test split is drawn from its share, the usual pFL protocol).
+
+    x: float32 array (N, *input_shape), already normalised.
+    y: int64 array (N,), labels in [0, num_classes).
+    groups: optional int64 array (N,) giving a natural client (writer, device) per sample;
+            the `natural` partition uses it.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    groups: np.ndarray | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Partition:
+    """Per-client index arrays into the pooled dataset, one list entry per client."""
+
+    train: list[np.ndarray]
+    val: list[np.ndarray]
+    test: list[np.ndarray]
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.train)
+
+    def client_indices(self, k: int) -> np.ndarray:
+        return np.concatenate([self.train[k], self.val[k], self.test[k]])
+
+
+@dataclass
+class ClientData:
+    """Index tensors (on the run's device) of one client's splits."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+@dataclass
+class FederatedData:
+    """The whole federation's data: one tensor per quantity on the device, clients as indices."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    clients: list[ClientData]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)

@@ -1,0 +1,58 @@
+"""Evaluation: per-client accuracy and the summary statistics of the protocol (README §Evaluation).
+
+Per evaluation round, over ALL clients: unweighted mean, test-sample-weighted mean, std, and the
+bottom decile (mean accuracy of the worst 10% of clients, at least one client).
+Headline numbers: final = mean of the last k evaluations; best = test accuracy at the evaluation
+round with the highest mean validation accuracy (never the max over test rounds).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+
+@torch.inference_mode()
+def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, batch_size: int
+                   ) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` on samples `idx`; (nan, nan) for an empty split."""
+    if len(idx) == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=x.device)
+    loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    for start in range(0, len(idx), batch_size):
+        b = idx[start:start + batch_size]
+        logits = model(x[b])
+        correct += (logits.argmax(1) == y[b]).sum()
+        loss += F.cross_entropy(logits, y[b], reduction="sum").double()
+    model.train(was_training)
+    return float(correct) / len(idx), float(loss) / len(idx)
+
+
+def bottom_decile(acc: np.ndarray) -> float:
+    acc = np.sort(acc[~np.isnan(acc)])
+    return float(acc[: max(1, math.ceil(0.1 * len(acc)))].mean()) if len(acc) else float("nan")
+
+
+def summarize(acc: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, float]:
+    """Unweighted mean, weighted mean, std and bottom decile of per-client accuracies."""
+    ok = ~np.isnan(acc)
+    a, w = acc[ok], weights[ok]
+    return {prefix: float(a.mean()), f"{prefix}_weighted": float((a * w).sum() / w.sum()),
+            f"{prefix}_std": float(a.std()), f"{prefix}_bottom10": bottom_decile(a)}
+
+
+def headline(metrics: pd.DataFrame, k: int) -> dict[str, float]:
+    """Final (mean of the last k evaluations) and best-by-validation numbers from metrics rows."""
+    cols = ["test_acc", "test_acc_weighted", "test_acc_std", "test_acc_bottom10"]
+    last = metrics.tail(k)
+    out = {f"final_{c.removeprefix('test_')}": float(last[c].mean()) for c in cols}
+    best = metrics.loc[metrics["val_acc"].idxmax()] if metrics["val_acc"].notna().any() else metrics.iloc[-1]
+    out |= {f"best_{c.removeprefix('test_')}": float(best[c]) for c in cols}
+    out["best_round"] = int(best["round"])
+    return out

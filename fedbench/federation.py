@@ -1,0 +1,137 @@
+"""The round loop: sample clients, train them locally, aggregate on the server, evaluate everyone.
+
+One model object is reused for every client: before a client acts, the live model is loaded with the
+global (shared) tensors and then the client's personal tensors from the store; after local training
+its personal tensors are written back. Nothing is deep-copied per client.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedbench.client import Client
+from fedbench.data.types import FederatedData
+from fedbench.evaluation import evaluate_model
+from fedbench.seeding import numpy_rng
+from fedbench.store import ClientStore, nbytes
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The run-level training hyperparameters a client needs, as a plain (fast) object."""
+
+    seed: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    local_epochs: int
+    eval_batch_size: int = 1024
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "TrainConfig":
+        return cls(int(cfg.seed), float(cfg.lr), float(cfg.momentum), float(cfg.weight_decay),
+                   int(cfg.batch_size), int(cfg.local_epochs))
+
+
+def sampling_schedule(seed: int, rounds: int, num_clients: int, join_ratio: float) -> np.ndarray:
+    """(rounds, m) client ids, m = max(floor(join_ratio * K), 1), drawn per round from the
+    sampling stream before training: identical for every method at a given seed."""
+    m = max(int(math.floor(join_ratio * num_clients + 1e-9)), 1)
+    return np.stack([np.sort(numpy_rng(seed, "sampling", t).choice(num_clients, m, replace=False))
+                     for t in range(rounds)]) if rounds else np.zeros((0, m), dtype=np.int64)
+
+
+class Federation:
+    def __init__(self, hp: TrainConfig, data: FederatedData, model, method, rounds: int, join_ratio: float):
+        self.hp, self.data, self.model, self.method = hp, data, model, method
+        self.live = dict(model.state_dict(keep_vars=True))
+        self.shared = model.keys(method.shared)
+        self.personal = model.keys(method.personal)
+        self.global_state = {k: self.live[k].detach().clone() for k in self.shared}
+        init = {k: self.live[k] for k in self.personal} | method.client_state(model)
+        self.store = ClientStore(data.num_clients, init)
+        self.schedule = sampling_schedule(hp.seed, rounds, data.num_clients, join_ratio)
+        self.n_train = np.array([len(c.train) for c in data.clients])
+        self.times_sampled = np.zeros(data.num_clients, dtype=np.int64)
+        self.bytes_up = self.bytes_down = 0
+        self._teacher, self._teacher_fresh = None, False
+
+    # -- moving state in and out of the live model ---------------------------------------------
+    @torch.no_grad()
+    def load(self, k: int) -> None:
+        for name, value in self.global_state.items():
+            self.live[name].copy_(value)
+        view = self.store.view(k)
+        for name in self.personal:
+            self.live[name].copy_(view[name])
+
+    @torch.no_grad()
+    def save(self, k: int) -> None:
+        view = self.store.view(k)
+        for name in self.personal:
+            view[name].copy_(self.live[name])
+
+    def global_model(self):
+        """A frozen second model holding the current global state (built once, reloaded per round)."""
+        if self._teacher is None:
+            self._teacher = copy.deepcopy(self.model).requires_grad_(False).eval()
+        if not self._teacher_fresh:
+            self._teacher.load_state_dict(self.global_state, strict=False)
+            self._teacher_fresh = True
+        return self._teacher
+
+    def client(self, k: int, round: int, stream: str) -> Client:
+        return Client(k, self.model, self.data, self.data.clients[k], self.hp, round, stream,
+                      self.store.view(k), self.global_model)
+
+    # -- one round -----------------------------------------------------------------------------
+    def train_round(self, t: int) -> float:
+        """Local updates of the round's sampled clients, then aggregation. Returns the mean local loss."""
+        sampled = self.schedule[t]
+        acc = {k: torch.zeros_like(v, dtype=torch.float64 if v.dtype == torch.float64 else torch.float32)
+               for k, v in self.global_state.items()}
+        total_w, losses = 0.0, []
+        down = nbytes(self.global_state)
+        for k in sampled:
+            self.load(k)
+            client = self.client(int(k), t, "data")
+            losses.append(self.method.local_update(client))
+            upload = self.method.upload(client, self.shared)
+            w = float(self.n_train[k]) if self.method.weighting == "samples" else 1.0
+            for name, value in upload.items():
+                acc[name].add_(value.detach(), alpha=w)
+            total_w += w
+            self.save(k)
+            self.bytes_down += down
+            self.bytes_up += nbytes(upload)
+            self.times_sampled[k] += 1
+        if self.global_state:
+            mean = {k: (v / total_w).to(self.global_state[k].dtype) if self.global_state[k].is_floating_point()
+                    else (v / total_w).round().to(self.global_state[k].dtype) for k, v in acc.items()}
+            self.global_state = self.method.server_update(self.global_state, mean)
+            self._teacher_fresh = False
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def evaluate(self, t: int) -> dict[str, np.ndarray]:
+        """Every client's personalized model (method.eval_model) on its val and test splits."""
+        out = {key: np.zeros(self.data.num_clients) for key in ("val_acc", "test_acc", "test_loss")}
+        for k in range(self.data.num_clients):
+            self.load(k)
+            model = self.method.eval_model(self.client(k, t, "finetune"))
+            split = self.data.clients[k]
+            for name, idx in (("val", split.val), ("test", split.test)):
+                acc, loss = evaluate_model(model, self.data.x, self.data.y, idx, self.hp.eval_batch_size)
+                out[f"{name}_acc"][k] = acc
+                if name == "test":
+                    out["test_loss"][k] = loss
+        return out
+
+    def finite(self) -> bool:
+        """False when any global or personal tensor holds NaN or inf (divergence)."""
+        tensors = list(self.global_state.values()) + list(self.store.tensors.values())
+        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())

@@ -1,0 +1,26 @@
+"""Loss terms shared by methods (distillation, proximal)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DISTILL_LOSSES = ("kl", "mse", "cosine")
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", tau: float = 1.0
+                 ) -> torch.Tensor:
+    """Distance from student features/logits to the (detached) teacher's, zero when they are equal.
+
+    kl:     tau^2 * KL(softmax(teacher/tau) || softmax(student/tau)), batch mean (Hinton et al.).
+    mse:    mean squared error.
+    cosine: mean of 1 - cos(student, teacher).
+    """
+    teacher = teacher.detach()
+    if kind == "kl":
+        return F.kl_div(F.log_softmax(student / tau, dim=1), F.log_softmax(teacher / tau, dim=1),
+                        reduction="batchmean", log_target=True) * tau * tau
+    if kind == "mse":
+        return F.mse_loss(student, teacher)
+    if kind == "cosine":
+        return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
+    raise ValueError(f"unknown distillation loss {kind!r}; choose one of {DISTILL_LOSSES}")

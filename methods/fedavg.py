@@ -1,0 +1,52 @@
+"""FedAvg (McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized
+Data", AISTATS 2017), the base every method here is a difference from.
+
+The harness (fedbench.federation) calls these hooks; a method overrides only what it changes:
+  shared / personal   model parts uploaded and averaged / kept per client ("all", "none",
+                      "backbone", "head", "bn", "non_bn"); parts may overlap (a shared part that is
+                      also personal starts each round from the client's own copy).
+  client_state(model) extra per-client tensors (e.g. a personal model), held in the client store.
+  local_update(c)     the client's local training; default: E epochs of SGD on `loss`.
+  loss(c, x, y)       the local objective; default: cross-entropy.
+  upload(c)           what the client sends; default: the shared part of its model.
+  server_update(g, m) the new global state from the old one and the mean upload; default: the mean.
+  eval_model(c)       the personalized model evaluated for client c; default: its model.
+FedAvg itself: the whole model is shared, averaged with weights n_k (train samples), and the global
+model is what every client evaluates.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from methods import register
+
+
+@register
+class FedAvg:
+    name = "fedavg"
+    shared = "all"
+    personal = "none"
+
+    def __init__(self, hp, model):
+        self.hp = hp
+        self.weighting = hp.get("weighting", "samples")  # samples (n_k-weighted) | uniform
+
+    def client_state(self, model) -> dict[str, torch.Tensor]:
+        return {}
+
+    def local_update(self, client) -> float:
+        return client.sgd(lambda x, y: self.loss(client, x, y))
+
+    def loss(self, client, x, y) -> torch.Tensor:
+        return F.cross_entropy(client.model(x), y)
+
+    def upload(self, client, keys: list[str]) -> dict[str, torch.Tensor]:
+        state = client.model.state_dict()
+        return {k: state[k] for k in keys}
+
+    def server_update(self, global_state, mean_upload) -> dict[str, torch.Tensor]:
+        return mean_upload
+
+    def eval_model(self, client):
+        return client.model

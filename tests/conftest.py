@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny in-memory federation (no files), and a subprocess runner for the CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import methods
+from fedbench.data.types import ClientData, FederatedData
+from fedbench.federation import Federation, TrainConfig
+from fedbench.models import build_model
+from fedbench.seeding import stream_seed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_data(num_clients=4, per_client=24, dim=8, classes=4, seed=0) -> FederatedData:
+    g = torch.Generator().manual_seed(seed)
+    n = num_clients * per_client
+    x = torch.randn(n, dim, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    clients = []
+    for k in range(num_clients):
+        idx = torch.arange(k * per_client, (k + 1) * per_client)
+        clients.append(ClientData(idx[: per_client - 8], idx[per_client - 8: per_client - 4], idx[per_client - 4:]))
+    return FederatedData("tiny", x, y, classes, clients)
+
+
+def method_hp(name: str, **overrides):
+    hp = OmegaConf.load(ROOT / "conf" / "method" / f"{name}.yaml")
+    return OmegaConf.merge(hp, overrides)
+
+
+def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None, hp_overrides=None,
+                    seed=0, lr=0.1, batch_size=5, local_epochs=1, momentum=0.0):
+    data = data or tiny_data()
+    torch.manual_seed(stream_seed(seed, "init"))
+    model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
+    m = methods.get(method)(method_hp(method, **(hp_overrides or {})), model)
+    hp = TrainConfig(seed, lr, momentum, 0.0, batch_size, local_epochs)
+    return Federation(hp, data, model, m, rounds, join_ratio)
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "fedbench", "progress=false", *args], cwd=cwd or ROOT,
+                          env=e, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    monkeypatch.setenv("FEDBENCH_DATA", str(root))
+    return root

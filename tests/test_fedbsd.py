@@ -1,0 +1,87 @@
+"""FedBSD's defining mechanisms: backbone-only upload, frozen teacher, lam=0 == FedPer, zero loss at
+student == teacher, and the distillation actually pulling the student toward the teacher."""
+import pytest
+import torch
+
+from fedbench.losses import DISTILL_LOSSES, distillation
+from tests.conftest import make_federation
+
+
+def test_head_never_leaves_the_client():
+    fed = make_federation("fedbsd", rounds=2)
+    assert fed.shared and all(k.startswith("backbone.") for k in fed.shared)
+    for t in range(2):
+        fed.train_round(t)
+        assert not any(k.startswith("head.") for k in fed.global_state)
+    # the upload of a trained client holds no head tensor
+    fed.load(0)
+    client = fed.client(0, 2, "data")
+    fed.method.local_update(client)
+    assert not any(k.startswith("head.") for k in fed.method.upload(client, fed.shared))
+    # heads are personal: they differ across clients after training
+    heads = fed.store.tensors["head.0.weight"]
+    assert not torch.equal(heads[0], heads[1])
+
+
+def test_teacher_gets_no_gradient_and_stays_fixed():
+    fed = make_federation("fedbsd", rounds=1)
+    fed.load(0)
+    client = fed.client(0, 0, "data")
+    teacher = client.global_model()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    fed.method.local_update(client)
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    # and the student did move
+    assert not torch.equal(client.model.state_dict()["backbone.1.0.weight"], before["backbone.1.0.weight"])
+
+
+def test_lambda_zero_is_fedper_with_plain_mean():
+    a = make_federation("fedbsd", rounds=3, join_ratio=0.5, hp_overrides={"lam": 0.0})
+    b = make_federation("fedper", rounds=3, join_ratio=0.5, hp_overrides={"weighting": "uniform"})
+    for t in range(3):
+        assert a.train_round(t) == b.train_round(t)
+    assert all(torch.equal(a.global_state[k], b.global_state[k]) for k in a.global_state)
+    assert all(torch.equal(a.store.tensors[k], b.store.tensors[k]) for k in a.store.tensors)
+
+
+@pytest.mark.parametrize("kind", DISTILL_LOSSES)
+def test_distillation_zero_when_student_equals_teacher(kind):
+    f = torch.randn(16, 8).relu()
+    assert distillation(f, f.clone(), kind, tau=2.0).abs().item() < 1e-6
+    assert distillation(f + torch.randn_like(f), f, kind, tau=2.0).item() > 1e-3
+
+
+def test_fedbsd_loss_equals_ce_at_round_start():
+    """At round start the student backbone is the global one, so L_BSD = 0 and L = CE."""
+    fed = make_federation("fedbsd", rounds=1)
+    fed.train_round(0)
+    fed.load(1)
+    client = fed.client(1, 1, "data")
+    x, y = next(client.batches())
+    ce = torch.nn.functional.cross_entropy(client.model(x), y)
+    assert torch.allclose(fed.method.loss(client, x, y), ce, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,lam", [("kl", 5.0), ("mse", 2.0), ("cosine", 1.0)])
+def test_distillation_pulls_student_toward_teacher(kind, lam):
+    def drift(lam):
+        fed = make_federation("fedbsd", rounds=1, hp_overrides={"lam": lam, "loss": kind}, lr=0.1,
+                              local_epochs=5)
+        fed.load(0)
+        client = fed.client(0, 0, "data")
+        fed.method.local_update(client)
+        x = fed.data.x[fed.data.clients[0].train]
+        with torch.no_grad():
+            return distillation(client.model.backbone(x), client.global_model().backbone(x), kind).item()
+
+    assert drift(lam) < 0.5 * drift(0.0)
+
+
+def test_personal_student_init_keeps_own_backbone():
+    fed = make_federation("fedbsd", rounds=2, hp_overrides={"student_init": "personal"})
+    fed.train_round(0)
+    fed.load(0)
+    own = fed.store.tensors["backbone.1.0.weight"][0]
+    assert torch.equal(fed.live["backbone.1.0.weight"], own)
+    assert not torch.equal(own, fed.global_state["backbone.1.0.weight"])
