@@ -18,11 +18,11 @@ from fedbench.seeding import torch_generator
 class Client:
     def __init__(self, cid: int, model: SplitModel, data: FederatedData, split: ClientData, hp,
                  round: int, stream: str, state: dict[str, torch.Tensor],
-                 global_model: Callable[[], SplitModel]):
+                 global_model: Callable[[], SplitModel], spare_model: Callable[[str], SplitModel]):
         self.id, self.model, self.data, self.split, self.hp, self.round = cid, model, data, split, hp, round
         self.state = state  # views into the client store (personal tensors and method state)
         self.generator = torch_generator(hp.seed, stream, round, cid)
-        self._global_model = global_model
+        self._global_model, self._spare_model = global_model, spare_model
 
     @property
     def n_train(self) -> int:
@@ -31,6 +31,20 @@ class Client:
     def global_model(self) -> SplitModel:
         """The round's global model (the server state this client received), frozen."""
         return self._global_model()
+
+    @torch.no_grad()
+    def aux_model(self, prefix: str) -> SplitModel:
+        """A second model (one reusable object per prefix) loaded with this client's state tensors
+        `prefix + key`, e.g. Ditto's personal model "v.". Write it back with `save_aux`."""
+        model = self._spare_model(prefix)
+        for key, t in model.state_dict(keep_vars=True).items():
+            t.copy_(self.state[prefix + key])
+        return model
+
+    @torch.no_grad()
+    def save_aux(self, prefix: str, model: SplitModel) -> None:
+        for key, t in model.state_dict().items():
+            self.state[prefix + key].copy_(t)
 
     def batches(self, epochs: int = 1, split: str = "train", batch_size: int | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -45,21 +59,28 @@ class Client:
 
     def sgd(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
             params: Iterable[torch.nn.Parameter] | None = None, epochs: int | None = None,
-            lr: float | None = None, batches: Iterable | None = None) -> float:
-        """Minibatch SGD on `loss_fn(x, y)` over `params` (default: all); every other parameter is
-        frozen with requires_grad=False for the loop (so momentum or weight decay cannot move it).
-        A fresh optimizer each call. Returns the mean loss (nan/inf propagate for divergence checks)."""
-        params = list(self.model.parameters() if params is None else params)
+            lr: float | None = None, model: SplitModel | None = None, batches: Iterable | None = None,
+            batch_size: int | None = None, momentum: float | None = None,
+            weight_decay: float | None = None) -> float:
+        """Minibatch SGD on `loss_fn(x, y)` over `params` (default: all of `model`, default the
+        client's model); every other parameter of `model` is frozen with requires_grad=False for the
+        loop (so momentum or weight decay cannot move it). A fresh optimizer each call. Unset
+        hyperparameters come from the run config. Returns the mean loss (nan/inf propagate)."""
+        model = self.model if model is None else model
+        params = list(model.parameters() if params is None else params)
         chosen = {id(p) for p in params}
-        saved = [(p, p.requires_grad) for p in self.model.parameters()]
+        saved = [(p, p.requires_grad) for p in model.parameters()]
         for p, _ in saved:
             p.requires_grad_(id(p) in chosen)
-        opt = torch.optim.SGD(params, lr=lr or self.hp.lr, momentum=self.hp.momentum,
-                              weight_decay=self.hp.weight_decay)
-        self.model.train()
+        opt = torch.optim.SGD(params, lr=self.hp.lr if lr is None else lr,
+                              momentum=self.hp.momentum if momentum is None else momentum,
+                              weight_decay=self.hp.weight_decay if weight_decay is None else weight_decay)
+        model.train()
         total, steps = torch.zeros((), device=self.data.x.device), 0
+        if batches is None:
+            batches = self.batches(epochs or self.hp.local_epochs, batch_size=batch_size)
         try:
-            for x, y in (batches if batches is not None else self.batches(epochs or self.hp.local_epochs)):
+            for x, y in batches:
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(x, y)
                 loss.backward()

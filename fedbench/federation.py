@@ -16,6 +16,7 @@ import torch
 from fedbench.client import Client
 from fedbench.data.types import FederatedData
 from fedbench.evaluation import evaluate_model
+from fedbench.finetune import finetune, finetune_settings
 from fedbench.seeding import numpy_rng
 from fedbench.store import ClientStore, nbytes
 
@@ -30,12 +31,13 @@ class TrainConfig:
     weight_decay: float
     batch_size: int
     local_epochs: int
+    rounds: int = 1
     eval_batch_size: int = 1024
 
     @classmethod
     def from_cfg(cls, cfg) -> "TrainConfig":
         return cls(int(cfg.seed), float(cfg.lr), float(cfg.momentum), float(cfg.weight_decay),
-                   int(cfg.batch_size), int(cfg.local_epochs))
+                   int(cfg.batch_size), int(cfg.local_epochs), int(cfg.rounds))
 
 
 def sampling_schedule(seed: int, rounds: int, num_clients: int, join_ratio: float) -> np.ndarray:
@@ -53,18 +55,22 @@ class Federation:
         self.shared = model.keys(method.shared)
         self.personal = model.keys(method.personal)
         self.global_state = {k: self.live[k].detach().clone() for k in self.shared}
+        # neither shared nor personal: frozen at the initial value on every client (e.g. FedBABU's head)
+        self.fixed = {k: self.live[k].detach().clone() for k in self.live
+                      if k not in self.global_state and k not in self.personal}
         init = {k: self.live[k] for k in self.personal} | method.client_state(model)
         self.store = ClientStore(data.num_clients, init)
         self.schedule = sampling_schedule(hp.seed, rounds, data.num_clients, join_ratio)
         self.n_train = np.array([len(c.train) for c in data.clients])
         self.times_sampled = np.zeros(data.num_clients, dtype=np.int64)
         self.bytes_up = self.bytes_down = 0
-        self._teacher, self._teacher_fresh = None, False
+        self._teacher, self._teacher_fresh, self._spares = None, False, {}
+        self.finetune = finetune_settings(method.hp)
 
     # -- moving state in and out of the live model ---------------------------------------------
     @torch.no_grad()
     def load(self, k: int) -> None:
-        for name, value in self.global_state.items():
+        for name, value in (self.fixed | self.global_state).items():
             self.live[name].copy_(value)
         view = self.store.view(k)
         for name in self.personal:
@@ -81,13 +87,19 @@ class Federation:
         if self._teacher is None:
             self._teacher = copy.deepcopy(self.model).requires_grad_(False).eval()
         if not self._teacher_fresh:
-            self._teacher.load_state_dict(self.global_state, strict=False)
+            self._teacher.load_state_dict(self.fixed | self.global_state, strict=False)
             self._teacher_fresh = True
         return self._teacher
 
+    def spare_model(self, name: str):
+        """A reusable extra model object per name (built once), for methods that keep a second model."""
+        if name not in self._spares:
+            self._spares[name] = copy.deepcopy(self.model)
+        return self._spares[name]
+
     def client(self, k: int, round: int, stream: str) -> Client:
         return Client(k, self.model, self.data, self.data.clients[k], self.hp, round, stream,
-                      self.store.view(k), self.global_model)
+                      self.store.view(k), self.global_model, self.spare_model)
 
     # -- one round -----------------------------------------------------------------------------
     def train_round(self, t: int) -> float:
@@ -122,7 +134,10 @@ class Federation:
         out = {key: np.zeros(self.data.num_clients) for key in ("val_acc", "test_acc", "test_loss")}
         for k in range(self.data.num_clients):
             self.load(k)
-            model = self.method.eval_model(self.client(k, t, "finetune"))
+            client = self.client(k, t, "finetune")
+            model = self.method.eval_model(client)
+            if self.finetune:
+                finetune(client, model, **self.finetune)
             split = self.data.clients[k]
             for name, idx in (("val", split.val), ("test", split.test)):
                 acc, loss = evaluate_model(model, self.data.x, self.data.y, idx, self.hp.eval_batch_size)

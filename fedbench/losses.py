@@ -24,3 +24,11 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl",
     if kind == "cosine":
         return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
     raise ValueError(f"unknown distillation loss {kind!r}; choose one of {DISTILL_LOSSES}")
+
+
+def proximal(model, anchor: dict[str, torch.Tensor], mu: float) -> torch.Tensor:
+    """(mu / 2) * ||w - anchor||^2 over the model's trainable parameters that the anchor holds
+    (buffers such as BatchNorm statistics are never pulled)."""
+    terms = [(p - anchor[name].detach()).pow(2).sum() for name, p in model.named_parameters()
+             if p.requires_grad and name in anchor]
+    return 0.5 * mu * torch.stack(terms).sum() if terms else torch.zeros(())

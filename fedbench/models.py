@@ -9,7 +9,7 @@ import torch
 from torch import nn
 import torchvision
 
-PARTS = ("all", "none", "backbone", "head", "bn", "non_bn")
+PARTS = ("all", "none", "backbone", "head", "bn", "non_bn")  # or any top-level module name
 
 
 class SplitModel(nn.Module):
@@ -31,21 +31,26 @@ class SplitModel(nn.Module):
         keys = set(self.keys(part))
         return [p for name, p in self.named_parameters() if name in keys]
 
-    def keys(self, part: str) -> list[str]:
-        """State-dict keys (parameters and buffers) belonging to `part`, in state-dict order."""
+    def keys(self, part) -> list[str]:
+        """State-dict keys (parameters and buffers) of `part`, in state-dict order. A part is "all",
+        "none", "bn", "non_bn", the name of a top-level module ("backbone", "head", or one a method
+        adds), or a list of parts (their union)."""
         names = list(self.state_dict().keys())
+        if not isinstance(part, str):
+            chosen = {k for p in part for k in self.keys(p)}
+            return [k for k in names if k in chosen]
         if part == "all":
             return names
         if part == "none":
             return []
-        if part in ("backbone", "head"):
-            return [k for k in names if k.startswith(part + ".")]
         if part in ("bn", "non_bn"):
             bn = {f"{mod_name}.{t}" for mod_name, m in self.named_modules()
                   if isinstance(m, nn.modules.batchnorm._BatchNorm)
                   for t, _ in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))}
             return [k for k in names if (k in bn) == (part == "bn")]
-        raise ValueError(f"unknown model part {part!r}; choose one of {PARTS}")
+        if part in dict(self.named_children()):
+            return [k for k in names if k.startswith(part + ".")]
+        raise ValueError(f"unknown model part {part!r}; choose one of {PARTS} or a top-level module name")
 
 
 def _split(blocks: list[nn.Module], head_layers: int) -> SplitModel:

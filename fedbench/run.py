@@ -26,7 +26,11 @@ def build_method(cfg: DictConfig, model):
     names = methods.available()
     if cfg.method.name not in names:
         raise ConfigError(f"method={cfg.method.name!r} is not a method; choose one of: {', '.join(names)}")
-    return methods.get(cfg.method.name)(cfg.method, model)
+    cls = methods.get(cfg.method.name)
+    if cls.needs_batchnorm and not model.has_batchnorm():
+        raise ConfigError(f"method={cfg.method.name!r} needs a model with BatchNorm, but model={cfg.model.name!r} "
+                          f"has none; use e.g. model=cnn model.bn=true")
+    return cls(cfg.method, model)
 
 
 def metrics_row(t: int, ev: dict, loss: float, fed: Federation, data, wall: float) -> dict:

@@ -11,6 +11,10 @@ The harness (fedbench.federation) calls these hooks; a method overrides only wha
   upload(c)           what the client sends; default: the shared part of its model.
   server_update(g, m) the new global state from the old one and the mean upload; default: the mean.
   eval_model(c)       the personalized model evaluated for client c; default: its model.
+Harness add-ons any method can switch on in its config: `ft_epochs` etc. (fedbench.finetune).
+Client tools: c.sgd(loss, params, epochs, lr, model), c.batches(), c.global_model() (frozen
+round-start global), c.aux_model(prefix)/c.save_aux (a second model kept in the client store),
+c.state (the client's store tensors), c.round, c.hp (run hyperparameters).
 FedAvg itself: the whole model is shared, averaged with weights n_k (train samples), and the global
 model is what every client evaluates.
 """
@@ -27,6 +31,7 @@ class FedAvg:
     name = "fedavg"
     shared = "all"
     personal = "none"
+    needs_batchnorm = False
 
     def __init__(self, hp, model):
         self.hp = hp
