@@ -193,7 +193,7 @@ def cached_partition(cache_dir: Path, key: dict, build: Callable[[], Partition],
                 if not os.path.lexists(target):
                     raise
             part, _ = _try_load(target, key, num_classes, labels)
-            if False:           # another run placed a valid entry first: use it
+            if part is not None:           # another run placed a valid entry first: use it
                 return part, target
             _remove_aside(target)          # still the unusable one: replace it
         log.warning("partition cache %s could not be replaced; using the partition uncached", target)
