@@ -86,7 +86,8 @@ def _dirichlet_counts(gamma: np.ndarray, class_order: np.ndarray, class_sizes: n
                       cap: float) -> np.ndarray:
     """Per-class client counts (C, K) of the standard split from Gamma(alpha) draws `gamma`
     (C, K): visiting classes in `class_order`, a class's proportions are its normalised gamma
-    row with clients already holding >= cap samples zeroed, cut by floor of the cumulative sum."""
+    row with clients already holding >= cap samples zeroed, cut by floor of the cumulative sum
+    (the few samples lost to flooring go to the last client with a share, never a capped one)."""
     counts = np.zeros(gamma.shape, dtype=np.int64)
     held = np.zeros(gamma.shape[1], dtype=np.int64)
     for c in class_order:
@@ -97,7 +98,7 @@ def _dirichlet_counts(gamma: np.ndarray, class_order: np.ndarray, class_sizes: n
             p, total = open_.astype(float), open_.sum()
         cuts = np.minimum(np.floor(np.cumsum(p) / total * class_sizes[c]), class_sizes[c])
         cuts = cuts.astype(np.int64)
-        cuts[-1] = class_sizes[c]
+        cuts[np.flatnonzero(p)[-1]:] = class_sizes[c]   # rounding leftovers: last client with a share
         counts[c] = np.diff(cuts, prepend=0)
         held += counts[c]
     return counts

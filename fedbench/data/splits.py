@@ -39,7 +39,7 @@ def _check_fracs(val_frac: float, test_frac: float) -> None:
     ok = all(isinstance(f, (int, float, np.number)) and not isinstance(f, bool) and f >= 0
              for f in (val_frac, test_frac))
     if not ok or not val_frac + test_frac < 1:
-        raise ConfigError(f"val_frac={val_frac!r}, test_frac={test_frac!r}: each must be a number >= 0 "
+        raise ConfigError(f"data.val_frac={val_frac!r}, data.test_frac={test_frac!r}: each must be a number >= 0 "
                           "and their sum < 1")
 
 
