@@ -3,10 +3,8 @@ that names the key, the value and what is allowed."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from fedbench.errors import ConfigError
 from fedbench.models import MODELS
@@ -17,17 +15,10 @@ def _check(ok: bool, key: str, value, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
 
 
-def _load_group_default(group: str, name: str) -> DictConfig:
-    path = Path(__file__).resolve().parents[1] / "conf" / group / f"{name}.yaml"
-    return OmegaConf.load(path)
-
-
 def prepare(cfg: DictConfig) -> DictConfig:
-    """Return a validated copy of `cfg` with `model: auto` replaced by the dataset's default model."""
+    """Return a validated copy of `cfg` (with data.root expanded)."""
     cfg = cfg.copy()
     with open_dict(cfg):
-        if cfg.model.name == "auto":
-            cfg.model = _load_group_default("model", cfg.dataset.model)
         cfg.data.root = os.path.expanduser(str(cfg.data.root))
     _check(cfg.model.name in MODELS, "model", cfg.model.name, f"choose one of {sorted(MODELS)}")
     for key in ("rounds", "local_epochs", "batch_size", "eval_every", "num_clients", "eval_final_k"):
