@@ -51,10 +51,15 @@ class Client:
         """Shuffled minibatches of the client's `split`, `epochs` passes."""
         idx = getattr(self.split, split)
         size = batch_size or self.hp.batch_size
+        # a trailing batch of one sample joins the previous batch (BatchNorm cannot train on one)
+        starts = list(range(0, len(idx), size))
+        if len(starts) > 1 and len(idx) - starts[-1] == 1:
+            starts.pop()
+        ends = starts[1:] + [len(idx)]
         for _ in range(epochs):
             order = idx[torch.randperm(len(idx), generator=self.generator).to(idx.device)]
-            for start in range(0, len(order), size):
-                b = order[start:start + size]
+            for start, end in zip(starts, ends):
+                b = order[start:end]
                 yield self.data.x[b], self.data.y[b]
 
     def sgd(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

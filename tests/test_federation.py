@@ -88,3 +88,13 @@ def test_same_seed_same_numbers():
     for t in range(3):
         assert a.train_round(t) == b.train_round(t)
     assert all(torch.equal(a.global_state[k], b.global_state[k]) for k in a.global_state)
+
+
+def test_batches_cover_the_split_once_per_epoch_without_singletons():
+    fed = make_federation("fedavg", batch_size=5)  # 16 train samples: 5 + 5 + 6, never a batch of 1
+    c = fed.client(0, 0, "data")
+    sizes = [len(y) for _, y in c.batches(2)]
+    assert sizes == [5, 5, 6, 5, 5, 6]
+    seen = torch.cat([x for x, _ in c.batches(1)])
+    expect = fed.data.x[fed.data.clients[0].train]
+    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, expect.tolist()))
