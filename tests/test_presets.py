@@ -1,0 +1,37 @@
+"""Config presets compose as documented: experiment presets win over defaults, the command line wins
+over presets, and each dataset gets its default model."""
+import pytest
+from hydra import compose, initialize_config_dir
+
+from fedbench.cli import CONF_DIR, normalize_argv
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("dataset,model", [("digits", "mlp"), ("synthetic", "mlp"), ("cifar10", "cnn"),
+                                           ("cifar100", "cnn"), ("femnist", "lenet")])
+def test_dataset_default_model(dataset, model):
+    assert _compose(f"dataset={dataset}").model.name == model
+    assert _compose(f"dataset={dataset}", "model=resnet18").model.name == "resnet18"
+
+
+def test_experiment_preset_and_command_line_precedence():
+    cfg = _compose("experiment=fedrep_cifar100")
+    assert (cfg.dataset.name, cfg.partition.classes_per_client, cfg.num_clients, cfg.join_ratio) == \
+        ("cifar100", 20, 100, 0.1)
+    assert _compose("experiment=fedrep_cifar100", "num_clients=7").num_clients == 7
+
+
+def test_fedbsd_ablation_sweeps_the_reconstructed_switches():
+    params = _compose("experiment=fedbsd_ablation").hydra.sweeper.params
+    assert set(params) == {"method.lam", "method.loss", "method.student_init"}
+    assert "0.0" in params["method.lam"].split(",")
+
+
+def test_multirun_flag_is_moved_to_the_front():
+    assert normalize_argv(["method=fedbsd", "dataset=cifar100", "-m", "seed=0,1,2"]) == \
+        ["-m", "method=fedbsd", "dataset=cifar100", "seed=0,1,2"]
+    assert normalize_argv(["a=1"]) == ["a=1"]
