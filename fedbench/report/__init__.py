@@ -1,0 +1,77 @@
+"""From run directories to results: `python -m fedbench.report` (see __main__) or `build_report()`.
+
+Stages: collect (read every run dir, group by setting and method variant) -> aggregate (mean ± std
+over seeds of usable runs only; failed/diverged/unfinished runs and missing seeds listed) -> write
+summary.csv, tables/ (Markdown + LaTeX + issues.md) and plots/ (PNG).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fedbench.report.collect import ReportError
+
+METRICS = ("final", "best")
+__all__ = ["METRICS", "Report", "ReportError", "build_report"]
+
+
+@dataclass
+class Report:
+    """What a report wrote, and what it found wrong."""
+    summary_csv: Path
+    tables: list[Path] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    runs: int = 0
+    usable: int = 0
+    settings: int = 0
+
+
+def summary_columns(runs) -> list[str]:
+    """summary.csv column order: identity, setting params, headline numbers, cost, bookkeeping."""
+    first = ["setting", "variant", "method", "seed", "status", "dataset", "partition"]
+    part = sorted(c for c in runs.columns if c.startswith("partition."))
+    heads = [f"{w}_{v}" for w in METRICS for v in ("acc", "acc_weighted", "acc_std", "acc_bottom10")]
+    cost = ["best_round", "rounds", "rounds_done", "wall_time_s", "bytes_up", "bytes_down", "bytes_total"]
+    last = ["diverged_round", "error", "model", "setting_key", "config_hash", "partition_cache", "run_dir"]
+    named = set(first + part + heads + cost + last + ["num_clients"])
+    extra = sorted(c for c in runs.columns if c not in named)
+    return first + part + ["num_clients"] + extra + heads + cost + last
+
+
+def build_report(results_dir: str | Path = "results", metric: str = "final", filters=(),
+                 out_dir: str | Path | None = None, echo: Callable[[str], None] = print) -> Report:
+    """Write summary.csv, tables and plots for the runs under results_dir (into out_dir, default
+    the same directory). Raises ReportError on bad input (no runs, unknown metric or filter key)."""
+    from fedbench.report.aggregate import good_runs, problem_runs
+    from fedbench.report.collect import collect
+    from fedbench.report.plots import write_plots
+    from fedbench.report.tables import write_issues, write_tables
+    from fedbench.results import atomic_write
+
+    if metric not in METRICS:
+        raise ReportError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
+    results_dir = Path(results_dir)
+    out = Path(out_dir) if out_dir is not None else results_dir
+    runs = collect(results_dir, list(filters))
+    runs = runs.sort_values(["setting", "variant", "seed"], na_position="last").reset_index(drop=True)
+    path = out / "summary.csv"
+    atomic_write(path, runs[summary_columns(runs)].to_csv(index=False, float_format="%.6g"))
+
+    ok = good_runs(runs, metric)
+    tables_dir = out / "tables"
+    report = Report(path, runs=len(runs), usable=len(ok), settings=runs["setting_key"].nunique())
+    report.issues = write_issues(problem_runs(runs, metric), runs, metric, tables_dir / "issues.md")
+    if len(ok):
+        report.tables = write_tables(runs, metric, tables_dir)
+        report.plots = write_plots(results_dir, runs, ok, out / "plots")
+    counts = runs["status"].value_counts().to_dict()
+    plural = "s" if report.settings != 1 else ""
+    echo(f"fedbench.report: {len(runs)} runs in {report.settings} setting{plural} "
+         f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); {len(ok)} usable")
+    for line in report.issues:
+        echo(f"fedbench.report: {line}")
+    echo(f"fedbench.report: wrote {path}, {len(report.tables)} tables and issues.md under {tables_dir}, "
+         f"{len(report.plots)} plots under {out / 'plots'}")
+    return report

@@ -1,0 +1,44 @@
+"""`python -m fedbench.report [--results-dir results] [--metric final|best] [--filter key=value ...]`
+
+Reads every run directory under <results-dir>/runs and writes <results-dir>/summary.csv,
+<results-dir>/tables/*.md|*.tex|issues.md and <results-dir>/plots/*.png.
+Exit status: 0 when at least one run was usable, 1 when runs exist but none completed,
+2 on bad input (no results dir, no runs, unknown filter key).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fedbench.report import METRICS, ReportError, build_report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fedbench.report",
+                                description="All finished fedbench runs -> summary.csv, tables and plots.")
+    p.add_argument("--results-dir", default="results", help="the results_dir the runs wrote to (default: results)")
+    p.add_argument("--metric", choices=METRICS, default="final",
+                   help="final = mean of the last k evaluations; best = round chosen by validation accuracy")
+    p.add_argument("--filter", dest="filters", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="keep runs whose summary field or config key equals VALUE (comma = any of), "
+                        "e.g. method=fedavg,fedper partition.alpha=0.1; repeatable, all must hold")
+    p.add_argument("--out", default=None, help="write outputs here instead of into --results-dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        report = build_report(args.results_dir, args.metric, args.filters, args.out,
+                              echo=lambda line: print(line, file=sys.stderr))
+    except ReportError as exc:
+        print(f"fedbench.report: error: {exc}", file=sys.stderr)
+        return 2
+    if report.usable == 0:
+        print("fedbench.report: error: no usable run (none complete); see tables/issues.md", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Collect run directories into one frame: one row per run, with its setting and method variant.
+
+A *setting* is everything that defines the experiment except the method and the seed: the run's
+resolved config.yaml minus `method`, `seed` and the execution-only keys (results.NON_SCIENTIFIC).
+A *variant* is a method name plus any of its hyperparameters that differ between runs of that
+method, so e.g. fedprox with mu=0.01 and mu=0.1 are two rows of a table, never averaged together.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from omegaconf import OmegaConf
+
+from fedbench.results import scientific_config
+
+HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10")
+RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
+              "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
+              "error", "config_hash", "partition_cache")
+STATUS_OK = "complete"
+
+
+class ReportError(Exception):
+    """Bad input to the report (no runs, unknown filter key, ...): one line for the user."""
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists become their JSON text so they can be compared."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= flatten(v, f"{key}.")
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def _digest(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def find_run_dirs(results_dir: Path) -> list[Path]:
+    """Every directory under results_dir/runs holding a summary.json or a config.yaml."""
+    runs = Path(results_dir) / "runs"
+    found = {p.parent for name in ("summary.json", "config.yaml") for p in runs.rglob(name)}
+    return sorted(found)
+
+
+def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
+    """(row, flat scientific config) of one run directory; unreadable files give status 'missing'."""
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as exc:
+        summary = {"status": "missing", "error": f"summary.json unreadable: {type(exc).__name__}"}
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+        config = scientific_config(OmegaConf.create(config))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        config = {}
+        summary.setdefault("error", f"config.yaml unreadable: {type(exc).__name__}")
+        summary["status"] = "missing"
+    row = {"run_dir": str(path.relative_to(results_dir))}
+    row |= {k: summary.get(k) for k in RUN_FIELDS}
+    for when in ("final", "best"):
+        row |= {f"{when}_{h}": summary.get(f"{when}_{h}", math.nan) for h in HEADLINE}
+    sent = [summary.get(k) for k in ("bytes_up", "bytes_down") if summary.get(k) is not None]
+    row["bytes_total"] = sum(sent) if sent else None
+    for key in ("dataset", "partition", "method"):
+        if row[key] is None and isinstance(config.get(key), dict):
+            row[key] = config[key].get("name")
+    for key in ("seed", "num_clients", "rounds"):
+        if row[key] is None:
+            row[key] = config.get(key)
+    return row, flatten(config)
+
+
+def _label(items: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in items.items())
+
+
+def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
+    """Add setting_key/setting (label) and variant (method label) columns; return the run frame."""
+    settings = [{k: v for k, v in f.items() if not k.startswith("method.") and k != "seed"} for f in flats]
+    keys = [_digest(s) for s in settings]
+    all_keys = sorted({k for s in settings for k in s})
+    varying = [k for k in all_keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
+    fixed_in_label = ("dataset.name", "partition.name", "num_clients")
+    for row, s, key in zip(rows, settings, keys):
+        part = {k.removeprefix("partition."): v for k, v in s.items()
+                if k.startswith("partition.") and k != "partition.name"}
+        for k, v in part.items():
+            row[f"partition.{k}"] = v
+        extra = {k: s.get(k) for k in varying if k not in fixed_in_label and not k.startswith("partition.")}
+        for k, v in extra.items():
+            row[k] = v
+        name = f"{row['dataset']} {row['partition']}" + (f"({_label(part)})" if part else "")
+        row["setting"] = " ".join([name, f"N={row['num_clients']}"] + [f"{k}={v}" for k, v in extra.items()])
+        row["setting_key"] = key
+    for method in {r["method"] for r in rows}:
+        idx = [i for i, r in enumerate(rows) if r["method"] == method]
+        hps = [{k.removeprefix("method."): v for k, v in flats[i].items()
+                if k.startswith("method.") and k != "method.name"} for i in idx]
+        vary = sorted({k for h in hps for k in h if len({json.dumps(x.get(k), default=str) for x in hps}) > 1})
+        for i, h in zip(idx, hps):
+            rows[i]["variant"] = f"{method}({_label({k: h.get(k) for k in vary})})" if vary else str(method)
+    frame = pd.DataFrame(rows)
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+    return frame
+
+
+def parse_filters(filters: list[str]) -> list[tuple[str, list[str]]]:
+    """'key=v1,v2' -> ('key', ['v1', 'v2']); a malformed filter is a ReportError."""
+    out = []
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or not key or not value:
+            raise ReportError(f"--filter {f!r} is not key=value (e.g. method=fedavg or partition.alpha=0.1)")
+        out.append((key.strip(), [v.strip() for v in value.split(",")]))
+    return out
+
+
+def _matches(value, wanted: list[str]) -> bool:
+    for w in wanted:
+        if str(value) == w:
+            return True
+        try:
+            if value is not None and not isinstance(value, str) and float(value) == float(w):
+                return True
+        except (TypeError, ValueError):
+            pass
+    return False
+
+
+def collect(results_dir: Path, filters: list[str] = ()) -> pd.DataFrame:
+    """All runs under results_dir as a frame (one row per run directory), filters applied."""
+    results_dir = Path(results_dir)
+    if not (results_dir / "runs").is_dir():
+        raise ReportError(f"no runs found: {results_dir / 'runs'} does not exist "
+                          f"(run `python -m fedbench results_dir={results_dir}` first)")
+    dirs = find_run_dirs(results_dir)
+    if not dirs:
+        raise ReportError(f"no runs found under {results_dir / 'runs'} (no summary.json or config.yaml)")
+    loaded = [load_run(d, results_dir) for d in dirs]
+    rows, flats = [r for r, _ in loaded], [f for _, f in loaded]
+    keep = [True] * len(rows)
+    for key, wanted in parse_filters(list(filters)):
+        known = [key in r or key in f for r, f in zip(rows, flats)]
+        if not any(known):
+            raise ReportError(f"--filter key {key!r} is neither a summary field nor a config key "
+                              f"(e.g. method, seed, dataset.name, partition.alpha, lr)")
+        for i, (r, f) in enumerate(zip(rows, flats)):
+            value = r.get(key, f.get(key))
+            keep[i] = keep[i] and _matches(value, wanted)
+    rows = [r for r, k in zip(rows, keep) if k]
+    flats = [f for f, k in zip(flats, keep) if k]
+    if not rows:
+        raise ReportError(f"no runs left after filters {' '.join(filters)} ({len(dirs)} runs before)")
+    return assign_groups(rows, flats)

@@ -1,0 +1,142 @@
+"""Plots (matplotlib, Agg, no pyplot state): per setting, accuracy vs round and accuracy vs
+communicated bytes (one line per method, band = std over seeds), the per-client accuracy
+distribution per method (box plot, clients pooled over seeds), and copies of the partition heatmaps.
+Only usable runs are drawn (aggregate.good_runs); files are written atomically.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PREFIXES = ("curves_", "bytes_", "clients_", "partition_")
+
+
+def slug(setting: str, key: str) -> str:
+    """A file-name-safe, unique name for a setting."""
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", setting).strip("_")[:80] + f"_{key[:6]}"
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Render to a temp file beside `path`, then rename: readers never see half a PNG."""
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _read(results_dir: Path, run_dir: str, name: str) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(results_dir / run_dir / name)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return None
+
+
+def seed_curves(results_dir: Path, runs: pd.DataFrame, y: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Mean and std over seeds of metrics.csv column `y` per round, and the mean cumulative MB sent."""
+    frames = []
+    for seed, run_dir in zip(runs["seed"], runs["run_dir"]):
+        m = _read(results_dir, run_dir, "metrics.csv")
+        if m is not None and y in m:
+            frames.append(m.assign(seed=seed, mb=(m["bytes_up"] + m["bytes_down"]) / 1e6))
+    if not frames:
+        empty = pd.Series(dtype=float)
+        return empty, empty, empty
+    allm = pd.concat(frames)
+    grouped = allm.groupby("round")
+    return 100 * grouped[y].mean(), (100 * grouped[y].std()).fillna(0.0), grouped["mb"].mean()
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def plot_setting_lines(results_dir: Path, ok: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """curves_<setting>.png (accuracy vs round) and bytes_<setting>.png (accuracy vs MB sent)."""
+    setting = ok["setting"].iloc[0]
+    fig_r, ax_r = _figure(setting, "round", "mean client test accuracy (%)")
+    fig_b, ax_b = _figure(setting, "communicated MB (up + down, cumulative)", "mean client test accuracy (%)")
+    for i, (variant, runs) in enumerate(ok.groupby("variant")):
+        mean, std, mb = seed_curves(results_dir, runs, "test_acc")
+        if mean.empty:
+            continue
+        color = f"C{i % 10}"
+        label = f"{variant} (n={len(runs)})"
+        for ax, x in ((ax_r, mean.index.to_numpy()), (ax_b, mb.to_numpy())):
+            ax.plot(x, mean.to_numpy(), color=color, marker="o", markersize=3, label=label)
+            ax.fill_between(x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.2)
+    for ax in (ax_r, ax_b):
+        ax.legend(fontsize=8)
+    return [save(fig_r, out / f"curves_{name}.png"), save(fig_b, out / f"bytes_{name}.png")]
+
+
+def plot_clients(results_dir: Path, ok: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """clients_<setting>.png: per-client final test accuracy per method, clients of all seeds pooled."""
+    data, labels = [], []
+    for variant, runs in ok.groupby("variant"):
+        accs = [c["test_acc"].dropna().to_numpy() for d in runs["run_dir"]
+                if (c := _read(results_dir, d, "clients.csv")) is not None and "test_acc" in c]
+        if accs:
+            data.append(100 * np.concatenate(accs))
+            labels.append(f"{variant}\n({len(accs)} seeds)")
+    if not data:
+        return []
+    fig, ax = _figure(ok["setting"].iloc[0], "method", "client test accuracy at the last evaluation (%)")
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    return [save(fig, out / f"clients_{name}.png")]
+
+
+def copy_heatmaps(runs: pd.DataFrame, out: Path) -> list[Path]:
+    """partition_<setting>_seed<k>.png: each distinct partition's heatmap.png from its cache entry."""
+    written, seen = [], set()
+    for _, r in runs.iterrows():
+        cache = r.get("partition_cache")
+        if not isinstance(cache, str) or cache in seen or not (Path(cache) / "heatmap.png").is_file():
+            continue
+        seen.add(cache)
+        dest = out / f"partition_{slug(r['setting'], r['setting_key'])}_seed{r['seed']}.png"
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{dest.name}.", suffix=".png")
+        os.close(fd)
+        shutil.copyfile(Path(cache) / "heatmap.png", tmp)
+        os.replace(tmp, dest)
+        written.append(dest)
+    return written
+
+
+def clear_old(out: Path) -> None:
+    """Remove plots an earlier report wrote (settings may have gone), never other files."""
+    for p in out.glob("*.png"):
+        if p.name.startswith(PREFIXES):
+            p.unlink(missing_ok=True)
+
+
+def write_plots(results_dir: Path, runs: pd.DataFrame, ok: pd.DataFrame, out: Path) -> list[Path]:
+    """All plots for the usable runs `ok` (heatmaps for every run that has a partition cache)."""
+    out.mkdir(parents=True, exist_ok=True)
+    clear_old(out)
+    written = []
+    for key, group in ok.groupby("setting_key"):
+        name = slug(group["setting"].iloc[0], key)
+        written += plot_setting_lines(results_dir, group, out, name)
+        written += plot_clients(results_dir, group, out, name)
+    return written + copy_heatmaps(runs, out)

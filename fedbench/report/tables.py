@@ -1,0 +1,124 @@
+"""Tables: methods x settings, mean ± std over seeds (in %), as Markdown and LaTeX, plus issues.md.
+
+A cell reads `71.23 ± 0.45`; with one seed just `71.23`; a cell missing seeds gets `† (n/N)` and
+is never marked best; a cell whose runs all failed reads `—`. The best cell of each column (the
+highest mean at the shown precision, ties all marked, among cells with every seed) is bold:
+`**...**` in Markdown, `\\textbf{...}` in LaTeX.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from fedbench.report.aggregate import aggregate, missing_seed_cells
+from fedbench.results import atomic_write
+
+VALUES = {"acc": "mean client accuracy (unweighted)",
+          "acc_weighted": "mean client accuracy (weighted by test samples)",
+          "acc_bottom10": "bottom-decile client accuracy"}
+DIGITS = 2
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def seeds_text(seeds) -> str:
+    return ", ".join(str(int(s)) for s in seeds)
+
+
+def cell_text(mean: float, std: float, n: int, expected: int, pm: str = "±") -> str:
+    """The shown value of one cell (percent)."""
+    if n == 0:
+        return "—"
+    text = f"{100 * mean:.{DIGITS}f}"
+    if n > 1 and not math.isnan(std):
+        text += f" {pm} {100 * std:.{DIGITS}f}"
+    if n < expected:
+        text += f" † ({n}/{expected})"
+    return text
+
+
+def best_cells(agg: pd.DataFrame) -> pd.Series:
+    """Boolean per row of `agg`: best of its setting among the cells that have all their seeds."""
+    eligible = (agg["n"] > 0) & (agg["n"] == agg["expected"])
+    shown = (100 * agg["mean"]).round(DIGITS).where(eligible)
+    top = shown.groupby(agg["setting_key"]).transform("max")
+    return eligible & (shown == top)
+
+
+def pivot(agg: pd.DataFrame, style: str) -> pd.DataFrame:
+    """Methods (rows) x settings (columns) of formatted cells; style is 'md' or 'tex'."""
+    best = best_cells(agg)
+    texts = []
+    for (_, r), is_best in zip(agg.iterrows(), best):
+        pm = "$\\pm$" if style == "tex" else "±"
+        t = cell_text(r["mean"], r["std"], r["n"], r["expected"], pm)
+        if style == "tex":
+            t = t.replace("†", "$^\\dagger$").replace("—", "--")
+        if is_best:
+            t = f"\\textbf{{{t}}}" if style == "tex" else f"**{t}**"
+        texts.append(t)
+    frame = agg.assign(text=texts)
+    table = frame.pivot(index="variant", columns="setting", values="text").fillna("")
+    return table.sort_index().reindex(sorted(table.columns), axis=1)
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def to_markdown(table: pd.DataFrame, title: str, note: str) -> str:
+    """A GitHub Markdown table (pipes in labels escaped)."""
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    head = ["method"] + [esc(c) for c in table.columns]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in table.iterrows():
+        lines.append("| " + " | ".join([esc(name)] + [esc(v) for v in row]) + " |")
+    return "\n".join(lines + ["", note, ""])
+
+
+def to_latex(table: pd.DataFrame, title: str, note: str) -> str:
+    """A booktabs tabular (needs \\usepackage{booktabs}); cells are already LaTeX."""
+    frame = table.copy()
+    frame.index = [latex_escape(i) for i in frame.index]
+    frame.index.name = "method"
+    frame.columns = [latex_escape(c) for c in frame.columns]
+    body = frame.reset_index().to_latex(index=False, escape=False, column_format="l" + "r" * len(table.columns))
+    return f"% {title}\n% {note}\n{body}"
+
+
+def note_text(metric: str) -> str:
+    return (f"{metric} personalized accuracy in %, mean ± sample std (ddof=1) over seeds; "
+            "bold = best per column among cells with all seeds; † (n/N) = only n of the setting's N seeds "
+            "completed (not eligible for best); — = every run failed. Failed, diverged and unfinished "
+            "runs are never averaged in (see issues.md).")
+
+
+def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
+    """Write <metric>_<value>.md and .tex for each value in VALUES; return the paths."""
+    out_dir = Path(out_dir)
+    written = []
+    for value, desc in VALUES.items():
+        agg = aggregate(runs, metric, value)
+        title = f"{metric} {desc}"
+        for style, render in (("md", to_markdown), ("tex", to_latex)):
+            path = out_dir / f"{metric}_{value}.{style}"
+            atomic_write(path, render(pivot(agg, style), title, note_text(metric)))
+            written.append(path)
+    return written
+
+
+def write_issues(problems: pd.DataFrame, runs: pd.DataFrame, metric: str, path: Path) -> list[str]:
+    """Write issues.md (runs left out, cells missing seeds); return its lines for the console."""
+    missing = missing_seed_cells(aggregate(runs, metric))
+    lines = []
+    for _, r in problems.iterrows():
+        lines.append(f"left out: {r['setting']} | {r['variant']} | seed {r['seed']}: {r['reason']} ({r['run_dir']})")
+    for _, r in missing.iterrows():
+        lines.append(f"missing seeds: {r['setting']} | {r['variant']}: {r['n']}/{r['expected']} seeds, "
+                     f"missing seed {seeds_text(r['missing'])}")
+    body = ["# Report issues", ""]
+    body += [f"- {line}" for line in lines] if lines else ["None: every run completed and every setting has all seeds."]
+    atomic_write(Path(path), "\n".join(body) + "\n")
+    return lines
