@@ -1,0 +1,139 @@
+"""Local parallel sweeps (`hydra/launcher=local`) over submitit's local executor.
+
+submitit's own local launcher starts every run of a sweep at once, each seeing every GPU and every
+core: 20 runs on 2 cores means 20 processes with 2 torch threads each (DESIGN §9: 20-50x slower).
+This launcher keeps a pool of *slots* instead and starts a run only when a slot is free:
+- GPUs visible: one slot per `gpus_per_run` GPUs (default 1: one run per GPU), the cores split
+  evenly between the slots;
+- no GPU (CPU fallback): one slot per `cpus_per_run` cores (default: the cores shared out
+  between min(#cores, #runs) slots).
+Inside the run, the slot is applied before any work: CUDA_VISIBLE_DEVICES = the slot's GPUs and the
+CPU affinity = the slot's cores, so fedbench.config.resolve_threads (which reads the affinity) gives
+each run exactly its share. SLURM_CPUS_PER_TASK is dropped in the run: when the sweep is started
+inside a Slurm allocation it describes the whole allocation, not this run's share of it.
+"""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+from omegaconf import OmegaConf
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one run in flight may use: CPU ids (affinity) and GPU ids (CUDA_VISIBLE_DEVICES)."""
+    cpus: tuple[int, ...]
+    gpus: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        gpu = f"GPU {','.join(self.gpus)}, " if self.gpus else ""
+        return f"{gpu}{len(self.cpus)} core{'s' * (len(self.cpus) != 1)}"
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may hand out: CUDA_VISIBLE_DEVICES when set, else all CUDA devices."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and not g.strip().startswith("-")]
+    try:
+        import torch
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        return []
+
+
+def available_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def plan_slots(cpus: Sequence[int], gpus: Sequence[str], num_runs: int, gpus_per_run: int = 1,
+               cpus_per_run: int | None = None, max_parallel: int | None = None) -> list[Slot]:
+    """Split the machine into disjoint slots; never more slots than runs or cores."""
+    cpus, gpus = list(cpus), list(gpus)
+    use_gpus = bool(gpus) and gpus_per_run > 0
+    if use_gpus:
+        n = len(gpus) // gpus_per_run
+    else:
+        n = len(cpus) // cpus_per_run if cpus_per_run else len(cpus)
+    n = max(1, min(n, num_runs, len(cpus), max_parallel or n))
+    share = len(cpus) // n
+    if cpus_per_run:
+        share = max(1, min(share, cpus_per_run))
+    return [Slot(tuple(cpus[i * share:(i + 1) * share]),
+                 tuple(gpus[i * gpus_per_run:(i + 1) * gpus_per_run]) if use_gpus else ())
+            for i in range(n)]
+
+
+def apply_slot(slot: Slot) -> None:
+    """In the run's process, before anything touches CUDA or sets threads: confine it to the slot."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
+    os.environ.pop("SLURM_CPUS_PER_TASK", None)
+    if slot.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, slot.cpus)
+
+
+class LocalPoolLauncher(LocalLauncher):
+    """hydra-submitit-launcher's local launcher, with a slot pool instead of all-at-once."""
+
+    def __init__(self, gpus_per_run: int = 1, cpus_per_run: int | None = None,
+                 max_parallel: int | None = None, poll_s: float = 0.5, **params: Any) -> None:
+        super().__init__(**params)
+        self.gpus_per_run, self.cpus_per_run = int(gpus_per_run), cpus_per_run
+        self.max_parallel, self.poll_s = max_parallel, float(poll_s)
+
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state,
+                 slot: Slot | None = None) -> JobReturn:
+        if slot is not None:
+            apply_slot(slot)
+        return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+
+    def _executor(self):
+        import submitit
+
+        executor = submitit.AutoExecutor(cluster="local", folder=self.params["submitit_folder"])
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"local_{k}": v for k, v in self.params.items()
+                                      if k != "submitit_folder"})
+        return executor
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None
+        slots = plan_slots(available_cpus(), visible_gpus(), len(job_overrides), self.gpus_per_run,
+                           self.cpus_per_run, self.max_parallel)
+        executor = self._executor()
+        sweep_dir = str(self.config.hydra.sweep.dir)
+        os.makedirs(sweep_dir, exist_ok=True)
+        print(f"fedbench: local sweep of {len(job_overrides)} runs, {len(slots)} at a time "
+              f"({slots[0].describe()} each); logs under {sweep_dir}/.submitit", file=sys.stderr)
+        pending = list(enumerate(job_overrides))
+        free, running, jobs = list(range(len(slots))), {}, [None] * len(job_overrides)
+        try:
+            while pending or running:
+                while pending and free:
+                    i, overrides = pending.pop(0)
+                    s = free.pop(0)
+                    jobs[i] = executor.submit(self, list(overrides), "hydra.sweep.dir", initial_job_idx + i,
+                                              f"job_id_for_{initial_job_idx + i}", Singleton.get_state(), slots[s])
+                    running[i] = s
+                finished = [i for i in running if jobs[i].done()]
+                for i in finished:
+                    free.append(running.pop(i))
+                    print(f"fedbench: [{len(job_overrides) - len(pending) - len(running)}/{len(job_overrides)}] "
+                          f"finished #{initial_job_idx + i}: {' '.join(filter_overrides(job_overrides[i]))}",
+                          file=sys.stderr)
+                if not finished:
+                    time.sleep(self.poll_s)
+        except BaseException:
+            for i in running:
+                jobs[i].cancel(check=False)
+            raise
+        return [job.results()[0] for job in jobs]
