@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -49,8 +50,9 @@ class ReportCallback(Callback):
             self._report(dirs)
 
     def _report_after_error(self) -> None:
-        if self._pending:
-            dirs, self._pending = self._pending, []
+        dirs = [d for d in self._pending if (Path(d) / "runs").is_dir()]   # no runs yet: nothing to say
+        self._pending = []
+        if dirs:
             print("fedbench: the sweep stopped with an error; reporting the runs that exist", file=sys.stderr)
             for results_dir in dirs:
                 subprocess.run([sys.executable, "-m", "fedbench.report", "--results-dir", results_dir,

@@ -67,8 +67,8 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
         report.tables = write_tables(runs, metric, tables_dir)
         report.plots = write_plots(results_dir, runs, ok, out / "plots")
     counts = runs["status"].value_counts().to_dict()
-    plural = "s" if report.settings != 1 else ""
-    echo(f"fedbench.report: {len(runs)} runs in {report.settings} setting{plural} "
+    plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
+    echo(f"fedbench.report: {plural(len(runs), 'run')} in {plural(report.settings, 'setting')} "
          f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); {len(ok)} usable")
     for line in report.issues:
         echo(f"fedbench.report: {line}")

@@ -65,6 +65,8 @@ def problem_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
             reasons.append(f"failed: {r.get('error')}")
         elif status == "running":
             reasons.append("unfinished (still running, or killed before it finished)")
+        elif status == "interrupted":
+            reasons.append(f"interrupted: {r.get('error')} (a resubmitted sweep resumes it)")
         elif status == STATUS_OK:
             reasons.append(f"complete but has no {metric_column(metric)}")
         else:
