@@ -59,11 +59,13 @@ def _split(blocks: list[nn.Module], head_layers: int) -> SplitModel:
     return SplitModel(nn.Sequential(*blocks[:-head_layers]), nn.Sequential(*blocks[-head_layers:]))
 
 
-def mlp(input_shape, num_classes, hidden=(128, 64), head_layers=1, **_) -> SplitModel:
-    """A ReLU MLP on flattened inputs (digits, synthetic)."""
+def mlp(input_shape, num_classes, hidden=(128, 64), bn=False, head_layers=1, **_) -> SplitModel:
+    """A ReLU MLP on flattened inputs (digits, synthetic). `bn=true` adds BatchNorm1d after each
+    hidden Linear (for FedBN on flat data); without it the parameter names are unchanged."""
     dims = [int(torch.tensor(input_shape).prod())] + list(hidden)
     blocks: list[nn.Module] = [nn.Flatten()]
-    blocks += [nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(dims[:-1], dims[1:])]
+    blocks += [nn.Sequential(nn.Linear(a, b), *([nn.BatchNorm1d(b)] if bn else []), nn.ReLU())
+               for a, b in zip(dims[:-1], dims[1:])]
     blocks.append(nn.Linear(dims[-1], num_classes))
     return _split(blocks, head_layers)
 
