@@ -1,0 +1,76 @@
+"""FedBABU: the head stays at its random init (same on every client) during federation, only the body
+is trained and shared, the lr steps down at 50%/75% of rounds, and evaluation fine-tunes a copy."""
+import dataclasses
+
+import pytest
+import torch
+
+import fedbench.federation
+from tests.conftest import make_federation
+
+HEAD = ("head.0.weight", "head.0.bias")
+
+
+def test_head_never_trains_and_is_identical_on_all_clients():
+    fed = make_federation("fedbabu", rounds=3, join_ratio=0.5)
+    init = {k: fed.live[k].detach().clone() for k in HEAD}
+    body_init = fed.global_state["backbone.1.0.weight"].clone()
+    assert set(fed.fixed) == set(HEAD) and not fed.personal and set(fed.shared) == set(fed.model.keys("backbone"))
+    real = fed.method.local_update
+
+    def checked(client):  # right after local training, before the harness reloads anything
+        loss = real(client)
+        assert all(torch.equal(client.model.state_dict()[k], init[k]) for k in HEAD)
+        return loss
+
+    fed.method.local_update = checked
+    for t in range(3):
+        fed.train_round(t)
+    assert not torch.equal(fed.global_state["backbone.1.0.weight"], body_init)  # the body did train
+    for k in range(fed.data.num_clients):
+        fed.load(k)
+        assert all(torch.equal(fed.live[name], init[name]) for name in HEAD)
+
+
+def test_fine_tuning_moves_the_evaluated_head_but_not_the_stored_one(monkeypatch):
+    fed = make_federation("fedbabu", rounds=2)
+    fed.train_round(0)
+    init = {k: v.clone() for k, v in fed.fixed.items()}
+    body = {k: v.clone() for k, v in fed.global_state.items()}
+    tested, real = [], fedbench.federation.evaluate_model
+
+    def spy(model, *args):
+        tested.append(model.state_dict()["head.0.weight"].clone())
+        return real(model, *args)
+
+    monkeypatch.setattr(fedbench.federation, "evaluate_model", spy)
+    fed.evaluate(0)
+    assert tested and all(not torch.equal(h, init["head.0.weight"]) for h in tested)
+    assert all(torch.equal(fed.fixed[k], init[k]) for k in init)
+    assert all(torch.equal(fed.global_state[k], body[k]) for k in body)
+    fed.load(0)
+    assert torch.equal(fed.live["head.0.weight"], init["head.0.weight"])
+
+
+@pytest.mark.parametrize("rounds,expected", [
+    (8, [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01]),
+    (2, [1, 0.1]),  # R//2 == 3R//4: one decay (official `in [R//2, 3R//4]`)
+    (1, [1]),
+])
+def test_lr_steps_down_at_half_and_three_quarters(rounds, expected):
+    fed = make_federation("fedbabu", rounds=rounds)
+    fed.hp = dataclasses.replace(fed.hp, rounds=rounds)
+    got = []
+    for t in range(rounds):
+        client = fed.client(0, t, "data")
+        real = client.sgd
+        client.sgd = lambda *a, **kw: got.append(kw["lr"]) or real(*a, **kw)
+        fed.method.local_update(client)
+    assert got == pytest.approx([0.1 * f for f in expected])  # method lr 0.1 (official)
+
+
+def test_lr_schedule_of_the_official_320_rounds():
+    fed = make_federation("fedbabu", rounds=1)
+    fed.hp = dataclasses.replace(fed.hp, rounds=320)
+    lr = {t: fed.method.lr(fed.client(0, t, "data")) for t in (0, 159, 160, 239, 240, 319)}
+    assert lr == pytest.approx({0: 0.1, 159: 0.1, 160: 0.01, 239: 0.01, 240: 0.001, 319: 0.001})

@@ -1,0 +1,86 @@
+"""FedRep: head epochs with the body frozen, then body epochs with the head frozen; heads private."""
+import torch
+
+from tests.conftest import make_federation
+
+
+def clone(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same(a, b, prefix):
+    return all(torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+
+def run_local_update(fed, k=0, t=0):
+    """Client k's local update with a spy on client.sgd: the received state, the state after each
+    phase, and the epochs each phase asked for."""
+    fed.load(k)
+    client = fed.client(k, t, "data")
+    received, after, epochs = clone(client.model), [], []
+    real_sgd, real_batches = client.sgd, client.batches
+
+    def sgd(*args, **kwargs):
+        loss = real_sgd(*args, **kwargs)
+        after.append(clone(client.model))
+        return loss
+
+    def batches(n=1, *args, **kwargs):
+        epochs.append(n)
+        return real_batches(n, *args, **kwargs)
+
+    client.sgd, client.batches = sgd, batches
+    fed.method.local_update(client)
+    return received, after, epochs
+
+
+def test_head_phase_then_body_phase_each_freezing_the_other():
+    # official defaults: momentum 0.5 and weight decay 1e-4, which would move a part "frozen" by
+    # zeroing its gradients
+    fed = make_federation("fedrep", rounds=1)
+    assert fed.method.hp.momentum == 0.5 and fed.method.hp.weight_decay == 1e-4
+    received, (after_head, after_body), epochs = run_local_update(fed)
+    assert epochs == [10, 1]  # 10 head epochs, then the run's local_epochs (1) body epochs
+    assert same(after_head, received, "backbone.")  # body bitwise the received global
+    assert not same(after_head, received, "head.")  # the head trained
+    assert same(after_body, after_head, "head.")  # head bitwise the end-of-head-phase head
+    assert not same(after_body, received, "backbone.")  # the body trained
+
+
+def test_one_head_epoch_still_trains_the_head():
+    """PFLlib's default (-pls 1) and local_epochs=1 must not leave the head untrained."""
+    fed = make_federation("fedrep", rounds=1, local_epochs=1, hp_overrides={"head_epochs": 1})
+    received, (after_head, _), epochs = run_local_update(fed)
+    assert epochs == [1, 1] and not same(after_head, received, "head.")
+
+
+def test_zero_epochs_skip_a_phase_instead_of_running_the_default():
+    fed = make_federation("fedrep", rounds=1, local_epochs=3, hp_overrides={"head_epochs": 0, "body_epochs": 2})
+    received, (after,), epochs = run_local_update(fed)
+    assert epochs == [2] and same(after, received, "head.")
+
+
+def test_server_never_holds_heads_and_heads_stay_personal():
+    fed = make_federation("fedrep", rounds=3, hp_overrides={"head_epochs": 2})
+    for t in range(3):
+        fed.train_round(t)
+        assert fed.global_state and all(k.startswith("backbone.") for k in fed.global_state)
+    fed.load(0)
+    client = fed.client(0, 3, "data")
+    assert all(k.startswith("backbone.") for k in fed.method.upload(client, fed.shared))
+    heads = fed.store.tensors["head.0.weight"]
+    assert not torch.equal(heads[0], heads[1])
+    fed.load(1)  # a client evaluates its own stored head on the current global body
+    assert torch.equal(fed.live["head.0.weight"], heads[1])
+    assert torch.equal(fed.live["backbone.1.0.weight"], fed.global_state["backbone.1.0.weight"])
+
+
+def test_weight_decay_covers_weights_not_biases():
+    fed = make_federation("fedrep", rounds=1, hp_overrides={"weight_decay": 0.5})
+    fed.load(0)
+    client = fed.client(0, 0, "data")
+    x, y = next(client.batches())
+    client.model.backbone.requires_grad_(False)  # as during the head phase
+    head = client.model.head[0]
+    ce = torch.nn.functional.cross_entropy(client.model(x), y)
+    assert torch.allclose(fed.method.loss(client, x, y) - ce, 0.25 * head.weight.pow(2).sum())
