@@ -1,0 +1,59 @@
+"""Per-FedAvg (Fallah, Mokhtari & Ozdaglar, "Personalized Federated Learning with Theoretical
+Guarantees: A Model-Agnostic Meta-Learning Approach", NeurIPS 2020).
+
+Difference from FedAvg: the local update is a MAML meta-step on min_w f(w - alpha grad f(w)). Each of
+the tau steps (`local_steps`) draws fresh minibatches D, D' (and D'' for HF):
+    w~ = w - alpha grad f(w; D);  g = grad f(w~; D')            (g computed at w~ ...)
+    fo: w <- w - beta g;   hf: w <- w - beta (g - alpha H(w; D'') g)   (... applied to w)
+with the Hessian-vector product by central differences of gradients at w +- delta g (the form of the
+authors' MATLAB quoted in KarhouTam/Per-FedAvg#2). The meta step is plain SGD (no momentum).
+Evaluated model: each client adapts the received global model by ONE SGD step of size alpha on ONE
+minibatch of its TRAIN split, then tests it (the paper's personalization; the pFedMe and FedBABU
+repositories adapt on test data, and FL-bench for a whole epoch: both differ).
+Server: uniform mean of the sampled clients' models (the paper).
+"""
+from __future__ import annotations
+
+import torch
+
+from fedbench.functional import axpy, grad_at, hvp_fd, minibatches
+from methods import register
+from methods.fedavg import FedAvg
+
+VARIANTS = ("fo", "hf")
+
+
+@register
+class PerFedAvg(FedAvg):
+    name = "perfedavg"
+
+    def __init__(self, hp, model):
+        super().__init__(hp, model)
+        if hp.variant not in VARIANTS:
+            raise ValueError(f"method.variant={hp.variant!r}; choose one of {VARIANTS}")
+        self.weighting = hp.get("weighting", "uniform")
+
+    def local_update(self, client) -> float:
+        alpha, beta, hf = float(self.hp.alpha), float(self.hp.beta), self.hp.variant == "hf"
+        model = client.model.train()
+        w = dict(model.named_parameters())
+        stream = minibatches(client, self.hp.local_steps * (3 if hf else 2))
+        losses = []
+        for d, d_prime in zip(stream, stream):  # two fresh batches per step (a third below for hf)
+            g, _ = grad_at(model, w, *d)
+            g, loss = grad_at(model, axpy(-alpha, g, w), *d_prime)
+            if hf:
+                hg = hvp_fd(model, w, g, *next(stream), float(self.hp.delta))
+                g = axpy(-alpha, hg, g)
+            with torch.no_grad():
+                for k, p in w.items():
+                    p.add_(g[k], alpha=-beta)
+            losses.append(loss)
+        return float(torch.stack(losses).mean()) if losses else float("nan")
+
+    def eval_model(self, client):
+        """The global model after one alpha-step on one train minibatch (thrown away at next load)."""
+        model = client.model
+        client.sgd(lambda x, y: self.loss(client, x, y), lr=float(self.hp.alpha), momentum=0.0,
+                   weight_decay=0.0, batches=minibatches(client, 1))
+        return model

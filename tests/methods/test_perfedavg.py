@@ -1,0 +1,92 @@
+"""Per-FedAvg: alpha=0 FO is FedAvg on the D' batches; the meta-gradient is taken at w~ and applied to
+w; the HF finite-difference Hessian-vector product is the exact one to O(delta^2); the evaluation
+adaptation is one alpha-step on train data only."""
+import itertools
+
+import torch
+import torch.nn.functional as F
+
+from fedbench.data.types import FederatedData
+from fedbench.functional import grad_at, hvp_fd, minibatches
+from tests.conftest import make_federation, tiny_data
+from tests.methods.side_by_side import assert_same_global, train_both
+
+
+def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
+    beta, steps = 0.1, 3
+    a = make_federation("perfedavg", rounds=3, join_ratio=0.5,
+                        hp_overrides={"alpha": 0.0, "beta": beta, "local_steps": steps, "variant": "fo"})
+    b = make_federation("fedavg", rounds=3, join_ratio=0.5, lr=beta, hp_overrides={"weighting": "uniform"})
+    # FedAvg whose SGD steps use the D' batches (every second one of the same data stream)
+    b.method.local_update = lambda c: c.sgd(lambda x, y: b.method.loss(c, x, y),
+                                            batches=itertools.islice(minibatches(c, 2 * steps), 1, None, 2))
+    train_both(a, b, 3)
+    assert_same_global(a, b)
+
+
+def test_meta_gradient_is_taken_at_w_tilde_and_applied_to_w():
+    alpha, beta = 0.5, 0.3
+    fed = make_federation("perfedavg", rounds=1, hp_overrides={"alpha": alpha, "beta": beta, "local_steps": 1})
+    fed.load(0)
+    model = fed.model
+    w = {k: p.detach().clone() for k, p in model.named_parameters()}
+    d, d_prime = list(minibatches(fed.client(0, 0, "data"), 2))
+    g, _ = grad_at(model, w, *d)
+    g_tilde, _ = grad_at(model, {k: w[k] - alpha * g[k] for k in w}, *d_prime)
+    fed.method.local_update(fed.client(0, 0, "data"))
+    for k, p in model.named_parameters():
+        assert torch.allclose(p, w[k] - beta * g_tilde[k], atol=1e-6), k
+        assert not torch.allclose(p, w[k] - alpha * g[k] - beta * g_tilde[k], atol=1e-4), k  # not from w~
+
+
+def test_finite_difference_hvp_matches_autograd_to_second_order():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    x, y = torch.randn(16, 6, dtype=torch.float64), torch.randint(0, 3, (16,))
+    w = dict(model.named_parameters())
+    v = {k: torch.randn_like(p) for k, p in w.items()}
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(w.values()), create_graph=True)
+    exact = torch.autograd.grad(sum((g * v[k]).sum() for g, k in zip(grads, w)), list(w.values()))
+    exact = torch.cat([e.flatten() for e in exact])
+
+    def error(delta):
+        fd = hvp_fd(model, w, v, x, y, delta)
+        return (torch.cat([fd[k].flatten() for k in w]) - exact).norm().item()
+
+    assert error(1e-3) < 1e-4 * exact.norm().item()
+    assert 3.5 < error(0.02) / error(0.01) < 4.5  # halving delta quarters the error: O(delta^2)
+
+
+def test_hf_differs_from_fo():
+    def trained(variant):
+        fed = make_federation("perfedavg", rounds=1, hp_overrides={"alpha": 0.5, "beta": 0.3, "variant": variant})
+        fed.train_round(0)
+        return fed.global_state
+
+    fo, hf = trained("fo"), trained("hf")
+    assert any(not torch.allclose(fo[k], hf[k], atol=1e-5) for k in fo)
+
+
+def test_evaluation_adapts_one_alpha_step_on_train_data_only():
+    alpha = 0.5
+    data = tiny_data()
+    # the same federation, except every val/test sample is different
+    x, y = data.x.clone(), data.y.clone()
+    held = torch.cat([torch.cat([c.val, c.test]) for c in data.clients])
+    x[held] = torch.randn_like(x[held]) * 10
+    y[held] = (y[held] + 1) % data.num_classes
+    other = FederatedData(data.name, x, y, data.num_classes, data.clients)
+    adapted = []
+    for d in (data, other):
+        fed = make_federation("perfedavg", rounds=1, data=d, hp_overrides={"alpha": alpha})
+        fed.train_round(0)
+        fed.load(2)
+        model = fed.method.eval_model(fed.client(2, 0, "finetune"))
+        adapted.append({k: p.detach().clone() for k, p in model.named_parameters()})
+    assert all(torch.equal(adapted[0][k], adapted[1][k]) for k in adapted[0])
+    # exactly one step of size alpha from the global model on the first train batch of the stream
+    batch = next(minibatches(fed.client(2, 0, "finetune"), 1))
+    g, _ = grad_at(fed.model, dict(fed.global_state), *batch)
+    for k, p in adapted[0].items():
+        assert torch.allclose(p, fed.global_state[k] - alpha * g[k], atol=1e-6), k
+        assert not torch.allclose(p, fed.global_state[k], atol=1e-4), k

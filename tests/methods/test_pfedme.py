@@ -1,0 +1,96 @@
+"""pFedMe: server beta-mixing, the personalized theta is what gets evaluated (never w), and theta
+tracks w when lambda is large (the Moreau envelope collapses onto f)."""
+import torch
+
+from tests.conftest import make_federation
+
+HP = {"personal_lr": 0.05, "lr": 0.02, "local_steps": 4}
+
+
+def flat(tensors):
+    return torch.cat([t.detach().flatten() for t in tensors])
+
+
+def recorded_uploads(fed):
+    seen = {}
+    upload = fed.method.upload
+
+    def record(client, keys):
+        out = upload(client, keys)
+        seen[client.id] = {k: v.detach().clone() for k, v in out.items()}
+        return out
+
+    fed.method.upload = record
+    return seen
+
+
+def test_server_moves_beta_times_toward_the_mean():
+    fed = make_federation("pfedme", rounds=2, join_ratio=0.5, hp_overrides=HP | {"beta": 2.0})
+    seen = recorded_uploads(fed)
+    fed.train_round(0)
+    old = {k: v.clone() for k, v in fed.global_state.items()}
+    seen.clear()
+    fed.train_round(1)
+    weights = {k: float(fed.n_train[k]) for k in seen}
+    total = sum(weights.values())
+    for name, w_old in old.items():
+        mean = sum(weights[k] * seen[k][name] for k in seen) / total
+        step = fed.global_state[name] - w_old
+        assert torch.allclose(step, 2.0 * (mean - w_old), atol=1e-6), name
+        assert step.abs().max() > 1e-4  # the global does move
+
+
+def test_evaluated_model_is_the_stored_theta_not_w():
+    fed = make_federation("pfedme", rounds=1, hp_overrides=HP)
+    seen = recorded_uploads(fed)
+    fed.train_round(0)
+    for k in range(fed.data.num_clients):
+        fed.load(k)
+        model = fed.method.eval_model(fed.client(k, 0, "finetune"))
+        theta = {n: fed.store.tensors["theta." + n][k] for n, _ in model.named_parameters()}
+        evaluated = flat(p for _, p in model.named_parameters())
+        assert torch.equal(evaluated, flat(theta.values()))
+        assert not torch.allclose(evaluated, flat(seen[k][n] for n in theta), atol=1e-4)  # w_{i,R}
+        assert not torch.allclose(evaluated, flat(fed.global_state[n] for n in theta), atol=1e-4)
+        assert model is not fed.model  # a separate copy: reloading w cannot overwrite it
+
+
+def test_theta_is_warm_started_across_the_r_iterations():
+    """theta starts the round at w^t; each of the R inner solves starts where the previous one ended
+    (never reset to w_i), and
+    w_i takes exactly its step w_i - lr*lam*(w_i - theta) after each."""
+    lr, lam = HP["lr"], 15.0
+    fed = make_federation("pfedme", rounds=2, hp_overrides=HP | {"local_steps": 3})
+    fed.train_round(0)  # now client 0's stored theta is not the global
+    fed.load(0)
+    client = fed.client(0, 1, "data")
+    round_start = flat(client.model.parameters()).clone()
+    sgd, calls = client.sgd, []
+
+    def spy(loss, model, **kw):
+        before, w = flat(model.parameters()).clone(), flat(client.model.parameters()).clone()
+        out = sgd(loss, model=model, **kw)
+        calls.append((before, flat(model.parameters()).clone(), w))
+        return out
+
+    client.sgd = spy
+    fed.method.local_update(client)
+    assert len(calls) == 3 and torch.equal(calls[0][0], round_start)  # theta <- w^t when the round starts
+    for (_, end, w), (start, _, w_next) in zip(calls, calls[1:]):
+        assert torch.equal(start, end) and not torch.allclose(start, w_next, atol=1e-5)
+        assert torch.allclose(w_next, w - lr * lam * (w - end), atol=1e-6)
+
+
+def test_large_lambda_makes_theta_track_w():
+    def gap(lam):
+        # keep lr*lam and personal_lr*lam stable (< 1): the fixed-step solver must converge
+        hp = {"lam": lam, "personal_lr": 0.5 / lam, "lr": 0.5 / lam, "local_steps": 4, "mu": 0.0}
+        fed = make_federation("pfedme", rounds=1, hp_overrides=hp)
+        fed.load(0)
+        client = fed.client(0, 0, "data")
+        fed.method.local_update(client)
+        theta = flat(fed.store.tensors["theta." + n][0] for n, _ in client.model.named_parameters())
+        return (theta - flat(client.model.parameters())).norm().item()
+
+    small, large = gap(1.0), gap(1e4)
+    assert large < 1e-3 and large < 1e-3 * small
