@@ -84,6 +84,8 @@ def plot_setting_lines(results_dir: Path, ok: pd.DataFrame, out: Path, name: str
         for ax, x in ((ax_r, mean.index.to_numpy()), (ax_b, mb.to_numpy())):
             ax.plot(x, mean.to_numpy(), color=color, marker="o", markersize=3, label=label)
             ax.fill_between(x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.2)
+            if len(x) == 1:  # one evaluation: a band has no width, show the spread as an error bar
+                ax.errorbar(x, mean.to_numpy(), yerr=std.to_numpy(), color=color, capsize=4)
     for ax in (ax_r, ax_b):
         ax.legend(fontsize=8)
     return [save(fig_r, out / f"curves_{name}.png"), save(fig_b, out / f"bytes_{name}.png")]
