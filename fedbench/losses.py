@@ -31,4 +31,4 @@ def proximal(model, anchor: dict[str, torch.Tensor], mu: float) -> torch.Tensor:
     (buffers such as BatchNorm statistics are never pulled)."""
     terms = [(p - anchor[name].detach()).pow(2).sum() for name, p in model.named_parameters()
              if p.requires_grad and name in anchor]
-    return 0.5 * mu * torch.stack(terms).sum() if terms else torch.zeros(())
+    return 0.5 * mu * torch.stack(terms).sum() if terms else torch.zeros((), device=next(model.parameters()).device)

@@ -4,8 +4,7 @@ ICLR 2021).
 Difference from FedAvg: every BatchNorm parameter and buffer (weight, bias, running mean/var, batch
 count) stays on its client; all other tensors are uploaded and averaged with a plain mean (official
 fed_digits.py communication()). BN layers are found by type, not by name. Needs a model with
-BatchNorm; without one FedBN would be FedAvg. A trailing batch of a single sample is skipped: BatchNorm
-cannot take a training step on it (BatchNorm1d raises).
+BatchNorm; without one FedBN would be FedAvg.
 """
 from methods import register
 from methods.fedavg import FedAvg
@@ -17,7 +16,3 @@ class FedBN(FedAvg):
     shared = "non_bn"
     personal = "bn"
     needs_batchnorm = True
-
-    def local_update(self, client) -> float:
-        batches = ((x, y) for x, y in client.batches(client.hp.local_epochs) if len(y) > 1)
-        return client.sgd(lambda x, y: self.loss(client, x, y), batches=batches)

@@ -26,7 +26,7 @@ class FedRep(FedAvg):
         """Head phase, then body phase; returns the last phase's mean loss."""
         loss = float("nan")
         for part, epochs in (("head", self.hp.head_epochs), ("backbone", self.hp.body_epochs)):
-            if epochs != 0:  # 0 skips the phase (client.sgd would read 0 as "the run's local_epochs")
+            if epochs != 0:  # 0 skips the phase (None = the run's local_epochs)
                 loss = client.sgd(lambda x, y: self.loss(client, x, y), client.model.parameters_of(part),
                                   epochs, lr=self.hp.lr, momentum=self.hp.momentum, weight_decay=0.0)
         return loss

@@ -42,7 +42,7 @@ def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None
     torch.manual_seed(stream_seed(seed, "init"))
     model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
     m = methods.get(method)(method_hp(method, **(hp_overrides or {})), model)
-    hp = TrainConfig(seed, lr, momentum, 0.0, batch_size, local_epochs)
+    hp = TrainConfig(seed, lr, momentum, 0.0, batch_size, local_epochs, rounds)
     return Federation(hp, data, model, m, rounds, join_ratio)
 
 

@@ -9,7 +9,7 @@ from tests.conftest import run_cli
 
 METHODS = {
     "fedavg_ft": [], "fedprox": [], "fedrep": [], "lgfedavg": [], "fedbabu": [],
-    "fedbn": ["model=mlp", "+model.bn=true"],  # digits is flat (64,): the MLP with BatchNorm1d
+    "fedbn": ["model=mlp", "model.bn=true"],  # digits is flat (64,): the MLP with BatchNorm1d
 }
 
 
