@@ -34,7 +34,8 @@ class PerFedAvg(FedAvg):
         self.weighting = hp.get("weighting", "uniform")
 
     def local_update(self, client) -> float:
-        alpha, beta, hf = float(self.hp.alpha), float(self.hp.beta), self.hp.variant == "hf"
+        beta = float(client.hp.lr if self.hp.beta is None else self.hp.beta)
+        alpha, hf = float(self.hp.alpha), self.hp.variant == "hf"
         model = client.model.train()
         w = dict(model.named_parameters())
         stream = minibatches(client, self.hp.local_steps * (3 if hf else 2))
