@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-import torchvision
 
 PARTS = ("all", "none", "backbone", "head", "bn", "non_bn")  # or any top-level module name
 
@@ -107,7 +106,9 @@ def resnet18(input_shape, num_classes, head_layers=1, **_):
     """torchvision ResNet-18 adapted to 32x32 inputs (3x3 stem, no max-pool); head = the final fc."""
     if head_layers != 1:
         raise ValueError("model.head_layers must be 1 for resnet18 (its head is the final fc)")
-    net = torchvision.models.resnet18(num_classes=num_classes)
+    from torchvision.models import resnet18 as torchvision_resnet18  # slow import, only when used
+
+    net = torchvision_resnet18(num_classes=num_classes)
     net.conv1 = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
     net.maxpool = nn.Identity()
     head, net.fc = net.fc, nn.Identity()

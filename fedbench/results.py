@@ -50,6 +50,10 @@ def run_dir(cfg: DictConfig) -> Path:
             / cfg.method.name / config_hash(cfg) / f"seed{cfg.seed}")
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temp file in the same directory, fsync, rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +63,7 @@ def atomic_write(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared on clusters
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -89,7 +89,7 @@ def _write_reports(path: Path, part: Partition, labels: np.ndarray, num_classes:
         ax.set_xticks(range(num_classes))
     ax.set_title(f"{title}: train samples per client and class")
     fig.colorbar(image, ax=ax, label="train samples (sqrt colour scale)")
-    fig.savefig(path / "heatmap.png", format="png")
+    fig.savefig(path / "heatmap.png", format="png", bbox_inches="tight")
 
 
 def _write_entry(path: Path, part: Partition, key: dict, num_classes: int, labels: np.ndarray) -> None:

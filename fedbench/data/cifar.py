@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from torchvision.datasets import CIFAR10, CIFAR100
 
 from fedbench.data.types import RawDataset
 from fedbench.errors import DataMissingError
@@ -40,7 +39,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-def _load(name: str, cls: type, root, download: bool, verify: bool) -> RawDataset:
+def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
+    from torchvision import datasets  # imported here: it costs seconds, and most runs need no CIFAR
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     root = os.path.expanduser(os.fspath(root))
     folder = os.path.join(root, cls.base_folder) + os.sep
     klass = cls if verify else _unverified(cls)
@@ -70,17 +72,17 @@ def _load(name: str, cls: type, root, download: bool, verify: bool) -> RawDatase
     x /= 255.0
     x -= mean
     x /= std
-    num_classes = 10 if cls is CIFAR10 else 100
+    num_classes = 10 if name == "cifar10" else 100
     return RawDataset(name=name, x=x, y=y, num_classes=num_classes, groups=None)
 
 
 def load_cifar10(params, root, download, verify, seed, num_clients) -> RawDataset:
     """CIFAR-10 (60000 images, 10 classes) from `<root>/cifar-10-batches-py/`; x: float32 (N, 3, 32, 32),
     per-channel standardised. verify=False skips torchvision's md5 checks (files must still exist)."""
-    return _load("cifar10", CIFAR10, root, download, verify)
+    return _load("cifar10", root, download, verify)
 
 
 def load_cifar100(params, root, download, verify, seed, num_clients) -> RawDataset:
     """CIFAR-100 (60000 images, 100 fine classes) from `<root>/cifar-100-python/`; x: float32
     (N, 3, 32, 32), per-channel standardised. verify=False skips torchvision's md5 checks."""
-    return _load("cifar100", CIFAR100, root, download, verify)
+    return _load("cifar100", root, download, verify)
