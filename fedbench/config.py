@@ -1,39 +1,378 @@
 """Validate and complete the composed config before any work: each problem is one ConfigError line
-that names the key, the value and what is allowed."""
+that names the key, the value and what is allowed.
+
+`prepare(cfg)` checks everything that can be checked without loading data: every top-level key's
+type and range, the method/dataset/partition/model names, their parameters (method hyperparameters
+through the method class's declarative `ranges`, e.g. `ranges = {"lam": "[0, inf)"}`), whether the
+model fits the dataset's input shape and has the BatchNorm a method needs, whether a partition can
+give every client its minimum number of samples (for datasets of known size), the device, and
+whether results_dir is writable. It creates nothing on disk. What needs the data itself (e.g. a
+Dirichlet split that cannot meet min_samples) is checked by the data stage, still before the run
+directory is created.
+
+Range specs (a small, readable language; alternatives joined by " or "):
+  "(0, inf)", "[0, 1)", "int [1, inf)"   numbers in an interval (int: integers only; bools never)
+  "null", "bool", "str", "auto"          None, true/false, any non-empty string, the literal word
+  "list of int [1, inf)"                 a list whose items all satisfy the spec after "list of"
+  ("kl", "mse", "cosine")                a tuple: one of these values
+"""
 from __future__ import annotations
 
+import functools
+import math
 import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from fedbench.errors import ConfigError
-from fedbench.models import MODELS
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("method", "dataset", "partition", "model")
+
+# Top-level keys (and data.*): their specs. Keys absent from the config are not checked.
+TOP_SPECS: dict[str, Any] = {
+    "seed": "int [0, inf)",
+    "rounds": "int [1, inf)",
+    "num_clients": "int [1, inf)",
+    "join_ratio": "(0, 1]",
+    "local_epochs": "int [1, inf)",
+    "batch_size": "int [1, inf)",
+    "lr": "(0, inf)",
+    "momentum": "[0, 1)",
+    "weight_decay": "[0, inf)",
+    "eval_every": "int [1, inf)",
+    "eval_final_k": "int [1, inf)",
+    "threads": "auto or int [1, inf)",
+    "progress": "bool",
+    "checkpoint_every": "int [0, inf)",
+    "deterministic": "bool",
+    "results_dir": "str",
+    "data.root": "str",
+    "data.download": "bool",
+    "data.verify": "bool",
+    "data.val_frac": "[0, 1)",
+    "data.test_frac": "(0, 1)",
+}
+
+# Method hyperparameters every method understands (harness add-ons: weighting, fine-tuning).
+HARNESS_METHOD_SPECS: dict[str, Any] = {
+    "weighting": ("samples", "uniform"),
+    "ft_epochs": "int [0, inf)",
+    "ft_lr": "(0, inf) or null",
+    "ft_momentum": "[0, 1)",
+    "ft_batch_size": "int [1, inf) or null",
+    "ft_part": ("all", "head", "backbone"),
+}
+
+PARTITION_SPECS: dict[str, dict[str, Any]] = {
+    "iid": {"quantity_skew": "[0, inf)", "min_samples": "int [0, inf)"},
+    "dirichlet": {"alpha": "(0, inf)", "min_samples": "int [0, inf)"},
+    "pathological": {"classes_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
+    "shards": {"shards_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
+    "natural": {"min_samples": "int [0, inf)"},
+}
+
+DATASET_SPECS: dict[str, dict[str, Any]] = {
+    "digits": {}, "cifar10": {}, "cifar100": {}, "femnist": {},
+    "synthetic": {"alpha": "[0, inf)", "beta": "[0, inf)", "num_features": "int [1, inf)",
+                  "num_classes": "int [2, inf)", "iid": "bool", "min_samples_per_client": "int [1, inf)",
+                  "max_samples": "int [1, inf)"},
+}
+
+MODEL_SPECS: dict[str, Any] = {"hidden": "list of int [1, inf)", "channels": "list of int [1, inf)",
+                               "bn": "bool", "head_layers": "int [1, inf)"}
 
 
-def _check(ok: bool, key: str, value, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+def dataset_info(ds: DictConfig) -> dict | None:
+    """Static facts about a dataset (input shape, classes, pooled size or None, natural groups?)
+    so that model and partition settings can be checked before any data is loaded."""
+    fixed = {"digits": ((64,), 10, 1797, False), "cifar10": ((3, 32, 32), 10, 60000, False),
+             "cifar100": ((3, 32, 32), 100, 60000, False), "femnist": ((1, 28, 28), 62, None, True)}
+    if ds.name == "synthetic":
+        shape, classes, size, groups = (int(ds.get("num_features", 60)),), int(ds.get("num_classes", 10)), None, True
+    elif ds.name in fixed:
+        shape, classes, size, groups = fixed[ds.name]
+    else:
+        return None
+    return {"shape": shape, "classes": classes, "size": size, "groups": groups}
 
 
-def prepare(cfg: DictConfig) -> DictConfig:
-    """Return a validated copy of `cfg` (with data.root expanded)."""
+# -- the spec language ---------------------------------------------------------------------------
+def _show(value) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    return repr(value)
+
+
+def _bound(token: str) -> float:
+    return math.inf if token.strip() in ("inf", "+inf") else (-math.inf if token.strip() == "-inf" else float(token))
+
+
+@functools.lru_cache(maxsize=None)
+def _alternative(text: str):
+    """One alternative of a spec string -> (predicate, description)."""
+    text = text.strip()
+    if text == "null":
+        return (lambda v: v is None), "null"
+    if text == "bool":
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if text == "str":
+        return (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
+    if text.startswith("list of "):
+        item, what = _alternative(text[len("list of "):])
+        return (lambda v: isinstance(v, (list, tuple, ListConfig)) and all(item(x) for x in v)), f"a list of {what}s"
+    integer = text.startswith("int ")
+    if integer:
+        text = text[4:].strip()
+    if text[:1] in "[(" and text[-1:] in "])":
+        lo_text, hi_text = text[1:-1].split(",")
+        lo, hi = _bound(lo_text), _bound(hi_text)
+        lo_open, hi_open = text[0] == "(", text[-1] == ")"
+
+        def pred(v, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, integer=integer):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+                return False
+            if not math.isfinite(v):
+                return False
+            return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+        fmt = (lambda x: "%g" % x) if not integer else (lambda x: str(int(x)))
+        kind = "an integer" if integer else "a number"
+        if hi == math.inf:
+            what = f"{kind} {'>' if lo_open else '>='} {fmt(lo)}"
+        elif lo == -math.inf:
+            what = f"{kind} {'<' if hi_open else '<='} {fmt(hi)}"
+        else:
+            what = f"{kind} in {text[0]}{fmt(lo)}, {fmt(hi)}{text[-1]}"
+        return pred, what
+    return (lambda v, word=text: v == word), repr(text)
+
+
+def describe(spec) -> str:
+    if isinstance(spec, (tuple, list)):
+        return "one of: " + ", ".join(map(str, spec))
+    return " or ".join(_alternative(a)[1] for a in spec.split(" or "))
+
+
+def satisfies(value, spec) -> bool:
+    if isinstance(spec, (tuple, list)):
+        return isinstance(value, (str, int, float, bool)) and value in spec
+    return any(_alternative(a)[0](value) for a in spec.split(" or "))
+
+
+def check(key: str, value, spec) -> None:
+    """ConfigError `key=value: must be <what spec allows>` unless `value` satisfies `spec`."""
+    if not satisfies(value, spec):
+        raise ConfigError(f"{key}={_show(value)}: must be {describe(spec)}")
+
+
+def _check_node(prefix: str, node: DictConfig, specs: dict, allowed_extra=(), extra_note: str = "") -> None:
+    """Every key of `node` must be known (in `specs`, `allowed_extra` or 'name') and satisfy its spec."""
+    known = set(specs) | set(allowed_extra) | {"name"}
+    for key in node:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}={_show(node.get(key))}: unknown key for {prefix}={node.name}; "
+                              f"valid keys: {', '.join(sorted(known - {'name'})) or '(none)'}{extra_note}")
+    for key, spec in specs.items():
+        if key in node:
+            check(f"{prefix}.{key}", node.get(key), spec)
+
+
+# -- the checks ----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _yaml_keys(relpath: str) -> frozenset:
+    path = CONF_DIR / relpath
+    return frozenset(OmegaConf.load(path).keys()) if path.is_file() else frozenset()
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: conf/<group>/*.yaml (model's auto_<dataset> aliases left out)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("auto_"))
+
+
+def _check_top(cfg: DictConfig, machine: bool = True) -> None:
+    known = set(_yaml_keys("config.yaml")) | set(GROUPS) | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(f"{key}={_show(cfg.get(key))}: unknown key; valid top-level keys: "
+                              f"{', '.join(sorted(known - {'hydra', 'defaults'}))}")
+    for key, spec in TOP_SPECS.items():
+        value = OmegaConf.select(cfg, key, default=KeyError)
+        if value is not KeyError:
+            check(key, value, spec)
+    device = cfg.device
+    if not isinstance(device, str) or (device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:")):
+        raise ConfigError(f"device={device!r}: must be one of: auto, cpu, cuda, cuda:N")
+    if device.startswith("cuda") and machine:
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device!r}: no CUDA GPU is visible here; use device=cpu or device=auto")
+        if ":" in device:
+            index = device.split(":", 1)[1]
+            count = torch.cuda.device_count()
+            if not index.isdigit() or int(index) >= count:
+                raise ConfigError(f"device={device!r}: must be cuda:N with N in [0, {count - 1}] "
+                                  f"({count} GPU(s) visible)")
+    if cfg.data.val_frac + cfg.data.test_frac >= 1:
+        raise ConfigError(f"data.test_frac={cfg.data.test_frac!r}: data.val_frac + data.test_frac must be < 1 "
+                          f"(data.val_frac={cfg.data.val_frac!r}); every client needs training samples")
+
+
+def _check_writable(key: str, value: str) -> None:
+    """`value` must be (or be creatable as) a writable directory; nothing is left on disk."""
+    path = Path(os.path.expanduser(value)).absolute()
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is not a directory" if probe == path else f"cannot be created: {probe} is not a directory"
+        raise ConfigError(f"{key}={value!r}: {what}; choose a writable directory")
+    try:
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise PermissionError(f"no write permission on {probe}")
+        with tempfile.TemporaryFile(dir=probe, prefix=".fedbench-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{key}={value!r}: not writable ({reason} in {probe}); choose a writable "
+                          "directory") from None
+
+
+def _check_dataset(cfg: DictConfig) -> dict | None:
+    from fedbench.data.registry import DATASETS
+
+    name = cfg.dataset.name
+    if name not in DATASETS:
+        raise ConfigError(f"dataset={name!r}: unknown dataset; choose one of: {', '.join(sorted(DATASETS))}")
+    _check_node("dataset", cfg.dataset, DATASET_SPECS.get(name, {}), _yaml_keys(f"dataset/{name}.yaml"))
+    if name == "synthetic" and cfg.dataset.get("max_samples", 1000) < cfg.dataset.get("min_samples_per_client", 50):
+        raise ConfigError(f"dataset.max_samples={cfg.dataset.max_samples!r}: must be >= "
+                          f"dataset.min_samples_per_client={cfg.dataset.min_samples_per_client!r}")
+    return dataset_info(cfg.dataset)
+
+
+def _check_partition(cfg: DictConfig, info: dict | None) -> None:
+    from fedbench.data.partition import PARTITIONERS
+
+    p, k = cfg.partition, cfg.num_clients
+    if p.name not in PARTITIONERS:
+        raise ConfigError(f"partition={p.name!r}: unknown partition; choose one of: {', '.join(sorted(PARTITIONERS))}")
+    _check_node("partition", p, PARTITION_SPECS.get(p.name, {}), _yaml_keys(f"partition/{p.name}.yaml"))
+    if info is None:
+        return
+    if p.name == "pathological" and p.get("classes_per_client", 2) > info["classes"]:
+        raise ConfigError(f"partition.classes_per_client={p.classes_per_client!r}: must be an integer in "
+                          f"[1, {info['classes']}] (dataset={cfg.dataset.name} has {info['classes']} classes)")
+    if p.name == "natural" and not info["groups"]:
+        raise ConfigError(f"partition={p.name!r}: dataset={cfg.dataset.name} has no natural groups (writers, "
+                          "devices); use partition=iid, dirichlet, pathological or shards, or dataset=femnist "
+                          "or synthetic")
+    n = info["size"]
+    if n is None:
+        return
+    need = k * int(p.get("min_samples", 1) or 0)
+    if p.name in ("iid", "dirichlet") and need > n:
+        raise ConfigError(f"num_clients={k}: with partition.min_samples={p.get('min_samples')} the clients need "
+                          f"{need} samples but dataset={cfg.dataset.name} has {n}; use num_clients <= "
+                          f"{n // max(int(p.get('min_samples', 1) or 1), 1)} or a smaller partition.min_samples")
+    if k > n:
+        raise ConfigError(f"num_clients={k}: dataset={cfg.dataset.name} has only {n} samples; use fewer clients")
+    if p.name == "shards" and k * p.get("shards_per_client", 2) > n:
+        raise ConfigError(f"partition.shards_per_client={p.shards_per_client!r}: num_clients x shards_per_client = "
+                          f"{k * p.shards_per_client} shards exceed the {n} samples of dataset={cfg.dataset.name}")
+
+
+@functools.lru_cache(maxsize=32)
+def _probe_model(params_json: str, shape: tuple, classes: int):
+    """The model built on CPU once per (params, shape, classes), to check it fits and has BatchNorm."""
+    import json
+
+    from fedbench.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        return build_model(json.loads(params_json), shape, classes)
+
+
+def _check_model(cfg: DictConfig, info: dict | None):
+    from fedbench.models import MODELS
+
+    m = cfg.model
+    if m.name not in MODELS:
+        raise ConfigError(f"model={m.name!r}: unknown model; choose one of: {', '.join(sorted(MODELS))}")
+    _check_node("model", m, MODEL_SPECS, _yaml_keys(f"model/{m.name}.yaml"))
+    if info is None:
+        return None
+    import json
+
+    try:
+        return _probe_model(json.dumps(OmegaConf.to_container(m, resolve=True), sort_keys=True),
+                            tuple(info["shape"]), int(info["classes"]))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split())
+        if msg.startswith("model."):
+            raise ConfigError(msg) from None
+        raise ConfigError(f"model={m.name!r} does not fit dataset={cfg.dataset.name} (inputs of shape "
+                          f"{tuple(info['shape'])}): {msg}") from None
+
+
+def method_specs(cls) -> dict[str, Any]:
+    """Every method hyperparameter spec a method class has: the harness's and its own `ranges`."""
+    specs = dict(HARNESS_METHOD_SPECS)
+    for klass in reversed(cls.__mro__):
+        specs.update(getattr(klass, "ranges", None) or {})
+    return specs
+
+
+def _check_method(cfg: DictConfig, model) -> None:
+    import methods
+
+    name = cfg.method.name
+    names = methods.available()
+    if name not in names:
+        raise ConfigError(f"method={name!r}: unknown method; choose one of: {', '.join(names)}")
+    cls = methods.get(name)
+    _check_node("method", cfg.method, method_specs(cls), _yaml_keys(f"method/{name}.yaml"),
+                " (add-ons: weighting, ft_epochs, ft_lr, ft_momentum, ft_batch_size, ft_part)")
+    if model is not None and getattr(cls, "needs_batchnorm", False) and not model.has_batchnorm():
+        hint = ("model.bn=true" if "bn" in cfg.model else
+                "model=cnn model.bn=true" if cfg.dataset.name.startswith("cifar") else "+model.bn=true")
+        raise ConfigError(f"method={name!r} needs a model with BatchNorm, but model={cfg.model.name!r} has none; "
+                          f"use {hint} (or model=resnet18)")
+
+
+def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
+    """Return a validated copy of `cfg` (with data.root expanded); ConfigError on the first problem.
+    machine=False leaves out what depends on the machine the run will use (GPU present, results_dir
+    writable): the command line of a Slurm sweep is checked on a login node."""
     cfg = cfg.copy()
+    for group in GROUPS:
+        if not isinstance(cfg.get(group), DictConfig) or "name" not in cfg[group]:
+            raise ConfigError(f"{group}={_show(cfg.get(group))}: must be one of: {', '.join(group_options(group))}")
+    _check_top(cfg, machine)
     with open_dict(cfg):
         cfg.data.root = os.path.expanduser(str(cfg.data.root))
-    _check(cfg.model.name in MODELS, "model", cfg.model.name, f"choose one of {sorted(MODELS)}")
-    for key in ("rounds", "local_epochs", "batch_size", "eval_every", "num_clients", "eval_final_k"):
-        _check(isinstance(cfg[key], int) and cfg[key] >= 1, key, cfg[key], "must be an integer >= 1")
-    _check(0 < cfg.join_ratio <= 1, "join_ratio", cfg.join_ratio, "must be in (0, 1]")
-    _check(cfg.lr > 0, "lr", cfg.lr, "must be > 0")
-    _check(cfg.momentum >= 0, "momentum", cfg.momentum, "must be >= 0")
-    _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "must be >= 0")
-    _check(cfg.device in ("auto", "cpu", "cuda") or str(cfg.device).startswith("cuda:"), "device", cfg.device,
-           "choose auto, cpu, cuda or cuda:N")
-    if str(cfg.device).startswith("cuda"):
-        _check(torch.cuda.is_available(), "device", cfg.device, "no CUDA GPU is visible; use device=cpu or auto")
-    _check(0 <= cfg.data.val_frac < 1 and 0 < cfg.data.test_frac < 1 and cfg.data.val_frac + cfg.data.test_frac < 1,
-           "data.test_frac", cfg.data.test_frac, "val_frac + test_frac must be < 1 and test_frac > 0")
+    info = _check_dataset(cfg)
+    _check_partition(cfg, info)
+    model = _check_model(cfg, info)
+    _check_method(cfg, model)
+    if machine:
+        _check_writable("results_dir", str(cfg.results_dir))
     return cfg
+
+
+def set_determinism(enabled: bool) -> None:
+    """deterministic=true: PyTorch's deterministic algorithms (an op without one raises), cuDNN
+    without autotuning, and cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS
+    starts, so it is set before any GPU work). CPU runs are deterministic either way."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(bool(enabled))
+    torch.backends.cudnn.deterministic = bool(enabled)
+    if enabled:
+        torch.backends.cudnn.benchmark = False
 
 
 def resolve_device(name: str) -> torch.device:

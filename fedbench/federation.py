@@ -150,3 +150,33 @@ class Federation:
         """False when any global or personal tensor holds NaN or inf (divergence)."""
         tensors = list(self.global_state.values()) + list(self.store.tensors.values())
         return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+    # -- checkpointing (fedbench.checkpoint) ----------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a run changes (data, schedule and initial model are rebuilt from the config):
+        tensors and plain values only, so it loads with torch.load(weights_only=True)."""
+        method = self.method.state_dict() if hasattr(self.method, "state_dict") else {}
+        return {"global_state": dict(self.global_state), "fixed": dict(self.fixed),
+                "store": dict(self.store.tensors), "bytes_up": int(self.bytes_up),
+                "bytes_down": int(self.bytes_down), "times_sampled": torch.from_numpy(self.times_sampled.copy()),
+                "method": method}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`; ValueError when its names, shapes or dtypes differ from this run's."""
+        for part, mine in (("global_state", self.global_state), ("fixed", self.fixed),
+                           ("store", self.store.tensors)):
+            theirs = state[part]
+            if set(theirs) != set(mine) or any(theirs[k].shape != v.shape or theirs[k].dtype != v.dtype
+                                               for k, v in mine.items()):
+                raise ValueError(f"checkpoint {part} does not match this run's tensors")
+        self.global_state = {k: state["global_state"][k].to(v.device).clone() for k, v in self.global_state.items()}
+        for k, v in self.fixed.items():
+            v.copy_(state["fixed"][k])
+        for k, v in self.store.tensors.items():
+            v.copy_(state["store"][k])
+        self.bytes_up, self.bytes_down = int(state["bytes_up"]), int(state["bytes_down"])
+        self.times_sampled = state["times_sampled"].cpu().numpy().astype(np.int64).copy()
+        if hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(state["method"])
+        self._teacher_fresh = False

@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import methods
-from fedbench.config import prepare, resolve_device, resolve_threads
+from fedbench import checkpoint
+from fedbench.config import prepare, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.errors import ConfigError
 from fedbench.evaluation import headline, summarize
@@ -33,23 +34,33 @@ def build_method(cfg: DictConfig, model):
     return cls(cfg.method, model)
 
 
-def metrics_row(t: int, ev: dict, loss: float, fed: Federation, data, wall: float) -> dict:
+def metrics_row(t: int, ev: dict, loss: float, fed: Federation, data) -> dict:
     n_test = np.array([len(c.test) for c in data.clients], dtype=float)
     n_val = np.array([len(c.val) for c in data.clients], dtype=float)
     row = {"round": t}
     row |= summarize(ev["test_acc"], n_test, "test_acc")
     row |= summarize(ev["val_acc"], np.maximum(n_val, 1e-12), "val_acc")
     row |= {"test_loss": float(np.nanmean(ev["test_loss"])), "train_loss": loss,
-            "bytes_up": fed.bytes_up, "bytes_down": fed.bytes_down, "wall_s": wall}
+            "bytes_up": fed.bytes_up, "bytes_down": fed.bytes_down}
     return row
 
 
 def run(cfg: DictConfig) -> dict:
+    """One run. Everything that can be checked without data is checked first (prepare), the data
+    stage checks the rest; the run directory is created only after both. A complete run is read,
+    not recomputed; an interrupted one resumes from its checkpoint (fedbench.checkpoint).
+
+    Files: metrics.csv and clients.csv hold only numbers that are a function of the config (one
+    seed gives byte-identical files); wall-clock time lives in timing.csv and summary.json."""
     cfg = prepare(cfg)
     rd = RunDir(run_dir(cfg))
+    ckpt_path = rd.path / checkpoint.NAME
     if rd.is_complete():
+        checkpoint.remove(ckpt_path)  # left behind when a kill came between summary and cleanup
+        checkpoint.remove_temp_files(rd.path)
         print(f"fedbench: skip, already complete: {rd.path}", file=sys.stderr)
         return rd.summary()
+    set_determinism(bool(cfg.get("deterministic", False)))
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
@@ -57,33 +68,75 @@ def run(cfg: DictConfig) -> dict:
     torch.manual_seed(stream_seed(cfg.seed, "init"))
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     method = build_method(cfg, model)
-    fed = Federation(TrainConfig.from_cfg(cfg), data, model, method, cfg.rounds, cfg.join_ratio)
+    new_federation = lambda: Federation(TrainConfig.from_cfg(cfg), data, model, method,  # noqa: E731
+                                        cfg.rounds, cfg.join_ratio)
+    fed = new_federation()
 
+    key = config_hash(cfg, exclude_seed=False)
     base = {"method": cfg.method.name, "dataset": cfg.dataset.name, "partition": cfg.partition.name,
             "seed": cfg.seed, "model": cfg.model.name, "num_clients": cfg.num_clients, "rounds": cfg.rounds,
             "config_hash": config_hash(cfg), "device": str(device), "threads": threads,
+            "deterministic": bool(cfg.get("deterministic", False)),
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__}
+    rows, timing, ev, first, spent = [], [], None, 0, 0.0
+    state, why = checkpoint.load(ckpt_path, key, cfg.rounds, device)
+    if why:
+        print(f"fedbench: warning: ignoring checkpoint {ckpt_path}: {why}; starting from round 0", file=sys.stderr)
+    if state is not None:
+        try:
+            fed.load_state_dict(state["federation"])
+        except (ValueError, KeyError) as exc:
+            print(f"fedbench: warning: ignoring checkpoint {ckpt_path}: {exc}; starting from round 0", file=sys.stderr)
+            fed = new_federation()
+            state = None
+    if state is not None:
+        checkpoint.restore_rng(state["rng"])
+        rows, timing, first, spent = list(state["rows"]), list(state["timing"]), state["round"], state["wall_s"]
+        ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
+        base["resumed_from_round"] = first
+        print(f"fedbench: resuming {rd.path} from round {first}", file=sys.stderr)
+    checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
     rd.write_summary(base | {"status": "running"})
-    rows, ev, status, stop_round = [], None, "complete", None
+    every = int(cfg.get("checkpoint_every", 0) or 0)
+    status, stop_round, loss = "complete", None, float("nan")
     start = time.perf_counter()
-    try:
-        bar = tqdm(range(cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress, file=sys.stderr)
-        for t in bar:
-            loss = fed.train_round(t)
-            if not math.isfinite(loss) or not fed.finite():
-                status, stop_round = "diverged", t + 1
-                break
-            if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-                ev = fed.evaluate(t)
-                rows.append(metrics_row(t + 1, ev, loss, fed, data, time.perf_counter() - start))
-                rd.write_csv("metrics.csv", pd.DataFrame(rows))
-                bar.set_postfix(acc=f"{rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
-    except BaseException as exc:
-        rd.write_summary(base | {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                 "wall_time_s": time.perf_counter() - start})
-        raise
-    wall = time.perf_counter() - start
+    elapsed = lambda: spent + time.perf_counter() - start  # noqa: E731  (compute time over all segments)
+
+    def save_checkpoint(done: int) -> None:
+        last = {k: torch.as_tensor(v) for k, v in ev.items()} if ev is not None else None
+        checkpoint.save(ckpt_path, {"format": checkpoint.FORMAT, "key": key, "round": done,
+                                    "federation": fed.state_dict(), "rng": checkpoint.capture_rng(),
+                                    "rows": rows, "timing": timing, "last_eval": last, "wall_s": elapsed()})
+
+    with checkpoint.StopSignals() as signals:
+        try:
+            bar = tqdm(range(first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
+                       file=sys.stderr, initial=first, total=cfg.rounds)
+            for t in bar:
+                loss = fed.train_round(t)
+                if not math.isfinite(loss) or not fed.finite():
+                    status, stop_round = "diverged", t + 1
+                    break
+                if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
+                    ev = fed.evaluate(t)
+                    rows.append(metrics_row(t + 1, ev, loss, fed, data))
+                    timing.append({"round": t + 1, "wall_s": elapsed()})
+                    rd.write_csv("metrics.csv", pd.DataFrame(rows))
+                    rd.write_csv("timing.csv", pd.DataFrame(timing))
+                    bar.set_postfix(acc=f"{rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
+                due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
+                if due or signals.pending is not None:
+                    save_checkpoint(t + 1)
+                    signals.dispatch(t + 1, ckpt_path)
+        except BaseException as exc:
+            stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
+                       or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
+            rd.write_summary(base | {"status": "interrupted" if stopped else "failed",
+                                     "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
+                                     "wall_time_s": elapsed()})
+            raise
+    wall = elapsed()
     summary = base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
                       "bytes_down": fed.bytes_down, "rounds_done": stop_round or cfg.rounds,
                       "coverage": float((fed.times_sampled > 0).mean())}
@@ -100,13 +153,15 @@ def run(cfg: DictConfig) -> dict:
                                 "test_loss": ev["test_loss"], "times_sampled": fed.times_sampled})
         rd.write_csv("clients.csv", clients)
     rd.write_summary(summary)
+    checkpoint.remove(ckpt_path)
     print(summary_line(summary, rd), file=sys.stderr)
     return summary
 
 
 def summary_line(s: dict, rd: RunDir) -> str:
     if s["status"] != "complete" or "final_acc" not in s:
-        return f"fedbench: {s['method']} on {s['dataset']} seed {s['seed']}: {s['status']} -> {rd.path}"
+        at = f" at round {s['diverged_round']} (NaN/inf loss or parameters)" if s.get("diverged_round") else ""
+        return f"fedbench: {s['method']} on {s['dataset']} seed {s['seed']}: {s['status']}{at} -> {rd.path}"
     return (f"fedbench: {s['method']} on {s['dataset']}/{s['partition']} seed {s['seed']}: "
             f"final acc {100 * s['final_acc']:.2f}% (weighted {100 * s['final_acc_weighted']:.2f}%, "
             f"bottom10 {100 * s['final_acc_bottom10']:.2f}%), best-by-val {100 * s['best_acc']:.2f}% "

@@ -26,6 +26,7 @@ from methods.fedavg import FedAvg
 @register
 class APFL(PersonalModel, FedAvg):
     name = "apfl"
+    ranges = {"alpha": "[0, 1]", "adaptive_alpha": "bool", "alpha_lr": "(0, inf) or null"}  # checked before any work
 
     def __init__(self, hp, model):
         super().__init__(hp, model)

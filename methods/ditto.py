@@ -24,6 +24,7 @@ from methods.fedavg import FedAvg
 @register
 class Ditto(PersonalModel, FedAvg):
     name = "ditto"
+    ranges = {"lam": "[0, inf)", "personal_epochs": "int [0, inf) or null"}  # checked before any work
 
     def local_update(self, client) -> float:
         batches = list(client.batches(client.hp.local_epochs))

@@ -14,6 +14,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBABU(FedAvg):
     name = "fedbabu"
+    ranges = {"lr": "(0, inf) or null", "momentum": "[0, 1) or null"}  # checked before any work
     shared = "backbone"
 
     def lr(self, client) -> float:

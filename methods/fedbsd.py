@@ -23,6 +23,8 @@ from methods.fedavg import FedAvg
 @register
 class FedBSD(FedAvg):
     name = "fedbsd"
+    ranges = {"lam": "[0, inf)", "tau": "(0, inf)", "loss": ("kl", "mse", "cosine"),
+              "student_init": ("global", "personal")}  # checked by fedbench.config before any work
     shared = "backbone"
     personal = "head"
 

@@ -17,6 +17,7 @@ from methods.fedavg import FedAvg
 @register
 class FedProx(FedAvg):
     name = "fedprox"
+    ranges = {"mu": "[0, inf)"}  # checked by fedbench.config before any work
 
     def loss(self, client, x, y) -> torch.Tensor:
         anchor = dict(client.global_model().named_parameters())  # w^t, frozen

@@ -19,6 +19,8 @@ from methods.fedavg import FedAvg
 @register
 class FedRep(FedAvg):
     name = "fedrep"
+    ranges = {"head_epochs": "int [0, inf)", "body_epochs": "int [0, inf) or null", "lr": "(0, inf) or null",
+              "momentum": "[0, 1) or null", "weight_decay": "[0, inf) or null"}  # checked before any work
     shared = "backbone"
     personal = "head"
 

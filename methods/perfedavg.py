@@ -26,6 +26,8 @@ VARIANTS = ("fo", "hf")
 @register
 class PerFedAvg(FedAvg):
     name = "perfedavg"
+    ranges = {"variant": ("fo", "hf"), "alpha": "(0, inf)", "beta": "(0, inf) or null", "delta": "(0, inf)",
+              "local_steps": "int [1, inf)"}  # checked before any work
 
     def __init__(self, hp, model):
         super().__init__(hp, model)

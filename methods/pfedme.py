@@ -28,6 +28,8 @@ from methods.fedavg import FedAvg
 @register
 class PFedMe(PersonalModel, FedAvg):
     name = "pfedme"
+    ranges = {"lam": "[0, inf)", "personal_lr": "(0, inf)", "lr": "(0, inf) or null", "inner_steps": "int [1, inf)",
+              "local_steps": "int [1, inf)", "beta": "(0, inf)", "mu": "[0, inf)"}  # checked before any work
     prefix = "theta."
 
     def local_update(self, client) -> float:

@@ -1,0 +1,74 @@
+"""Determinism: one seed gives byte-identical metrics.csv and clients.csv (wall-clock time lives in
+timing.csv and summary.json only); separate RNG streams keep client sampling independent of the
+method and of the evaluation schedule; deterministic=true switches PyTorch's deterministic mode on."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+from fedbench.config import set_determinism
+from tests.runs_helpers import SMALL, finish, one_thread, popen_cli, run_dirs, run_inprocess  # noqa: F401
+
+FILES = ("metrics.csv", "clients.csv")
+
+
+def _files(results) -> dict[str, bytes]:
+    (run,) = run_dirs(results)
+    return {name: (run / name).read_bytes() for name in FILES}
+
+
+def test_same_seed_gives_byte_identical_files_across_processes(tmp_path, data_root):
+    args = [*SMALL, "method=fedbsd", "rounds=6", "eval_every=2"]
+    procs = [popen_cli(*args, f"results_dir={tmp_path / name}") for name in ("a", "b")]
+    for proc in procs:
+        code, err = finish(proc)
+        assert code == 0, err
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert a == b
+    assert b"wall" not in a["metrics.csv"]  # the one non-deterministic number is kept out
+    (run,) = run_dirs(tmp_path / "a")
+    assert list(pd.read_csv(run / "timing.csv")["round"]) == [2, 4, 6]
+
+
+def test_same_seed_in_one_process_and_another_seed_differs(tmp_path, data_root):
+    for name in ("a", "b"):
+        run_inprocess(f"results_dir={tmp_path / name}", "rounds=4", "method=fedper")
+    run_inprocess(f"results_dir={tmp_path / 'c'}", "rounds=4", "method=fedper", "seed=1")
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") != _files(tmp_path / "c")
+
+
+def test_sampling_stream_ignores_method_and_eval_schedule(tmp_path, data_root):
+    sampled = []
+    for i, extra in enumerate([("method=fedavg", "eval_every=1"), ("method=fedbsd", "eval_every=3"),
+                               ("method=local", "eval_every=5")]):
+        run_inprocess(f"results_dir={tmp_path / str(i)}", "rounds=5", "join_ratio=0.3", *extra)
+        (run,) = run_dirs(tmp_path / str(i))
+        sampled.append(pd.read_csv(run / "clients.csv")["times_sampled"].tolist())
+    assert sampled[0] == sampled[1] == sampled[2]
+
+
+def test_deterministic_flag_turns_on_pytorch_deterministic_mode(tmp_path, data_root, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        s = run_inprocess(f"results_dir={tmp_path}", "rounds=2", "deterministic=true")
+        assert s["deterministic"] is True
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        set_determinism(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_runs_with_deterministic_true_are_identical(tmp_path, data_root):
+    args = ["device=cuda", "deterministic=true", "method=fedbsd", "rounds=4", "eval_every=2"]
+    for name in ("a", "b"):
+        run_inprocess(f"results_dir={tmp_path / name}", *args)
+    try:
+        assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    finally:
+        set_determinism(False)
