@@ -375,6 +375,29 @@ def set_determinism(enabled: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def check_deterministic_model(model, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+    """deterministic=true on a GPU: one forward/backward of a copy of `model` on two samples, so that
+    an operation without a deterministic CUDA implementation (e.g. AdaptiveAvgPool2d's backward)
+    is reported now, in one line, instead of failing the run at its first step."""
+    import copy
+
+    import torch.nn.functional as F
+
+    if x.device.type != "cuda" or not torch.are_deterministic_algorithms_enabled():
+        return
+    probe = copy.deepcopy(model).train()
+    try:
+        with torch.random.fork_rng(devices=[]):  # the probe draws nothing; keep it that way
+            F.cross_entropy(probe(x[:2]), y[:2]).backward()
+    except RuntimeError as exc:
+        if "deterministic" not in str(exc):
+            raise
+        op = str(exc).split()[0]
+        raise ConfigError(f"deterministic=True: model={name!r} uses {op}, which has no deterministic "
+                          "implementation on CUDA; use deterministic=false (results may then differ in the "
+                          "last bits between runs) or device=cpu") from None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 import methods
 from fedbench import checkpoint
-from fedbench.config import prepare, resolve_device, resolve_threads, set_determinism
+from fedbench.config import (check_deterministic_model, prepare, resolve_device, resolve_threads,
+                             set_determinism)
 from fedbench.data.federated import load_federated
 from fedbench.errors import ConfigError
 from fedbench.evaluation import headline, summarize
@@ -68,6 +69,7 @@ def run(cfg: DictConfig) -> dict:
     torch.manual_seed(stream_seed(cfg.seed, "init"))
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     method = build_method(cfg, model)
+    check_deterministic_model(model, data.x, data.y, cfg.model.name)
     new_federation = lambda: Federation(TrainConfig.from_cfg(cfg), data, model, method,  # noqa: E731
                                         cfg.rounds, cfg.join_ratio)
     fed = new_federation()

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fedbench.config import set_determinism
+from fedbench.config import check_deterministic_model, set_determinism
+from fedbench.errors import ConfigError
 from tests.runs_helpers import SMALL, finish, one_thread, popen_cli, run_dirs, run_inprocess  # noqa: F401
 
 FILES = ("metrics.csv", "clients.csv")
@@ -72,3 +73,23 @@ def test_gpu_runs_with_deterministic_true_are_identical(tmp_path, data_root):
         assert _files(tmp_path / "a") == _files(tmp_path / "b")
     finally:
         set_determinism(False)
+
+
+def test_gpu_op_without_deterministic_implementation_is_one_line_before_the_run(monkeypatch):
+    """What deterministic=true does on a GPU when the model uses e.g. AdaptiveAvgPool2d (resnet18):
+    a one-line ConfigError from a probe step before the run directory exists (faked on CPU here)."""
+    class NoDeterministicBackward(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("adaptive_avg_pool2d_backward_cuda does not have a deterministic "
+                               "implementation, but you set 'torch.use_deterministic_algorithms(True)'")
+
+    class OnCuda:
+        device = torch.device("cuda")
+
+        def __getitem__(self, item):
+            return torch.zeros(2, 3)
+
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    with pytest.raises(ConfigError, match="adaptive_avg_pool2d_backward_cuda, which has no deterministic"):
+        check_deterministic_model(NoDeterministicBackward(), OnCuda(), torch.zeros(2, dtype=torch.long), "resnet18")
+    check_deterministic_model(torch.nn.Linear(3, 2), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), "mlp")

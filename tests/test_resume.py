@@ -250,3 +250,31 @@ def test_checkpoint_file_cannot_run_code(tmp_path):
     path.write_bytes(pickle.dumps({"format": checkpoint.FORMAT, "x": Evil()}))
     payload, why = checkpoint.load(path, "k", 10, "cpu")
     assert payload is None and "unreadable" in why and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.skipif(os.environ.get("FEDBENCH_SLURM_REQUEUE_TEST") != "1",
+                    reason="about 3 min (Slurm holds a requeued job ~2 min): set FEDBENCH_SLURM_REQUEUE_TEST=1 "
+                           "with a Slurm cluster up (../shared/slurm_local.sh start)")
+def test_slurm_usr2_checkpoints_requeues_and_resumes(tmp_path, data_root):
+    """The real protocol: Slurm's USR2 (as before a time limit) reaches submitit's handler through the
+    run, which first writes a checkpoint; submitit requeues the job; the requeued job resumes."""
+    import subprocess
+
+    args = [*SMALL, "rounds=300", "eval_every=10", "checkpoint_every=0"]
+    results = tmp_path / "slurm"
+    proc = popen_cli("-m", "hydra/launcher=slurm", *args, f"results_dir={results}", "seed=0",
+                     "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
+                     "hydra.callbacks.report.enabled=false")
+    _wait_rows(results, 3, proc)
+    (job,) = [p.name for p in results.glob("sweeps/*/.submitit/*") if p.name.isdigit()]
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    code, err = finish(proc, timeout=600)
+    assert code == 0, err
+    (run,) = run_dirs(results)
+    assert summary(run)["status"] == "complete" and summary(run)["resumed_from_round"] >= 3
+    logs = "".join(p.read_text() for p in results.glob("sweeps/*/.submitit/*/*_log.*"))
+    assert "checkpoint saved, passing the signal on" in logs and "Requeued job" in logs
+    run_inprocess(f"results_dir={tmp_path / 'ref'}", *args[len(SMALL):])
+    (ref,) = run_dirs(tmp_path / "ref")
+    for name in FILES:
+        assert (run / name).read_bytes() == (ref / name).read_bytes(), name
