@@ -47,6 +47,7 @@ TOP_SPECS: dict[str, Any] = {
     "eval_every": "int [1, inf)",
     "eval_final_k": "int [1, inf)",
     "threads": "auto or int [1, inf)",
+    "engine": ("sequential", "vmap"),
     "progress": "bool",
     "checkpoint_every": "int [0, inf)",
     "deterministic": "bool",
@@ -405,10 +406,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_threads(value) -> int:
-    """Threads for this run: the config value, else the CPUs this process may use (Slurm's
-    allocation first), so parallel runs do not oversubscribe the cores."""
+    """Threads for this run: the config value; auto = the cores given to this run alone (Slurm's
+    allocation, or a CPU affinity narrower than the machine, as the local launcher sets per run),
+    else 1.
+
+    Why 1 when the run may use every core of the machine: nothing says those cores are free. On a
+    shared 2-core machine, PyTorch's spinning intra-op threads made training 7-25x slower than one
+    thread while other processes ran, and one thread was as fast or faster for the small models of
+    pFL even then (docs/performance.md). threads=N uses N anyway."""
     if value not in (None, "auto"):
         return int(value)
     if os.environ.get("SLURM_CPUS_PER_TASK"):
         return int(os.environ["SLURM_CPUS_PER_TASK"])
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return allowed if allowed < (os.cpu_count() or allowed) else 1

@@ -22,7 +22,9 @@ def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, b
     if len(idx) == 0:
         return float("nan"), float("nan")
     was_training = model.training
-    model.eval()
+    toggle = any(m.training for m in model.modules())  # (eval() costs more than a small model's forward)
+    if toggle:
+        model.eval()
     correct = torch.zeros((), device=x.device)
     loss = torch.zeros((), device=x.device, dtype=torch.float64)
     for start in range(0, len(idx), batch_size):
@@ -30,8 +32,28 @@ def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, b
         logits = model(x[b])
         correct += (logits.argmax(1) == y[b]).sum()
         loss += F.cross_entropy(logits, y[b], reduction="sum").double()
-    model.train(was_training)
+    if toggle:
+        model.train(was_training)
     return float(correct) / len(idx), float(loss) / len(idx)
+
+
+@torch.inference_mode()
+def segment_sums(model, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, segment: torch.Tensor,
+                 num_segments: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct predictions, summed cross-entropy) of `model` per segment, float64 tensors of length
+    `num_segments` on x's device: sample idx[i] counts toward segment[i]. One pass in batches of up to
+    `batch_size` (several clients' or splits' samples share a batch), no host sync."""
+    correct = torch.zeros(num_segments, dtype=torch.float64, device=x.device)
+    loss = torch.zeros(num_segments, dtype=torch.float64, device=x.device)
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(idx), batch_size):
+        b, s = idx[start:start + batch_size], segment[start:start + batch_size]
+        logits = model(x[b])
+        correct.index_add_(0, s, (logits.argmax(1) == y[b]).to(torch.float64))
+        loss.index_add_(0, s, F.cross_entropy(logits, y[b], reduction="none").to(torch.float64))
+    model.train(was_training)
+    return correct, loss
 
 
 def bottom_decile(acc: np.ndarray) -> float:

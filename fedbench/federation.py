@@ -15,7 +15,7 @@ import torch
 
 from fedbench.client import Client
 from fedbench.data.types import FederatedData
-from fedbench.evaluation import evaluate_model
+from fedbench.evaluation import evaluate_model, segment_sums  # noqa: F401 (evaluate_model: re-export)
 from fedbench.finetune import finetune, finetune_settings
 from fedbench.seeding import numpy_rng
 from fedbench.store import ClientStore, nbytes
@@ -49,6 +49,8 @@ def sampling_schedule(seed: int, rounds: int, num_clients: int, join_ratio: floa
 
 
 class Federation:
+    engine = "sequential"  # fedbench.engines
+
     def __init__(self, hp: TrainConfig, data: FederatedData, model, method, rounds: int, join_ratio: float):
         self.hp, self.data, self.model, self.method = hp, data, model, method
         self.live = dict(model.state_dict(keep_vars=True))
@@ -130,8 +132,16 @@ class Federation:
         return float(np.mean(losses)) if losses else float("nan")
 
     def evaluate(self, t: int) -> dict[str, np.ndarray]:
-        """Every client's personalized model (method.eval_model) on its val and test splits."""
+        """Every client's personalized model (method.eval_model) on its val and test splits.
+
+        When every client evaluates the same model (nothing personal, the default eval_model, no
+        fine-tuning: e.g. FedAvg), all clients' val and test samples go through it in one pass of
+        large batches, with one host sync; otherwise client by client."""
+        if self._same_eval_model():
+            return self._evaluate_shared()
         out = {key: np.zeros(self.data.num_clients) for key in ("val_acc", "test_acc", "test_loss")}
+        was_training = self.model.training
+        self.model.eval()  # once, not per client and split (evaluate_model then leaves the mode alone)
         for k in range(self.data.num_clients):
             self.load(k)
             client = self.client(k, t, "finetune")
@@ -144,12 +154,50 @@ class Federation:
                 out[f"{name}_acc"][k] = acc
                 if name == "test":
                     out["test_loss"][k] = loss
+        self.model.train(was_training)
         return out
 
+    def _evaluate_shared(self) -> dict[str, np.ndarray]:
+        K = self.data.num_clients
+        idx, seg, counts = self._eval_index()
+        self.load(0)  # the global state: nothing is personal
+        correct, loss = segment_sums(self.model, self.data.x, self.data.y, idx, seg, 2 * K, self.hp.eval_batch_size)
+        correct, loss = correct.view(K, 2).cpu().numpy(), loss.view(K, 2).cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(counts > 0, correct / counts, np.nan)
+            mean_loss = np.where(counts > 0, loss / counts, np.nan)
+        return {"val_acc": acc[:, 0], "test_acc": acc[:, 1], "test_loss": mean_loss[:, 1]}
+
+    def _eval_index(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """(indices, segment ids, (K, 2) counts): client k's val then test samples, in client order;
+        segment 2k is k's val split, 2k + 1 its test split. Built once."""
+        if getattr(self, "_eval_cache", None) is None:
+            parts, segs = [], []
+            counts = np.zeros((self.data.num_clients, 2), dtype=np.int64)
+            for k, c in enumerate(self.data.clients):
+                for j, part in enumerate((c.val, c.test)):
+                    parts.append(part)
+                    segs.append(torch.full((len(part),), 2 * k + j, dtype=torch.int64, device=part.device))
+                    counts[k, j] = len(part)
+            dev = self.data.x.device
+            self._eval_cache = (torch.cat(parts).to(dev) if parts else torch.zeros(0, dtype=torch.int64, device=dev),
+                                torch.cat(segs).to(dev) if segs else torch.zeros(0, dtype=torch.int64, device=dev),
+                                counts)
+        return self._eval_cache
+
+    def _same_eval_model(self) -> bool:
+        """True when every client evaluates the same model: nothing personal, the default eval_model
+        (the loaded model itself) and no fine-tuning."""
+        from methods.fedavg import FedAvg
+
+        return (not self.personal and not self.finetune
+                and getattr(type(self.method), "eval_model", None) is FedAvg.eval_model)
+
     def finite(self) -> bool:
-        """False when any global or personal tensor holds NaN or inf (divergence)."""
-        tensors = list(self.global_state.values()) + list(self.store.tensors.values())
-        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+        """False when any global or personal tensor holds NaN or inf (divergence). One host sync."""
+        tensors = [t for t in list(self.global_state.values()) + list(self.store.tensors.values())
+                   if t.is_floating_point() and t.numel()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
 
     # -- checkpointing (fedbench.checkpoint) ----------------------------------------------------
     def state_dict(self) -> dict:

@@ -17,6 +17,7 @@ from fedbench.config import (check_deterministic_model, prepare, resolve_device,
                              set_determinism)
 from fedbench.data.federated import load_federated
 from fedbench.errors import ConfigError
+from fedbench.engines import build_federation
 from fedbench.evaluation import headline, summarize
 from fedbench.federation import Federation, TrainConfig
 from fedbench.models import build_model
@@ -70,8 +71,9 @@ def run(cfg: DictConfig) -> dict:
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     method = build_method(cfg, model)
     check_deterministic_model(model, data.x, data.y, cfg.model.name)
-    new_federation = lambda: Federation(TrainConfig.from_cfg(cfg), data, model, method,  # noqa: E731
-                                        cfg.rounds, cfg.join_ratio)
+    engine = str(cfg.get("engine", "sequential"))  # fedbench.engines: sequential | vmap (falls back with a warning)
+    new_federation = lambda: build_federation(engine, TrainConfig.from_cfg(cfg), data, model, method,  # noqa: E731
+                                              cfg.rounds, cfg.join_ratio)
     fed = new_federation()
 
     key = config_hash(cfg, exclude_seed=False)
@@ -80,6 +82,7 @@ def run(cfg: DictConfig) -> dict:
             "config_hash": config_hash(cfg), "device": str(device), "threads": threads,
             "deterministic": bool(cfg.get("deterministic", False)),
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__}
+    base["engine"] = fed.engine
     rows, timing, ev, first, spent = [], [], None, 0, 0.0
     state, why = checkpoint.load(ckpt_path, key, cfg.rounds, device)
     if why:

@@ -1,0 +1,139 @@
+"""engine=vmap against engine=sequential: same seed, same numbers (up to floating point), for every
+method the vmap engine accepts; its batch plan is the sequential engine's data order; methods it cannot
+run fall back with a warning; the lean SGD step is torch.optim.SGD's arithmetic."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fedbench.data.types import ClientData
+from fedbench.engines import build_federation, vmap_support
+from fedbench.engines.vmap import VmapFederation
+from fedbench.errors import ConfigError
+from fedbench.federation import Federation
+from tests.conftest import make_federation, tiny_data
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def uneven_data():
+    """Clients of 22, 7, 11, 0, 16 and 2 train samples: different step counts and last-batch sizes."""
+    data = tiny_data(num_clients=6, per_client=30)
+    for k, n in {1: 7, 2: 11, 3: 0, 5: 2}.items():
+        c = data.clients[k]
+        data.clients[k] = ClientData(c.train[:n], c.val, c.test)
+    return data
+
+
+def pair(method, min_group, **kw):
+    seq = make_federation(method, **kw)
+    twin = make_federation(method, **kw)
+    vm = VmapFederation(twin.hp, twin.data, twin.model, twin.method, len(twin.schedule), kw.get("join_ratio", 1.0))
+    vm.min_group = min_group
+    return seq, vm
+
+
+@pytest.mark.parametrize("method", ["fedavg", "fedper", "fedbsd", "local"])
+@pytest.mark.parametrize("min_group", [1, 3])  # 1: every step vmapped; 3: small groups step client by client
+def test_engines_agree(method, min_group):
+    kw = dict(rounds=4, data=uneven_data(), join_ratio=0.7, local_epochs=2, momentum=0.9, batch_size=4)
+    seq, vm = pair(method, min_group, **kw)
+    for t in range(4):
+        assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
+    for k in seq.global_state:
+        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
+    for k in seq.store.tensors:
+        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+    a, b = seq.evaluate(3), vm.evaluate(3)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], atol=1e-5)
+    assert (vm.bytes_up, vm.bytes_down) == (seq.bytes_up, seq.bytes_down)
+    assert np.array_equal(vm.times_sampled, seq.times_sampled)
+
+
+def test_engines_agree_with_weight_decay_and_fedbsd_options():
+    kw = dict(rounds=3, data=uneven_data(), join_ratio=1.0, batch_size=5,
+              hp_overrides={"student_init": "personal", "weighting": "samples", "loss": "mse"})
+    seq, vm = pair("fedbsd", 1, **kw)
+    seq.hp = vm.hp = dataclasses.replace(seq.hp, weight_decay=0.01)
+    for t in range(3):
+        seq.train_round(t), vm.train_round(t)
+    for k in seq.store.tensors:
+        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+    for k in seq.global_state:
+        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
+
+
+def test_vmap_plan_is_the_sequential_data_order():
+    data = uneven_data()
+    data.x[:, 0] = torch.arange(len(data.x), dtype=data.x.dtype)  # a sample's first feature is its index
+    _, vm = pair("fedavg", 1, rounds=2, data=data, local_epochs=2, batch_size=4)
+    sampled = vm.schedule[1]
+    groups, steps = vm.plan(1, sampled)
+    got = {j: [] for j in range(len(sampled))}
+    for g in sorted(groups, key=lambda g: g.step):
+        for row, j in enumerate(g.pos.tolist()):
+            got[j].append(g.idx[row].tolist())
+    for j, k in enumerate(sampled):
+        want = [xb[:, 0].long().tolist() for xb, _ in vm.client(int(k), 1, "data").batches(2)]
+        assert got[j] == want and steps[j] == len(want)
+    assert any(not g.full for g in groups)  # clients leave the groups as they finish
+
+
+def test_unsupported_method_falls_back_with_a_warning():
+    fed = make_federation("fedprox")
+    why = vmap_support(fed.method, fed.model)
+    assert why and "loss" in why
+    said = []
+    built = build_federation("vmap", fed.hp, fed.data, fed.model, fed.method, 2, 1.0, warn=said.append)
+    assert type(built) is Federation and len(said) == 1 and "engine=sequential" in said[0]
+    with pytest.raises(ConfigError, match="engine"):
+        build_federation("turbo", fed.hp, fed.data, fed.model, fed.method, 2, 1.0)
+
+
+def test_batchnorm_model_is_not_vmapped():
+    fed = make_federation("fedavg", model={"name": "mlp", "hidden": [16, 8], "bn": True})
+    assert "buffers" in vmap_support(fed.method, fed.model)
+
+
+def test_sgd_step_is_torch_optim_sgd():
+    """Client.sgd's own update against torch.optim.SGD, bit for bit: momentum, weight decay, and a
+    parameter that gets no gradient in some steps."""
+    from fedbench.client import sgd_step
+
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    b = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    b.load_state_dict(a.state_dict())
+    opt = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    params, bufs = list(b.parameters()), [None] * 4
+    for step in range(6):
+        x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+        for model in (a, b):
+            for p in model.parameters():
+                p.grad = None
+            out = model(x) if step % 3 else model[2](torch.relu(model[0](x).detach()))  # no grad for layer 0
+            torch.nn.functional.cross_entropy(out, y).backward()
+        opt.step()
+        sgd_step(params, bufs, 0.1, 0.9, 0.01)
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_cli_engine_vmap_runs_and_records_the_engine(tmp_path, data_root):
+    import json
+
+    from tests.conftest import run_cli
+
+    res = run_cli(f"results_dir={tmp_path}", "rounds=2", "engine=vmap", "method=fedper", "threads=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (summary,) = tmp_path.glob("runs/**/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["status"] == "complete" and s["engine"] == "vmap"
