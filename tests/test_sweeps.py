@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hydra_plugins.fedbench_launcher.local_pool import Slot, plan_slots
 from tests.conftest import ROOT, run_cli
 
 SMALL = ["rounds=2", "num_clients=6", "eval_every=1"]
@@ -29,6 +28,10 @@ def mtimes(results: Path) -> dict[str, int]:
 
 
 def test_plan_slots_one_run_per_gpu_and_cores_shared():
+    # imported here: Hydra's plugin scan (any earlier compose) re-executes plugin modules in place,
+    # which would leave a module-level import holding a stale Slot class
+    from hydra_plugins.fedbench_launcher.local_pool import Slot, plan_slots
+
     gpu = plan_slots(range(8), ["0", "1"], num_runs=10)
     assert gpu == [Slot((0, 1, 2, 3), ("0",)), Slot((4, 5, 6, 7), ("1",))]
     assert plan_slots(range(8), ["0", "1", "2", "3"], 10, gpus_per_run=2)[1] == Slot((4, 5, 6, 7), ("2", "3"))
