@@ -40,7 +40,7 @@ def pair(method, min_group, **kw):
     return seq, vm
 
 
-@pytest.mark.parametrize("method", ["fedavg", "fedper", "fedbsd", "local"])
+@pytest.mark.parametrize("method", ["fedavg", "fedper", "fedbsd", "local", "lgfedavg", "fedavg_ft"])
 @pytest.mark.parametrize("min_group", [1, 3])  # 1: every step vmapped; 3: small groups step client by client
 def test_engines_agree(method, min_group):
     kw = dict(rounds=4, data=uneven_data(), join_ratio=0.7, local_epochs=2, momentum=0.9, batch_size=4)

@@ -1,7 +1,7 @@
 """engine=vmap: a round's local updates as one vectorized computation over the sampled clients.
 
 For methods whose local update is plain minibatch SGD on their `loss` (FedAvg, FedPer, FedBSD,
-Local): the sampled clients' starting parameters (global, then personal from the client store, as
+Local, LG-FedAvg, FedAvg-FT): the sampled clients' starting parameters (global, then personal from the client store, as
 `Federation.load` does) are stacked along a new first dimension, and each SGD step of every client
 is one call of `vmap(grad_and_value(loss))` over that stack. The method's own `loss` runs inside,
 on the live model with the client's parameters substituted (`torch.func.functional_call`), so
@@ -18,7 +18,7 @@ only (batched matrix products, the weighted mean as one tensor product).
 
 Meant for GPUs, where one round becomes a few kernel launches per step instead of one model per
 client. On a CPU it can be slower or faster depending on the model (fedbench.bench measures it).
-Evaluation is the sequential engine's.
+Evaluation (and fine-tuning before it) is the sequential engine's.
 """
 from __future__ import annotations
 
@@ -48,17 +48,9 @@ def unsupported_reason(method, model) -> str | None:
         return "it uploads something other than its model"
     if method.client_state(model):
         return "it keeps extra per-client state"
-    if finetune_on(method):
-        return "it fine-tunes before evaluation"
     if any(True for _ in model.buffers()):
         return "the model has buffers (e.g. BatchNorm statistics), which vmap cannot update per client"
     return None
-
-
-def finetune_on(method) -> bool:
-    from fedbench.finetune import finetune_settings
-
-    return finetune_settings(method.hp) is not None
 
 
 class _Loss(nn.Module):
