@@ -1,11 +1,11 @@
 """engine=vmap: a round's local updates as one vectorized computation over the sampled clients.
 
 For methods whose local update is plain minibatch SGD on their `loss` (FedAvg, FedPer, FedBSD,
-Local, LG-FedAvg, FedAvg-FT): the sampled clients' starting parameters (global, then personal from the client store, as
-`Federation.load` does) are stacked along a new first dimension, and each SGD step of every client
-is one call of `vmap(grad_and_value(loss))` over that stack. The method's own `loss` runs inside,
-on the live model with the client's parameters substituted (`torch.func.functional_call`), so
-FedBSD's distillation term is FedBSD's code, not a copy.
+Local, LG-FedAvg, FedAvg-FT): the sampled clients' starting parameters (global, then personal from
+the client store, as `Federation.load` does) are stacked along a new first dimension, and each SGD
+step of every client is one call of `vmap(grad_and_value(loss))` over that stack. The method's own
+`loss` runs inside, on the live model with the client's parameters substituted
+(`torch.func.functional_call`), so FedBSD's distillation term is FedBSD's code, not a copy.
 
 Same results as engine=sequential, up to floating point: every client sees exactly the batches the
 sequential engine gives it (the same data-order stream and batching rule, see Client.batches), with
