@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -430,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                    "every core (slow on a loaded machine: many threads then spin against other processes)")
     args = p.parse_args(argv)
 
-    from fedbench.config import resolve_device, resolve_threads
+    from fedbench.runtime import resolve_device, resolve_threads
     from fedbench.engines import vmap_support
 
     torch.set_num_threads(resolve_threads(args.threads))
@@ -489,7 +488,8 @@ def table(results: dict, rounds: int) -> str:
                 continue
             sec = spent[name] / rounds
             diff = "-" if name == "floor" else f"{agree[name]:.1e}"
-            lines.append(f"| {method} | {name} | {1 / sec:.2f} | {sec * 1e3:.1f} ms | {spent[name] / floor:.2f}x | {diff} |")
+            lines.append(f"| {method} | {name} | {1 / sec:.2f} | {sec * 1e3:.1f} ms | {spent[name] / floor:.2f}x "
+                         f"| {diff} |")
         r = f"{method}: harness/floor = {spent['harness'] / floor:.3f} (target <= 1.10), " \
             f"typical/harness = {spent['typical'] / spent['harness']:.2f} (target >= 3)"
         if "vmap" in spent:
@@ -502,11 +502,13 @@ def memory_table(rows: list[dict], device) -> str:
     cuda = device.type == "cuda"
     head = ("| clients | method | engine | samples | data tensors MiB | client store MiB | process RSS before MiB "
             "| peak while loading data, above before MiB | peak while training + evaluating, above loaded MiB "
-            "| process peak RSS MiB |" + (" CUDA peak allocated MiB |" if cuda else "") + " data load s | rounds + eval s |")
+            "| process peak RSS MiB |" + (" CUDA peak allocated MiB |" if cuda else "")
+            + " data load s | rounds + eval s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['clients']} | {r['method']} | {r['engine']} | {r['samples']} | {r['data_mb']:.1f} | "
-                     f"{r['store_mb']:.2f} | {r['rss_base_mb']:.0f} | {r['data_peak_mb']:.0f} | {r['run_peak_mb']:.0f} | "
+                     f"{r['store_mb']:.2f} | {r['rss_base_mb']:.0f} | {r['data_peak_mb']:.0f} | "
+                     f"{r['run_peak_mb']:.0f} | "
                      f"{r['peak_mb']:.0f} |" + (f" {r['cuda_peak_mb']:.1f} |" if cuda else "")
                      + f" {r['data_s']:.1f} | {r['run_s']:.1f} ({r['rounds']} rounds of 10% + 1 evaluation of all) |")
     if not all(r["peak_exact"] for r in rows):

@@ -19,16 +19,16 @@ Range specs (a small, readable language; alternatives joined by " or "):
 from __future__ import annotations
 
 import functools
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fedbench.errors import ConfigError
+from fedbench.specs import _show, check
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("method", "dataset", "partition", "model")
@@ -100,75 +100,6 @@ def dataset_info(ds: DictConfig) -> dict | None:
     else:
         return None
     return {"shape": shape, "classes": classes, "size": size, "groups": groups}
-
-
-# -- the spec language ---------------------------------------------------------------------------
-def _show(value) -> str:
-    if isinstance(value, (DictConfig, ListConfig)):
-        value = OmegaConf.to_container(value)
-    return repr(value)
-
-
-def _bound(token: str) -> float:
-    return math.inf if token.strip() in ("inf", "+inf") else (-math.inf if token.strip() == "-inf" else float(token))
-
-
-@functools.lru_cache(maxsize=None)
-def _alternative(text: str):
-    """One alternative of a spec string -> (predicate, description)."""
-    text = text.strip()
-    if text == "null":
-        return (lambda v: v is None), "null"
-    if text == "bool":
-        return (lambda v: isinstance(v, bool)), "true or false"
-    if text == "str":
-        return (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
-    if text.startswith("list of "):
-        item, what = _alternative(text[len("list of "):])
-        return (lambda v: isinstance(v, (list, tuple, ListConfig)) and all(item(x) for x in v)), f"a list of {what}s"
-    integer = text.startswith("int ")
-    if integer:
-        text = text[4:].strip()
-    if text[:1] in "[(" and text[-1:] in "])":
-        lo_text, hi_text = text[1:-1].split(",")
-        lo, hi = _bound(lo_text), _bound(hi_text)
-        lo_open, hi_open = text[0] == "(", text[-1] == ")"
-
-        def pred(v, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, integer=integer):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-                return False
-            if not math.isfinite(v):
-                return False
-            return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-
-        fmt = (lambda x: "%g" % x) if not integer else (lambda x: str(int(x)))
-        kind = "an integer" if integer else "a number"
-        if hi == math.inf:
-            what = f"{kind} {'>' if lo_open else '>='} {fmt(lo)}"
-        elif lo == -math.inf:
-            what = f"{kind} {'<' if hi_open else '<='} {fmt(hi)}"
-        else:
-            what = f"{kind} in {text[0]}{fmt(lo)}, {fmt(hi)}{text[-1]}"
-        return pred, what
-    return (lambda v, word=text: v == word), repr(text)
-
-
-def describe(spec) -> str:
-    if isinstance(spec, (tuple, list)):
-        return "one of: " + ", ".join(map(str, spec))
-    return " or ".join(_alternative(a)[1] for a in spec.split(" or "))
-
-
-def satisfies(value, spec) -> bool:
-    if isinstance(spec, (tuple, list)):
-        return isinstance(value, (str, int, float, bool)) and value in spec
-    return any(_alternative(a)[0](value) for a in spec.split(" or "))
-
-
-def check(key: str, value, spec) -> None:
-    """ConfigError `key=value: must be <what spec allows>` unless `value` satisfies `spec`."""
-    if not satisfies(value, spec):
-        raise ConfigError(f"{key}={_show(value)}: must be {describe(spec)}")
 
 
 def _check_node(prefix: str, node: DictConfig, specs: dict, allowed_extra=(), extra_note: str = "") -> None:
@@ -362,61 +293,3 @@ def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
     if machine:
         _check_writable("results_dir", str(cfg.results_dir))
     return cfg
-
-
-def set_determinism(enabled: bool) -> None:
-    """deterministic=true: PyTorch's deterministic algorithms (an op without one raises), cuDNN
-    without autotuning, and cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS
-    starts, so it is set before any GPU work). CPU runs are deterministic either way."""
-    if enabled:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(enabled))
-    torch.backends.cudnn.deterministic = bool(enabled)
-    if enabled:
-        torch.backends.cudnn.benchmark = False
-
-
-def check_deterministic_model(model, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
-    """deterministic=true on a GPU: one forward/backward of a copy of `model` on two samples, so that
-    an operation without a deterministic CUDA implementation (e.g. AdaptiveAvgPool2d's backward)
-    is reported now, in one line, instead of failing the run at its first step."""
-    import copy
-
-    import torch.nn.functional as F
-
-    if x.device.type != "cuda" or not torch.are_deterministic_algorithms_enabled():
-        return
-    probe = copy.deepcopy(model).train()
-    try:
-        with torch.random.fork_rng(devices=[]):  # the probe draws nothing; keep it that way
-            F.cross_entropy(probe(x[:2]), y[:2]).backward()
-    except RuntimeError as exc:
-        if "deterministic" not in str(exc):
-            raise
-        op = str(exc).split()[0]
-        raise ConfigError(f"deterministic=True: model={name!r} uses {op}, which has no deterministic "
-                          "implementation on CUDA; use deterministic=false (results may then differ in the "
-                          "last bits between runs) or device=cpu") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_threads(value) -> int:
-    """Threads for this run: the config value; auto = the cores given to this run alone (Slurm's
-    allocation, or a CPU affinity narrower than the machine, as the local launcher sets per run),
-    else 1.
-
-    Why 1 when the run may use every core of the machine: nothing says those cores are free. On a
-    shared 2-core machine, PyTorch's spinning intra-op threads made training 7-25x slower than one
-    thread while other processes ran, and one thread was as fast or faster for the small models of
-    pFL even then (docs/performance.md). threads=N uses N anyway."""
-    if value not in (None, "auto"):
-        return int(value)
-    if os.environ.get("SLURM_CPUS_PER_TASK"):
-        return int(os.environ["SLURM_CPUS_PER_TASK"])
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return allowed if allowed < (os.cpu_count() or allowed) else 1

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 import methods
 from fedbench import checkpoint
-from fedbench.config import (check_deterministic_model, prepare, resolve_device, resolve_threads,
-                             set_determinism)
+from fedbench.config import prepare
+from fedbench.runtime import check_deterministic_model, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.errors import ConfigError
 from fedbench.engines import build_federation

@@ -15,10 +15,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from fedbench.cli import CONF_DIR
-from fedbench.config import prepare, resolve_threads
+from fedbench.config import prepare
+from fedbench.runtime import resolve_threads
 from fedbench.data.federated import load_federated
 from fedbench.evaluation import evaluate_model
-from fedbench.federation import Federation, TrainConfig
 from tests.conftest import ROOT, make_federation, tiny_data
 
 

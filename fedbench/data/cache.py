@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
