@@ -71,6 +71,23 @@ def test_engines_agree_with_weight_decay_and_fedbsd_options():
         torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["fedbsd", "local"])
+def test_vmapped_evaluation_in_chunks_equals_client_by_client(method):
+    data = tiny_data(num_clients=7, per_client=30)
+    for k, (nv, nt) in enumerate([(0, 3), (1, 1), (4, 9), (2, 0), (6, 4), (3, 3), (0, 1)]):
+        c = data.clients[k]
+        data.clients[k] = ClientData(c.train, torch.arange(k * 30 + 15, k * 30 + 15 + nv),
+                                     torch.arange(k * 30 + 22, k * 30 + 22 + nt))
+    seq, vm = pair(method, 1, rounds=2, data=data, join_ratio=0.6)
+    for t in range(2):
+        seq.train_round(t), vm.train_round(t)
+    seq.hp = vm.hp = dataclasses.replace(seq.hp, eval_batch_size=5)  # several chunks, one client per chunk too
+    a, b = seq.evaluate(1), vm.evaluate(1)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], atol=1e-5)
+    assert np.isnan(b["val_acc"][0]) and np.isnan(b["test_acc"][3])
+
+
 def test_vmap_plan_is_the_sequential_data_order():
     data = uneven_data()
     data.x[:, 0] = torch.arange(len(data.x), dtype=data.x.dtype)  # a sample's first feature is its index
