@@ -17,6 +17,7 @@ from fedbench.models import build_model
 from fedbench.seeding import stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)  # in-process tests: tiny models, and CLI subprocesses share the cores
 
 
 def tiny_data(num_clients=4, per_client=24, dim=8, classes=4, seed=0) -> FederatedData:
