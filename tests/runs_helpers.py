@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +46,3 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs use one torch thread (the test machine has few cores, often shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -15,13 +15,6 @@ from fedbench.federation import Federation
 from tests.conftest import make_federation, tiny_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def uneven_data():
     """Clients of 22, 7, 11, 0, 16 and 2 train samples: different step counts and last-batch sizes."""

@@ -22,13 +22,6 @@ from fedbench.evaluation import evaluate_model
 from tests.conftest import ROOT, make_federation, tiny_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def digits(tmp_path, *overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
