@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from fedbench.engines.vmap_eval import evaluate_vmapped
 from fedbench.federation import Federation
 from fedbench.seeding import torch_generator
 from fedbench.store import nbytes
@@ -249,56 +250,7 @@ class VmapFederation(Federation):
         if (self._same_eval_model() or self.finetune
                 or getattr(type(self.method), "eval_model", None) is not FedAvg.eval_model):
             return super().evaluate(t)
-        return self._evaluate_vmapped()
-
-    @torch.inference_mode()
-    def _evaluate_vmapped(self) -> dict[str, np.ndarray]:
-        K, dev = self.data.num_clients, self.data.x.device
-        budget = self.hp.eval_batch_size  # padded samples per vmapped forward: the sequential batch size
-        idx, seg, counts = self._eval_index()
-        sizes = counts.sum(1)
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        base = self.fixed | self.global_state
-        live = self.model.state_dict()
-        names = list(live)
-        personal = set(self._from_store) | {n for n in self.personal if n in self.store.tensors}
-        forward = vmap(lambda p, x: functional_call(self.model, p, (x,)))
-        correct = torch.zeros(2 * K, dtype=torch.float64, device=dev)
-        loss = torch.zeros(2 * K, dtype=torch.float64, device=dev)
-        was_training = self.model.training
-        self.model.eval()
-        order = np.argsort(sizes, kind="stable")  # similar sizes share a chunk: little padding
-        k = 0
-        while k < K:  # a chunk of clients whose padded samples fit the budget (at least one client)
-            end = k + 1
-            while end < K and int(sizes[order[end]]) * (end + 1 - k) <= budget:
-                end += 1
-            chunk = order[k:end]
-            longest = int(sizes[chunk[-1]])
-            k = end
-            if longest == 0:
-                continue
-            C = len(chunk)
-            pos = torch.arange(longest, device=dev).unsqueeze(0)
-            mask = pos < torch.as_tensor(sizes[chunk], device=dev).unsqueeze(1)
-            flat = torch.as_tensor(starts[chunk], device=dev).unsqueeze(1) + pos
-            flat = torch.where(mask, flat, torch.zeros_like(flat))  # padding reads sample 0, masked out
-            sample, segment = idx[flat], seg[flat]
-            rows = torch.as_tensor(chunk, device=dev)
-            params = {n: (self.store.tensors[n].index_select(0, rows) if n in personal
-                          else base.get(n, live[n]).unsqueeze(0).expand(C, *live[n].shape)) for n in names}
-            logits = forward(params, self.data.x[sample])  # (C, longest, classes)
-            y = self.data.y[sample]
-            hit = (logits.argmax(-1) == y) & mask
-            ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-            correct.index_add_(0, segment[mask], hit[mask].to(torch.float64))
-            loss.index_add_(0, segment[mask], ce.view(C, longest)[mask].to(torch.float64))
-        self.model.train(was_training)
-        correct, loss = correct.view(K, 2).cpu().numpy(), loss.view(K, 2).cpu().numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = np.where(counts > 0, correct / counts, np.nan)
-            mean_loss = np.where(counts > 0, loss / counts, np.nan)
-        return {"val_acc": acc[:, 0], "test_acc": acc[:, 1], "test_loss": mean_loss[:, 1]}
+        return evaluate_vmapped(self)
 
     @torch.no_grad()
     def _finish_round(self, t: int, sampled: np.ndarray, rows: torch.Tensor, params: dict) -> None:
