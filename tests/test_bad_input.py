@@ -13,7 +13,7 @@ import methods
 from fedbench.cli import precheck
 from fedbench.config import HARNESS_METHOD_SPECS, method_specs, prepare
 from fedbench.errors import ConfigError
-from tests.runs_helpers import compose_cfg, finish, one_thread, popen_cli, run_dirs, run_inprocess  # noqa: F401
+from tests.runs_helpers import compose_cfg, finish, popen_cli, run_dirs, run_inprocess  # noqa: F401
 
 # (command line, words the one-line message must contain)
 CASES = [

@@ -11,7 +11,7 @@ import torch
 
 from fedbench.runtime import check_deterministic_model, set_determinism
 from fedbench.errors import ConfigError
-from tests.runs_helpers import SMALL, finish, one_thread, popen_cli, run_dirs, run_inprocess  # noqa: F401
+from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess  # noqa: F401
 
 FILES = ("metrics.csv", "clients.csv")
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from fedbench import checkpoint
 from fedbench.federation import Federation
-from tests.runs_helpers import SMALL, finish, one_thread, popen_cli, run_dirs, run_inprocess, summary  # noqa: F401
+from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess, summary  # noqa: F401
 
 
 def test_huge_lr_diverges_with_round_and_no_checkpoint_left(tmp_path, data_root, capsys):

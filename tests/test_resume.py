@@ -16,7 +16,7 @@ import methods
 from fedbench import checkpoint
 from fedbench.federation import Federation
 from tests.conftest import make_federation, method_hp
-from tests.runs_helpers import SMALL, finish, one_thread, popen_cli, run_dirs, run_inprocess, summary  # noqa: F401
+from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess, summary  # noqa: F401
 
 FILES = ("metrics.csv", "clients.csv")
 
