@@ -258,21 +258,34 @@ def method_specs(cls) -> dict[str, Any]:
     return specs
 
 
-def _check_method(cfg: DictConfig, model) -> None:
+def method_class(name: str) -> type:
+    """The registered method class `name`; ConfigError listing the valid names otherwise."""
     import methods
 
-    name = cfg.method.name
     names = methods.available()
     if name not in names:
         raise ConfigError(f"method={name!r}: unknown method; choose one of: {', '.join(names)}")
-    cls = methods.get(name)
-    _check_node("method", cfg.method, method_specs(cls), _yaml_keys(f"method/{name}.yaml"),
-                " (add-ons: weighting, ft_epochs, ft_lr, ft_momentum, ft_batch_size, ft_part)")
-    if model is not None and getattr(cls, "needs_batchnorm", False) and not model.has_batchnorm():
+    return methods.get(name)
+
+
+def require_batchnorm(cfg: DictConfig, cls: type, model) -> None:
+    """ConfigError (with the override that fixes it) when the method needs BatchNorm and `model` has none."""
+    name = cfg.method.name
+    if getattr(cls, "needs_batchnorm", False) and not model.has_batchnorm():
         hint = ("model.bn=true" if "bn" in cfg.model else
-                "model=cnn model.bn=true" if cfg.dataset.name.startswith("cifar") else "+model.bn=true")
+                "model=cnn model.bn=true" if str(OmegaConf.select(cfg, "dataset.name", default="")).startswith("cifar")
+                else "+model.bn=true")
         raise ConfigError(f"method={name!r} needs a model with BatchNorm, but model={cfg.model.name!r} has none; "
                           f"use {hint} (or model=resnet18)")
+
+
+def _check_method(cfg: DictConfig, model) -> None:
+    name = cfg.method.name
+    cls = method_class(name)
+    _check_node("method", cfg.method, method_specs(cls), _yaml_keys(f"method/{name}.yaml"),
+                " (add-ons: weighting, ft_epochs, ft_lr, ft_momentum, ft_batch_size, ft_part)")
+    if model is not None:
+        require_batchnorm(cfg, cls, model)
 
 
 def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:

@@ -11,12 +11,10 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-import methods
 from fedbench import checkpoint
-from fedbench.config import prepare
+from fedbench.config import method_class, prepare, require_batchnorm
 from fedbench.runtime import check_deterministic_model, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
-from fedbench.errors import ConfigError
 from fedbench.engines import build_federation
 from fedbench.evaluation import headline, summarize
 from fedbench.federation import Federation, TrainConfig
@@ -26,13 +24,9 @@ from fedbench.seeding import stream_seed
 
 
 def build_method(cfg: DictConfig, model):
-    names = methods.available()
-    if cfg.method.name not in names:
-        raise ConfigError(f"method={cfg.method.name!r} is not a method; choose one of: {', '.join(names)}")
-    cls = methods.get(cfg.method.name)
-    if cls.needs_batchnorm and not model.has_batchnorm():
-        raise ConfigError(f"method={cfg.method.name!r} needs a model with BatchNorm, but model={cfg.model.name!r} "
-                          f"has none; use e.g. model=cnn model.bn=true")
+    """The method instance for `cfg` on `model` (the same checks as `prepare`, for direct callers)."""
+    cls = method_class(cfg.method.name)
+    require_batchnorm(cfg, cls, model)
     return cls(cfg.method, model)
 
 
