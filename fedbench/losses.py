@@ -7,22 +7,30 @@ import torch.nn.functional as F
 DISTILL_LOSSES = ("kl", "mse", "cosine")
 
 
-def distillation(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", tau: float = 1.0
-                 ) -> torch.Tensor:
+def distillation(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", tau: float = 1.0,
+                 reduction: str = "mean") -> torch.Tensor:
     """Distance from student features/logits to the (detached) teacher's, zero when they are equal.
 
     kl:     tau^2 * KL(softmax(teacher/tau) || softmax(student/tau)), batch mean (Hinton et al.).
     mse:    mean squared error.
     cosine: mean of 1 - cos(student, teacher).
+    Each is a mean over the batch of a per-sample term; reduction="none" returns those terms (shape
+    [batch]), whose mean is the "mean" value (the vmap engine weights them to batch clients).
     """
     teacher = teacher.detach()
-    if kind == "kl":
-        return F.kl_div(F.log_softmax(student / tau, dim=1), F.log_softmax(teacher / tau, dim=1),
-                        reduction="batchmean", log_target=True) * tau * tau
+    if kind == "kl":  # written out (F.kl_div with log_target has no vmap batching rule): exp(t) (t - s)
+        s, t = F.log_softmax(student / tau, dim=1), F.log_softmax(teacher / tau, dim=1)
+        terms = t.exp() * (t - s)
+        if reduction == "none":
+            return terms.flatten(1).sum(1) * tau * tau
+        return terms.sum() / len(terms) * tau * tau
     if kind == "mse":
+        if reduction == "none":
+            return F.mse_loss(student, teacher, reduction="none").flatten(1).mean(1)
         return F.mse_loss(student, teacher)
     if kind == "cosine":
-        return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
+        per = 1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)
+        return per if reduction == "none" else per.mean()
     raise ValueError(f"unknown distillation loss {kind!r}; choose one of {DISTILL_LOSSES}")
 
 

@@ -43,8 +43,10 @@ class FedAvg:
     def local_update(self, client) -> float:
         return client.sgd(lambda x, y: self.loss(client, x, y))
 
-    def loss(self, client, x, y) -> torch.Tensor:
-        return F.cross_entropy(client.model(x), y)
+    def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
+        """The local objective on a batch. reduction="none" gives its per-sample terms (their mean
+        is the objective), which engine=vmap weights to batch clients of different batch sizes."""
+        return F.cross_entropy(client.model(x), y, reduction=reduction)
 
     def upload(self, client, keys: list[str]) -> dict[str, torch.Tensor]:
         state = client.model.state_dict()

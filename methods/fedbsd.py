@@ -36,11 +36,11 @@ class FedBSD(FedAvg):
         # plain values, read once (an OmegaConf lookup per training step costs ~5% of a step)
         self.lam, self.tau, self.kind = float(hp.lam), float(hp.tau), str(hp.loss)
 
-    def loss(self, client, x, y) -> torch.Tensor:
+    def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         features = client.model.backbone(x)
-        ce = F.cross_entropy(client.model.head(features), y)
+        ce = F.cross_entropy(client.model.head(features), y, reduction=reduction)
         if self.lam == 0:
             return ce
         with torch.no_grad():
             teacher = client.global_model().backbone(x)
-        return ce + self.lam * distillation(features, teacher, self.kind, self.tau)
+        return ce + self.lam * distillation(features, teacher, self.kind, self.tau, reduction)

@@ -86,15 +86,21 @@ def test_vmap_plan_is_the_sequential_data_order():
     data.x[:, 0] = torch.arange(len(data.x), dtype=data.x.dtype)  # a sample's first feature is its index
     _, vm = pair("fedavg", 1, rounds=2, data=data, local_epochs=2, batch_size=4)
     sampled = vm.schedule[1]
-    groups, steps = vm.plan(1, sampled)
+    groups, steps, order = vm.plan(1, sampled)
     got = {j: [] for j in range(len(sampled))}
-    for g in sorted(groups, key=lambda g: g.step):
+    for s, g in enumerate(groups):
+        assert g.step == s and g.pos.tolist() == [j for j in order if steps[j] > s]  # a prefix of the stack
+        lens = g.lens or [g.idx.shape[1]] * len(g.pos)
         for row, j in enumerate(g.pos.tolist()):
-            got[j].append(g.idx[row].tolist())
+            got[j].append(g.idx[row, :lens[row]].tolist())
+            if g.w is not None:  # 1/len on the batch, 0 on the padding
+                want_w = [1 / lens[row]] * lens[row] + [0.0] * (g.idx.shape[1] - lens[row])
+                assert g.w[row].tolist() == pytest.approx(want_w)
     for j, k in enumerate(sampled):
         want = [xb[:, 0].long().tolist() for xb, _ in vm.client(int(k), 1, "data").batches(2)]
         assert got[j] == want and steps[j] == len(want)
     assert any(not g.full for g in groups)  # clients leave the groups as they finish
+    assert any(g.w is not None for g in groups)  # and partial batches are padded
 
 
 def test_unsupported_method_falls_back_with_a_warning():

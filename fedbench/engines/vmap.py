@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 
 from fedbench.engines.vmap_eval import evaluate_vmapped
 from fedbench.federation import Federation
@@ -58,15 +58,20 @@ def unsupported_reason(method, model) -> str | None:
 
 class _Loss(nn.Module):
     """The method's loss as a module whose child is the live model, so that functional_call can
-    substitute one client's parameters for the model's while the method's code runs."""
+    substitute one client's parameters for the model's while the method's code runs. With weights
+    `w` it is the weighted sum of the method's per-sample terms (loss(..., reduction="none")): a
+    batch padded to a longer one, with w = 1/len on its samples and 0 on the padding, gives exactly
+    the gradient of its own batch mean."""
 
     def __init__(self, model: nn.Module, fn):
         super().__init__()
         self.model = model
         self.fn = fn
 
-    def forward(self, x, y):
-        return self.fn(x, y)
+    def forward(self, x, y, w=None):
+        if w is None:
+            return self.fn(x, y, "mean")
+        return (self.fn(x, y, "none") * w).sum()
 
 
 @dataclass
@@ -85,13 +90,18 @@ class _ClientView:
 
 @dataclass
 class _Group:
-    """One vmapped call: the clients at positions `pos` of the round's stack take a step on the
-    batches `idx` (G, b) of sample indices; `full` when pos is every client of the round in order."""
+    """One step of the clients at positions `pos` of the round's stack (every client still training),
+    on the batches `idx` (G, b) of sample indices. Batches shorter than the step's longest (a
+    client's last, partial batch) are padded by repeating their first sample: `lens` are the true
+    lengths and `w` (G, b) weighs a row's samples 1/len and its padding 0 (both None when nothing is
+    padded). `full` when pos is every client of the round in order."""
 
     step: int
     pos: torch.Tensor
     idx: torch.Tensor
     full: bool
+    lens: list[int] | None = None
+    w: torch.Tensor | None = None
 
 
 class VmapFederation(Federation):
@@ -113,17 +123,22 @@ class VmapFederation(Federation):
         self._needs_teacher = type(method).loss is not FedAvg.loss
         view = _ClientView(model, hp, 0, self.global_model)
         self._view = view
-        self._loss_module = _Loss(model, lambda x, y: method.loss(view, x, y))
+        self._loss_module = _Loss(model, lambda x, y, reduction: method.loss(view, x, y, reduction=reduction))
 
-        def client_loss(params, x, y):
-            return functional_call(self._loss_module, {"model." + k: v for k, v in params.items()}, (x, y))
+        def client_loss(params, x, y, w=None):
+            return functional_call(self._loss_module, {"model." + k: v for k, v in params.items()}, (x, y, w))
 
-        self._step_fn = vmap(grad_and_value(client_loss))
+        # w=None: the method's own mean loss; with w: its weighted per-sample terms (padded batches).
+        # A vmapped forward and one plain backward of the clients' summed losses (each client's
+        # parameters get exactly its own gradient): ~30% cheaper than vmap(grad(...)) on a CPU.
+        self._loss_fn = vmap(client_loss)
 
     # -- the round's batch plan ------------------------------------------------------------------
-    def plan(self, t: int, sampled: np.ndarray) -> tuple[list[_Group], np.ndarray]:
-        """The groups of every step of round t, and each sampled client's number of steps. Client k's
-        batches are exactly those of `Client(k, round=t, stream="data").batches(local_epochs)`."""
+    def plan(self, t: int, sampled: np.ndarray) -> tuple[list[_Group], np.ndarray, np.ndarray]:
+        """The steps of round t, each one group of every client still training; each sampled client's
+        number of steps; and the round's stack order (clients by decreasing number of steps, so the
+        clients still training at any step are a prefix of the stack). Client k's batches are exactly
+        those of `Client(k, round=t, stream="data").batches(local_epochs)`."""
         dev, size, epochs = self.data.x.device, self.hp.batch_size, self.hp.local_epochs
         per_client, steps = [], np.zeros(len(sampled), dtype=np.int64)
         for j, k in enumerate(sampled):
@@ -137,31 +152,37 @@ class VmapFederation(Federation):
             idx_cpu = idx.cpu()
             batches = []
             for _ in range(epochs):
-                order = idx_cpu[torch.randperm(n, generator=g)]
-                batches += [order[a:b] for a, b in zip(starts, ends)]
+                perm = idx_cpu[torch.randperm(n, generator=g)]
+                batches += [perm[a:b] for a, b in zip(starts, ends)]
             per_client.append(batches)
             steps[j] = len(batches)
+        order = np.argsort(-steps, kind="stable")
         groups: list[_Group] = []
-        flat_idx, flat_pos, spans = [], [], []
-        offset_i = offset_p = 0
-        for s in range(int(steps.max()) if len(steps) else 0):
-            by_size: dict[int, list[int]] = {}
-            for j, batches in enumerate(per_client):
-                if s < len(batches):
-                    by_size.setdefault(len(batches[s]), []).append(j)
-            for b, members in sorted(by_size.items(), key=lambda kv: kv[1][0]):
-                mat = torch.stack([per_client[j][s] for j in members])
-                flat_idx.append(mat.reshape(-1))
-                flat_pos.append(torch.tensor(members, dtype=torch.int64))
-                spans.append((s, offset_i, len(members), b, offset_p, len(members) == len(sampled)))
-                offset_i += mat.numel()
-                offset_p += len(members)
-        if spans:  # one host-to-device copy per round
-            all_idx = torch.cat(flat_idx).to(dev, non_blocking=True)
-            all_pos = torch.cat(flat_pos).to(dev, non_blocking=True)
-            for s, oi, G, b, op, full in spans:
-                groups.append(_Group(s, all_pos[op:op + G], all_idx[oi:oi + G * b].view(G, b), full))
-        return groups, steps
+        S = int(steps.max()) if len(steps) else 0
+        if S == 0:
+            return groups, steps, order
+        # every (step, stack row) batch as (start, length) in the concatenation of the clients' orders
+        start, length = np.zeros((S, len(sampled)), np.int64), np.zeros((S, len(sampled)), np.int64)
+        flat, offset = [], 0
+        for row, j in enumerate(order):
+            for i, batch in enumerate(per_client[j]):
+                start[i, row], length[i, row] = offset, len(batch)
+                offset += len(batch)
+            flat += per_client[j]
+        b_max = int(length.max())
+        cols = np.arange(b_max)
+        pos = np.where(cols < length[..., None], start[..., None] + cols, start[..., None])  # pad: 1st sample
+        w = (cols < length[..., None]) / np.maximum(length, 1)[..., None]
+        all_idx = torch.cat(flat)[torch.from_numpy(pos)].to(dev, non_blocking=True)  # one copy per round
+        all_w = torch.from_numpy(w).to(dev, self.data.x.dtype, non_blocking=True)
+        for s in range(S):
+            G = int((length[s] > 0).sum())  # a prefix of the stack
+            lens = length[s, :G]
+            b = int(lens.max())
+            padded = int(lens.min()) != b
+            groups.append(_Group(s, torch.from_numpy(order[:G].copy()), all_idx[s, :G, :b], G == len(sampled),
+                                 lens.tolist() if padded else None, all_w[s, :G, :b] if padded else None))
+        return groups, steps, order
 
     # -- one round -------------------------------------------------------------------------------
     def train_round(self, t: int) -> float:
@@ -169,14 +190,15 @@ class VmapFederation(Federation):
         m = len(sampled)
         dev = self.data.x.device
         lr, mom, wd = float(self.hp.lr), float(self.hp.momentum), float(self.hp.weight_decay)
+        groups, steps, order = self.plan(t, sampled)
+        stack = sampled[order]
         base = self.fixed | self.global_state
-        rows = torch.as_tensor(sampled, dtype=torch.int64, device=dev)
+        rows = torch.as_tensor(stack, dtype=torch.int64, device=dev)
         live = dict(self.model.named_parameters())
         params = {n: (self.store.tensors[n].index_select(0, rows) if n in self._from_store
                       else base.get(n, live[n].detach()).unsqueeze(0).repeat(m, *([1] * live[n].dim())))
                   for n in self.param_names}
         bufs = {n: torch.zeros_like(p) for n, p in params.items()} if mom != 0 else None
-        groups, steps = self.plan(t, sampled)
         totals = torch.zeros(m, device=dev)
         self.model.train()
         self._view.round = t
@@ -184,50 +206,49 @@ class VmapFederation(Federation):
             self.global_model()  # FedBSD's teacher: built and loaded here, outside the vmapped calls
         x, y = self.data.x, self.data.y
         for grp in groups:
-            if grp.full:
-                sub = params
+            G = len(grp.pos)
+            sub = {n: p[:G] for n, p in params.items()}  # views: the clients still training
+            if G >= self.min_group:
+                grads, loss = self._vmapped_grads(sub, x[grp.idx], y[grp.idx], grp.w)
             else:
-                sub = {n: p.index_select(0, grp.pos) for n, p in params.items()}
-            if len(grp.pos) >= self.min_group:
-                grads, loss = self._step_fn(sub, x[grp.idx], y[grp.idx])
-            else:
-                grads, loss = self._plain_grads(sub, x[grp.idx], y[grp.idx])
+                grads, loss = self._plain_grads(sub, x[grp.idx], y[grp.idx], grp.lens)
             with torch.no_grad():
                 for n in self.param_names:
                     g = grads[n]
                     if wd != 0:
                         g = g.add(sub[n], alpha=wd)
-                    if mom != 0:
-                        if grp.step == 0:  # the first step of every client that trains at all
-                            buf = g.detach().clone()
-                        else:
-                            buf = bufs[n] if grp.full else bufs[n].index_select(0, grp.pos)
-                            buf.mul_(mom).add_(g)
-                        if grp.full:
-                            bufs[n] = buf
-                        else:
-                            bufs[n].index_copy_(0, grp.pos, buf)
+                    if mom != 0:  # torch.optim.SGD: the first step's buffer is the gradient itself
+                        buf = bufs[n][:G]
+                        buf.copy_(g) if grp.step == 0 else buf.mul_(mom).add_(g)
                         g = buf
                     sub[n].add_(g, alpha=-lr)
-                    if not grp.full:
-                        params[n].index_copy_(0, grp.pos, sub[n])
-                totals.index_add_(0, grp.pos, loss.detach())
-        self._finish_round(t, sampled, rows, params)
-        losses = totals.cpu().numpy().astype(np.float64) / np.maximum(steps, 1)
+                totals[:G] += loss.detach()
+        self._finish_round(t, stack, rows, params)
+        losses = totals.cpu().numpy().astype(np.float64) / np.maximum(steps[order], 1)
         return float(np.mean(losses)) if m else float("nan")
 
-    def _plain_grads(self, sub: dict, xb: torch.Tensor, yb: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    def _vmapped_grads(self, sub: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor | None
+                       ) -> tuple[dict, torch.Tensor]:
+        leaves = {n: p.detach().requires_grad_() for n, p in sub.items()}
+        loss = self._loss_fn(leaves, xb, yb) if w is None else self._loss_fn(leaves, xb, yb, w)
+        grads = torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True)
+        return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(sub.items(), grads)}, loss
+
+    def _plain_grads(self, sub: dict, xb: torch.Tensor, yb: torch.Tensor, lens: list[int] | None
+                     ) -> tuple[dict, torch.Tensor]:
         """The vmapped call's result for a small group, client by client on the live model with plain
-        autograd (a vmapped call has a fixed overhead of several plain steps)."""
+        autograd on each client's own (unpadded) batch: a vmapped call has a fixed overhead of
+        several plain steps."""
         live = dict(self.model.named_parameters())
         grads = {n: torch.empty_like(p) for n, p in sub.items()}
         losses = []
         for i in range(len(xb)):
+            n_i = xb.shape[1] if lens is None else lens[i]
             with torch.no_grad():
                 for n, p in live.items():
                     p.copy_(sub[n][i])
                     p.grad = None
-            loss = self.method.loss(self._view, xb[i], yb[i])
+            loss = self.method.loss(self._view, xb[i, :n_i], yb[i, :n_i])
             loss.backward()
             with torch.no_grad():
                 for n, p in live.items():
