@@ -4,7 +4,8 @@ In ONE process, on one fixed setting (scikit-learn digits, Dirichlet(0.1) over 2
 clients every round, the default MLP, batch 10, 1 local epoch, lr 0.05, every client evaluated every
 5 rounds), it times R rounds of FedAvg and of FedBSD done four ways:
 
-  harness   fedbench's Federation (engine=sequential): what `python -m fedbench` runs.
+  sequential  fedbench's Federation with engine=sequential: the clients one by one, the same steps as
+            the floor, so its time over the floor's is what the harness itself costs.
   floor     a plain PyTorch loop doing exactly the same SGD steps on the same tensors with the same
             model: one model, `load_state_dict` per client, torch.optim.SGD, batches gathered by
             index in the same order, the same evaluation (every client's val and test split).
@@ -12,7 +13,8 @@ clients every round, the default MLP, batch 10, 1 local epoch, lr 0.05, every cl
             round, a deep copy of the global model per client, state dicts copied to CPU for
             aggregation, per-client DataLoaders for evaluation (batch = the training batch size, as
             PFLlib does). It does the same SGD steps (its batch sampler replays the same order).
-  vmap      fedbench with engine=vmap (all sampled clients' steps as one vmapped call).
+  vmap      fedbench with engine=vmap (each step of all sampled clients as one vmapped call).
+The default engine=auto picks one of the two (fedbench.engines.auto_engine): vmap here.
 
 All four compute the same model: the bench checks that their final global parameters agree.
 Runners are interleaved block by block (one evaluation period each), so background load on a shared
@@ -32,19 +34,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from fedbench.bench_checks import sync as _sync, engines_check, threads_check
 from fedbench.bench_runners import SETTING, Floor, Harness, Setting, Typical, compose
 
 
 # -- measuring --------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_interleaved(runners: dict, rounds: int, block: int, warmup: int, device) -> dict[str, float]:
     """Run `warmup` untimed rounds, then `rounds` timed rounds of every runner, block by block in turn;
     total seconds per runner."""
@@ -137,35 +133,6 @@ def cold_partition(clients: int, root: str) -> float:
     return time.perf_counter() - t0
 
 
-def threads_check(reps: int = 3) -> str:
-    """ms per SGD step (median of `reps`) with 1 thread and with every core, for the default MLP and the
-    CIFAR CNN at batch 10: the measurement behind threads=auto."""
-    from fedbench.models import cnn, mlp
-
-    cores = os.cpu_count() or 1
-    before = torch.get_num_threads()
-    lines = [f"| model, batch | 1 thread ms/step | {cores} threads ms/step |", "|---|---|---|"]
-    torch.manual_seed(0)
-    for name, model, x, steps in (("mlp 64-128-64-10, 10", mlp((64,), 10), torch.randn(10, 64), 200),
-                                  ("cnn (CIFAR), 10", cnn((3, 32, 32), 10), torch.randn(10, 3, 32, 32), 20),
-                                  ("cnn (CIFAR), 64", cnn((3, 32, 32), 10), torch.randn(64, 3, 32, 32), 5)):
-        y = torch.randint(0, 10, (len(x),))
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        res = {1: [], cores: []}
-        for _ in range(reps):
-            for n in res:
-                torch.set_num_threads(n)
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    opt.zero_grad()
-                    F.cross_entropy(model(x), y).backward()
-                    opt.step()
-                res[n].append((time.perf_counter() - t0) / steps * 1e3)
-        lines.append(f"| {name} | {np.median(res[1]):.2f} | {np.median(res[cores]):.2f} |")
-    torch.set_num_threads(before)
-    return "\n".join(lines)
-
-
 def hardware(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -195,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", default="auto", help="torch threads (default: fedbench's threads=auto)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory section")
+    p.add_argument("--engines-check", action="store_true", help="also time one step of 20 clients, "
+                   "sequential vs vmapped, for the MLP, LeNet and the CIFAR CNN (the measurement behind engine=auto)")
     p.add_argument("--threads-check", action="store_true", help="also time SGD steps with 1 thread and with "
                    "every core (slow on a loaded machine: many threads then spin against other processes)")
     args = p.parse_args(argv)
 
     from fedbench.runtime import resolve_device, resolve_threads
-    from fedbench.engines import vmap_support
+    from fedbench.engines import auto_engine, vmap_support
 
     torch.set_num_threads(resolve_threads(args.threads))
     device = resolve_device(args.device)
@@ -215,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for method in ("fedavg", "fedbsd"):
             s = Setting(method, SETTING, root, device, rounds + block)
-            runners = {"harness": Harness(s), "floor": Floor(s, method), "typical": Typical(s, method)}
-            why = vmap_support(runners["harness"].fed.method, runners["harness"].fed.model)
+            runners = {"sequential": Harness(s), "floor": Floor(s, method), "typical": Typical(s, method)}
+            fed = runners["sequential"].fed
+            why = vmap_support(fed.method, fed.model)
             if why is None:
                 runners["vmap"] = Harness(s, engine="vmap")
             spent = time_interleaved(runners, rounds, block, block, device)
             ref = runners["floor"].global_state()
             agree = {n: max_diff(ref, r.global_state()) for n, r in runners.items() if n != "floor"}
-            results[method] = (spent, agree, why)
+            auto = auto_engine(fed.method, fed.model, device, len(fed.schedule[0]))
+            results[method] = (spent, agree, why, auto)
         print()
         print(table(results, rounds))
         if not args.no_memory:
@@ -237,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             cold = cold_partition(1000, tempfile.mkdtemp(dir=root))
             print(f"\ndata path, 1,000 clients, empty cache (Synthetic generation + Dirichlet(0.1) partition + "
                   f"splits + cache write): {cold:.1f} s")
+        if args.engines_check:
+            print("\nengines (one local step of 20 clients, batch 10, 1 torch thread; median of 3):")
+            print(engines_check(device))
         if args.threads_check:
             print("\nthreads (torch intra-op threads, same process, interleaved; load average now "
                   f"{os.getloadavg()[0]:.1f}):")
@@ -246,24 +220,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+LABELS = {"sequential": "harness, engine=sequential", "vmap": "harness, engine=vmap", "floor": "floor",
+          "typical": "typical"}
+
+
 def table(results: dict, rounds: int) -> str:
     lines = ["| method | runner | rounds/s | s/round | time vs floor | agrees with floor (max abs diff) |",
              "|---|---|---|---|---|---|"]
     ratios = []
-    for method, (spent, agree, why) in results.items():
+    for method, (spent, agree, why, auto) in results.items():
         floor = spent["floor"]
-        for name in ("harness", "floor", "typical", "vmap"):
+        for name, label in LABELS.items():
             if name not in spent:
-                lines.append(f"| {method} | {name} | n/a | n/a | n/a | not applicable: {why} |")
+                lines.append(f"| {method} | {label} | n/a | n/a | n/a | not applicable: {why} |")
                 continue
             sec = spent[name] / rounds
             diff = "-" if name == "floor" else f"{agree[name]:.1e}"
-            lines.append(f"| {method} | {name} | {1 / sec:.2f} | {sec * 1e3:.1f} ms | {spent[name] / floor:.2f}x "
+            lines.append(f"| {method} | {label} | {1 / sec:.2f} | {sec * 1e3:.1f} ms | {spent[name] / floor:.2f}x "
                          f"| {diff} |")
-        r = f"{method}: harness/floor = {spent['harness'] / floor:.3f} (target <= 1.10), " \
-            f"typical/harness = {spent['typical'] / spent['harness']:.2f} (target >= 3)"
+        default = spent[auto]
+        r = (f"{method}: default engine (auto) = {auto}; harness/floor = {spent['sequential'] / floor:.3f} "
+             f"(engine=sequential: the same steps one by one; target <= 1.10); typical/harness = "
+             f"{spent['typical'] / default:.2f} (default engine; target >= 3)")
+        r += f"; typical/sequential = {spent['typical'] / spent['sequential']:.2f}"
         if "vmap" in spent:
-            r += f", vmap/harness = {spent['vmap'] / spent['harness']:.2f} (time; < 1 means vmap is faster)"
+            r += f"; typical/vmap = {spent['typical'] / spent['vmap']:.2f}, vmap/floor = {spent['vmap'] / floor:.2f}"
         ratios.append(r)
     return "\n".join(lines + [""] + ratios)
 

@@ -47,7 +47,7 @@ TOP_SPECS: dict[str, Any] = {
     "eval_every": "int [1, inf)",
     "eval_final_k": "int [1, inf)",
     "threads": "auto or int [1, inf)",
-    "engine": ("sequential", "vmap"),
+    "engine": ("auto", "sequential", "vmap"),
     "progress": "bool",
     "checkpoint_every": "int [0, inf)",
     "deterministic": "bool",

@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> dict:
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     method = build_method(cfg, model)
     check_deterministic_model(model, data.x, data.y, cfg.model.name)
-    engine = str(cfg.get("engine", "sequential"))  # fedbench.engines: sequential | vmap (falls back with a warning)
+    engine = str(cfg.get("engine", "auto"))  # fedbench.engines: auto | sequential | vmap
     new_federation = lambda: build_federation(engine, TrainConfig.from_cfg(cfg), data, model, method,  # noqa: E731
                                               cfg.rounds, cfg.join_ratio)
     fed = new_federation()

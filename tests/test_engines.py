@@ -153,3 +153,47 @@ def test_cli_engine_vmap_runs_and_records_the_engine(tmp_path, data_root):
     (summary,) = tmp_path.glob("runs/**/summary.json")
     s = json.loads(summary.read_text())
     assert s["status"] == "complete" and s["engine"] == "vmap"
+
+
+@pytest.mark.parametrize("method,loss", [("fedavg", None), ("fedbsd", "kl"), ("fedbsd", "mse"), ("fedbsd", "cosine")])
+def test_padded_weighted_terms_give_the_batch_mean_gradient(method, loss):
+    """engine=vmap pads a short batch with copies of its first sample and weighs the method's
+    per-sample terms 1/len (0 on padding): same value and gradient as the method's own mean loss."""
+    _, vm = pair(method, 1, hp_overrides={"loss": loss} if loss else None)
+    vm.global_state = {k: v + 0.3 for k, v in vm.global_state.items()}  # a teacher unlike the student
+    vm._teacher_fresh = False
+    vm.global_model()
+    x, y = vm.data.x[:7], vm.data.y[:7]
+    xp, yp = torch.cat([x, x[:1].expand(3, -1)]), torch.cat([y, y[:1].expand(3)])
+    w = torch.cat([torch.full((7,), 1 / 7), torch.zeros(3)])
+    params = list(vm.model.parameters())
+    mean = vm.method.loss(vm._view, x, y)
+    g_mean = torch.autograd.grad(mean, params)
+    padded = (vm.method.loss(vm._view, xp, yp, reduction="none") * w).sum()
+    g_pad = torch.autograd.grad(padded, params)
+    assert padded.item() == pytest.approx(mean.item(), rel=1e-6)
+    for a, b in zip(g_mean, g_pad):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+
+
+def test_auto_engine_picks_vmap_only_where_it_runs_the_method_and_pays_off():
+    from fedbench.engines import auto_engine
+
+    cpu, fed = torch.device("cpu"), make_federation("fedbsd")
+    assert auto_engine(fed.method, fed.model, cpu, 10) == "vmap"
+    assert auto_engine(fed.method, fed.model, cpu, 4) == "sequential"  # below VmapFederation.min_group
+    prox = make_federation("fedprox")
+    assert auto_engine(prox.method, prox.model, cpu, 10) == "sequential"  # not plain SGD on its loss
+    import methods
+    from fedbench.models import build_model
+    from tests.conftest import method_hp
+
+    cnn = build_model({"name": "cnn"}, (3, 32, 32), 10)
+    fedavg = methods.get("fedavg")(method_hp("fedavg"), cnn)
+    assert auto_engine(fedavg, cnn, cpu, 10) == "sequential"  # convolutions on a CPU: slower vmapped
+    assert auto_engine(fedavg, cnn, torch.device("cuda"), 10) == "vmap"
+    said = []
+    built = build_federation("auto", prox.hp, prox.data, prox.model, prox.method, 2, 1.0, warn=said.append)
+    assert type(built) is Federation and not said  # auto never warns
+    many = make_federation("fedavg", data=tiny_data(num_clients=10, per_client=20))
+    assert type(build_federation("auto", many.hp, many.data, many.model, many.method, 2, 1.0)) is VmapFederation

@@ -129,9 +129,10 @@ def test_quick_bench_prints_every_row(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     for method in ("fedavg", "fedbsd"):
-        for runner in ("harness", "floor", "typical", "vmap"):
+        for runner in ("harness, engine=sequential", "harness, engine=vmap", "floor", "typical"):
             assert re.search(rf"^\| {method} \| {runner} \| [0-9.]+ \|", text, re.M), (method, runner, text)
-        assert re.search(rf"^{method}: harness/floor = [0-9.]+ .* typical/harness = [0-9.]+", text, re.M)
+        assert re.search(rf"^{method}: default engine \(auto\) = vmap; harness/floor = [0-9.]+ .* "
+                         rf"typical/harness = [0-9.]+ .* typical/sequential = [0-9.]+", text, re.M)
     for clients in (100, 1000):
         assert re.search(rf"^\| {clients} \| fedbsd \| sequential \| \d+ \|", text, re.M), text
     assert "data path, 1,000 clients" in text
