@@ -57,7 +57,7 @@ def resolve_threads(value) -> int:
     Why 1 when the run may use every core of the machine: nothing says those cores are free. On a
     shared 2-core machine, PyTorch's spinning intra-op threads made training 7-25x slower than one
     thread while other processes ran, and one thread was as fast or faster for the small models of
-    pFL even then (docs/performance.md). threads=N uses N anyway."""
+    pFL even then (README, Performance). threads=N uses N anyway."""
     if value not in (None, "auto"):
         return int(value)
     if os.environ.get("SLURM_CPUS_PER_TASK"):
