@@ -20,9 +20,7 @@ and 0 on the padding: exactly the batch mean's value and gradient. The differenc
 sequential engine are summation order only (batched matrix products, the weighted mean as one
 tensor product).
 
-Faster on a CPU too for small models (one step of 20 MLP clients vmapped costs ~0.25x their 20
-sequential steps) but not for convolutional ones; engine=auto chooses (fedbench.engines.auto_engine).
-
+Faster on a CPU too for small models, not for convolutional ones (fedbench.engines.auto_engine).
 Evaluation is vectorized too when every client evaluates its own loaded model (the default
 eval_model, no fine-tuning): chunks of clients' models as one vmapped forward each; otherwise (and
 fine-tuning before it) it is the sequential engine's.
@@ -37,8 +35,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from fedbench.engines.vmap_eval import evaluate_vmapped
+from fedbench.engines.vmap_plan import plan_round
 from fedbench.federation import Federation
-from fedbench.seeding import torch_generator
 from fedbench.store import nbytes
 
 
@@ -93,26 +91,10 @@ class _ClientView:
         return self._global()
 
 
-@dataclass
-class _Group:
-    """One step of the clients at positions `pos` of the round's stack (every client still training),
-    on the batches `idx` (G, b) of sample indices. Batches shorter than the step's longest (a
-    client's last, partial batch) are padded by repeating their first sample: `lens` are the true
-    lengths and `w` (G, b) weighs a row's samples 1/len and its padding 0 (both None when nothing is
-    padded). `full` when pos is every client of the round in order."""
-
-    step: int
-    pos: torch.Tensor
-    idx: torch.Tensor
-    full: bool
-    lens: list[int] | None = None
-    w: torch.Tensor | None = None
-
-
 class VmapFederation(Federation):
-    # Groups smaller than this step client by client: one vmapped step of a few MLP clients costs about
-    # as much as 4-5 plain steps on a CPU (default run, 10 clients per round: min_group 4/5/6/8 took
-    # 37.6/29.7/31.4/34.9 ms per FedAvg round, sequential 45.0; FedBSD 39.6/38.3/38.2/42.2 vs 67.0).
+    # Groups smaller than this step client by client: a vmapped step of a few MLP clients costs ~4-5 plain
+    # steps on a CPU (default run, min_group 4/5/6/8: 37.6/29.7/31.4/34.9 ms per FedAvg round, sequential
+    # 45.0; FedBSD 39.6/38.3/38.2/42.2 vs 67.0).
     min_group = 5
     engine = "vmap"
 
@@ -139,56 +121,9 @@ class VmapFederation(Federation):
         # parameters get exactly its own gradient): ~30% cheaper than vmap(grad(...)) on a CPU.
         self._loss_fn = vmap(client_loss)
 
-    # -- the round's batch plan ------------------------------------------------------------------
-    def plan(self, t: int, sampled: np.ndarray) -> tuple[list[_Group], np.ndarray, np.ndarray]:
-        """The steps of round t, each one group of every client still training; each sampled client's
-        number of steps; and the round's stack order (clients by decreasing number of steps, so the
-        clients still training at any step are a prefix of the stack). Client k's batches are exactly
-        those of `Client(k, round=t, stream="data").batches(local_epochs)`."""
-        dev, size, epochs = self.data.x.device, self.hp.batch_size, self.hp.local_epochs
-        per_client, steps = [], np.zeros(len(sampled), dtype=np.int64)
-        for j, k in enumerate(sampled):
-            idx = self.data.clients[k].train
-            n = len(idx)
-            g = torch_generator(self.hp.seed, "data", t, int(k))
-            starts = list(range(0, n, size))
-            if len(starts) > 1 and n - starts[-1] == 1:
-                starts.pop()
-            ends = starts[1:] + [n]
-            idx_cpu = idx.cpu()
-            batches = []
-            for _ in range(epochs):
-                perm = idx_cpu[torch.randperm(n, generator=g)]
-                batches += [perm[a:b] for a, b in zip(starts, ends)]
-            per_client.append(batches)
-            steps[j] = len(batches)
-        order = np.argsort(-steps, kind="stable")
-        groups: list[_Group] = []
-        S = int(steps.max()) if len(steps) else 0
-        if S == 0:
-            return groups, steps, order
-        # every (step, stack row) batch as (start, length) in the concatenation of the clients' orders
-        start, length = np.zeros((S, len(sampled)), np.int64), np.zeros((S, len(sampled)), np.int64)
-        flat, offset = [], 0
-        for row, j in enumerate(order):
-            for i, batch in enumerate(per_client[j]):
-                start[i, row], length[i, row] = offset, len(batch)
-                offset += len(batch)
-            flat += per_client[j]
-        b_max = int(length.max())
-        cols = np.arange(b_max)
-        pos = np.where(cols < length[..., None], start[..., None] + cols, start[..., None])  # pad: 1st sample
-        w = (cols < length[..., None]) / np.maximum(length, 1)[..., None]
-        all_idx = torch.cat(flat)[torch.from_numpy(pos)].to(dev, non_blocking=True)  # one copy per round
-        all_w = torch.from_numpy(w).to(dev, self.data.x.dtype, non_blocking=True)
-        for s in range(S):
-            G = int((length[s] > 0).sum())  # a prefix of the stack
-            lens = length[s, :G]
-            b = int(lens.max())
-            padded = int(lens.min()) != b
-            groups.append(_Group(s, torch.from_numpy(order[:G].copy()), all_idx[s, :G, :b], G == len(sampled),
-                                 lens.tolist() if padded else None, all_w[s, :G, :b] if padded else None))
-        return groups, steps, order
+    def plan(self, t: int, sampled: np.ndarray):
+        """See fedbench.engines.vmap_plan.plan_round."""
+        return plan_round(self.data, self.hp, t, sampled)
 
     # -- one round -------------------------------------------------------------------------------
     def train_round(self, t: int) -> float:
