@@ -76,7 +76,7 @@ def test_gpu_runs_with_deterministic_true_are_identical(tmp_path, data_root):
 
 
 def test_gpu_op_without_deterministic_implementation_is_one_line_before_the_run(monkeypatch):
-    """What deterministic=true does on a GPU when the model uses e.g. AdaptiveAvgPool2d (resnet18):
+    """What deterministic=true does on a GPU when the model uses e.g. AdaptiveAvgPool2d:
     a one-line ConfigError from a probe step before the run directory exists (faked on CPU here)."""
     class NoDeterministicBackward(torch.nn.Module):
         def forward(self, x):
@@ -91,5 +91,16 @@ def test_gpu_op_without_deterministic_implementation_is_one_line_before_the_run(
 
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     with pytest.raises(ConfigError, match="adaptive_avg_pool2d_backward_cuda, which has no deterministic"):
-        check_deterministic_model(NoDeterministicBackward(), OnCuda(), torch.zeros(2, dtype=torch.long), "resnet18")
+        check_deterministic_model(NoDeterministicBackward(), OnCuda(), torch.zeros(2, dtype=torch.long), "mymodel")
     check_deterministic_model(torch.nn.Linear(3, 2), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), "mlp")
+
+
+def test_resnet18_pools_with_a_mean_not_adaptive_avg_pool():
+    """ResNet-18's global pooling is a mean over H x W (deterministic backward on CUDA), with the value
+    of torchvision's AdaptiveAvgPool2d(1)."""
+    from fedbench.models import build_model
+
+    net = build_model({"name": "resnet18"}, (3, 32, 32), 10)
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in net.modules())
+    x = torch.randn(2, 512, 4, 4)
+    torch.testing.assert_close(net.backbone.avgpool(x), torch.nn.AdaptiveAvgPool2d(1)(x))
