@@ -40,10 +40,15 @@ class TrainConfig:
                    int(cfg.batch_size), int(cfg.local_epochs), int(cfg.rounds))
 
 
+def clients_per_round(num_clients: int, join_ratio: float) -> int:
+    """m = max(floor(join_ratio * K), 1)."""
+    return max(int(math.floor(join_ratio * num_clients + 1e-9)), 1)
+
+
 def sampling_schedule(seed: int, rounds: int, num_clients: int, join_ratio: float) -> np.ndarray:
-    """(rounds, m) client ids, m = max(floor(join_ratio * K), 1), drawn per round from the
+    """(rounds, m) client ids, m = clients_per_round(K, join_ratio), drawn per round from the
     sampling stream before training: identical for every method at a given seed."""
-    m = max(int(math.floor(join_ratio * num_clients + 1e-9)), 1)
+    m = clients_per_round(num_clients, join_ratio)
     return np.stack([np.sort(numpy_rng(seed, "sampling", t).choice(num_clients, m, replace=False))
                      for t in range(rounds)]) if rounds else np.zeros((0, m), dtype=np.int64)
 

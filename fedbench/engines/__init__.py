@@ -28,11 +28,12 @@ def vmap_support(method, model) -> str | None:
 
 def auto_engine(method, model, device, clients_per_round: int) -> str:
     """engine=auto: "vmap" when the vmap engine can run `method` on `model` and is expected to be
-    faster, else "sequential". Measured with fedbench.bench on a 2-core CPU, one thread: the MLP
-    trains 2.1-2.3x faster per round vmapped (FedAvg, FedBSD), while one vmapped step of 20 clients
-    of the CIFAR CNN costs ~1.25x their 20 sequential steps (convolutions are compute-bound there), so
-    convolutional models on a CPU stay sequential; with fewer clients per round than
-    VmapFederation.min_group, the vmap engine would step client by client anyway."""
+    faster, else "sequential". Measured with `python -m fedbench.bench --engines-check` on a 2-core
+    CPU, one thread: FedAvg and FedBSD rounds of the MLP take 0.48x and 0.38x the sequential time
+    vmapped; one vmapped step of 20 clients costs 0.24x their 20 sequential steps for the MLP, 0.58x
+    for LeNet, but 1.11x for the CIFAR CNN (convolutions are compute-bound there), so convolutional
+    models on a CPU stay sequential; with fewer clients per round than VmapFederation.min_group, the
+    vmap engine would step client by client anyway."""
     from torch import nn
 
     from fedbench.engines.vmap import VmapFederation
@@ -46,13 +47,12 @@ def auto_engine(method, model, device, clients_per_round: int) -> str:
 def build_federation(engine: str, hp, data, model, method, rounds: int, join_ratio: float, warn=None):
     """The Federation for `engine`; with engine=vmap, a method the vmap engine cannot run falls back
     to the sequential engine with one warning line (through `warn`, default stderr)."""
-    from fedbench.federation import Federation, sampling_schedule
+    from fedbench.federation import Federation, clients_per_round
 
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r}: choose one of: {', '.join(ENGINES)}")
     if engine == "auto":
-        m = sampling_schedule(0, 1, data.num_clients, join_ratio).shape[1]
-        engine = auto_engine(method, model, data.x.device, m)
+        engine = auto_engine(method, model, data.x.device, clients_per_round(data.num_clients, join_ratio))
     if engine == "vmap":
         why = vmap_support(method, model)
         if why is None:

@@ -18,15 +18,14 @@ from fedbench.seeding import torch_generator
 @dataclass
 class Group:
     """Step `step` of the clients still training, `pos` (indices into the round's sampled clients, in
-    stack order: the first G rows of the stack), on the batches `idx` (G, b) of sample indices. Batches shorter than the step's longest (a
-    client's last, partial batch) are padded by repeating their first sample: `lens` are the true
-    lengths and `w` (G, b) weighs a row's samples 1/len and its padding 0 (both None when nothing is
-    padded). `full` when every sampled client is in the group."""
+    stack order: the first G rows of the stack), on the batches `idx` (G, b) of sample indices.
+    Batches shorter than the step's longest (a client's last, partial batch) are padded by repeating
+    their first sample: `lens` are the true lengths and `w` (G, b) weighs a row's samples 1/len and
+    its padding 0 (both None when nothing is padded)."""
 
     step: int
     pos: torch.Tensor
     idx: torch.Tensor
-    full: bool
     lens: list[int] | None = None
     w: torch.Tensor | None = None
 
@@ -77,6 +76,6 @@ def plan_round(data, hp, t: int, sampled: np.ndarray) -> tuple[list[Group], np.n
         lens = length[s, :G]
         b = int(lens.max())
         padded = int(lens.min()) != b
-        groups.append(Group(s, torch.from_numpy(order[:G].copy()), all_idx[s, :G, :b], G == len(sampled),
-                             lens.tolist() if padded else None, all_w[s, :G, :b] if padded else None))
+        groups.append(Group(s, torch.from_numpy(order[:G].copy()), all_idx[s, :G, :b],
+                            lens.tolist() if padded else None, all_w[s, :G, :b] if padded else None))
     return groups, steps, order
