@@ -51,6 +51,19 @@ def test_engines_agree(method, min_group):
     assert np.array_equal(vm.times_sampled, seq.times_sampled)
 
 
+@pytest.mark.parametrize("method", ["fedavg", "fedbsd"])
+def test_engines_agree_when_a_step_is_split_into_several_calls(method):
+    kw = dict(rounds=3, data=uneven_data(), join_ratio=1.0, local_epochs=2, momentum=0.9, batch_size=4)
+    seq, vm = pair(method, 1, **kw)
+    vm.max_call_samples = 9  # batches of 4: two clients per vmapped call
+    for t in range(3):
+        assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
+    for k in seq.global_state:
+        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
+    for k in seq.store.tensors:
+        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+
+
 def test_engines_agree_with_weight_decay_and_fedbsd_options():
     kw = dict(rounds=3, data=uneven_data(), join_ratio=1.0, batch_size=5,
               hp_overrides={"student_init": "personal", "weighting": "samples", "loss": "mse"})

@@ -96,6 +96,9 @@ class VmapFederation(Federation):
     # steps on a CPU (default run, min_group 4/5/6/8: 37.6/29.7/31.4/34.9 ms per FedAvg round, sequential
     # 45.0; FedBSD 39.6/38.3/38.2/42.2 vs 67.0).
     min_group = 5
+    # Samples (clients x padded batch) per vmapped call: many clients per round are stepped in several
+    # calls, so activation memory stays that of one batch of this size (a GPU's, for large models).
+    max_call_samples = 4096
     engine = "vmap"
 
     def __init__(self, hp, data, model, method, rounds: int, join_ratio: float):
@@ -148,22 +151,27 @@ class VmapFederation(Federation):
         x, y = self.data.x, self.data.y
         for grp in groups:
             G = len(grp.pos)
-            sub = {n: p[:G] for n, p in params.items()}  # views: the clients still training
-            if G >= self.min_group:
-                grads, loss = self._vmapped_grads(sub, x[grp.idx], y[grp.idx], grp.w)
-            else:
-                grads, loss = self._plain_grads(sub, x[grp.idx], y[grp.idx], grp.lens)
-            with torch.no_grad():
-                for n in self.param_names:
-                    g = grads[n]
-                    if wd != 0:
-                        g = g.add(sub[n], alpha=wd)
-                    if mom != 0:  # torch.optim.SGD: the first step's buffer is the gradient itself
-                        buf = bufs[n][:G]
-                        buf.copy_(g) if grp.step == 0 else buf.mul_(mom).add_(g)
-                        g = buf
-                    sub[n].add_(g, alpha=-lr)
-                totals[:G] += loss.detach()
+            vmapped = G >= self.min_group
+            size = max(1, self.max_call_samples // grp.idx.shape[1]) if vmapped else G
+            for a in range(0, G, size):  # the clients still training (a prefix), in calls of <= size
+                c = slice(a, min(G, a + size))
+                sub = {n: p[c] for n, p in params.items()}  # views
+                xb, yb = x[grp.idx[c]], y[grp.idx[c]]
+                if vmapped:
+                    grads, loss = self._vmapped_grads(sub, xb, yb, None if grp.w is None else grp.w[c])
+                else:
+                    grads, loss = self._plain_grads(sub, xb, yb, grp.lens)
+                with torch.no_grad():
+                    for n in self.param_names:
+                        g = grads[n]
+                        if wd != 0:
+                            g = g.add(sub[n], alpha=wd)
+                        if mom != 0:  # torch.optim.SGD: the first step's buffer is the gradient itself
+                            buf = bufs[n][c]
+                            buf.copy_(g) if grp.step == 0 else buf.mul_(mom).add_(g)
+                            g = buf
+                        sub[n].add_(g, alpha=-lr)
+                    totals[c] += loss.detach()
         self._finish_round(t, stack, rows, params)
         losses = totals.cpu().numpy().astype(np.float64) / np.maximum(steps[order], 1)
         return float(np.mean(losses)) if m else float("nan")
