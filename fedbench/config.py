@@ -27,80 +27,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fedbench.config_specs import (DATASET_SPECS, HARNESS_METHOD_SPECS, MODEL_SPECS, PARTITION_SPECS,
+                                   TOP_SPECS, dataset_info)
 from fedbench.errors import ConfigError
 from fedbench.specs import _show, check
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("method", "dataset", "partition", "model")
-
-# Top-level keys (and data.*): their specs. Keys absent from the config are not checked.
-TOP_SPECS: dict[str, Any] = {
-    "seed": "int [0, inf)",
-    "rounds": "int [1, inf)",
-    "num_clients": "int [1, inf)",
-    "join_ratio": "(0, 1]",
-    "local_epochs": "int [1, inf)",
-    "batch_size": "int [1, inf)",
-    "lr": "(0, inf)",
-    "momentum": "[0, 1)",
-    "weight_decay": "[0, inf)",
-    "eval_every": "int [1, inf)",
-    "eval_final_k": "int [1, inf)",
-    "threads": "auto or int [1, inf)",
-    "engine": ("auto", "sequential", "vmap"),
-    "progress": "bool",
-    "checkpoint_every": "int [0, inf)",
-    "deterministic": "bool",
-    "results_dir": "str",
-    "data.root": "str",
-    "data.download": "bool",
-    "data.verify": "bool",
-    "data.val_frac": "[0, 1)",
-    "data.test_frac": "(0, 1)",
-}
-
-# Method hyperparameters every method understands (harness add-ons: weighting, fine-tuning).
-HARNESS_METHOD_SPECS: dict[str, Any] = {
-    "weighting": ("samples", "uniform"),
-    "ft_epochs": "int [0, inf)",
-    "ft_lr": "(0, inf) or null",
-    "ft_momentum": "[0, 1)",
-    "ft_batch_size": "int [1, inf) or null",
-    "ft_part": ("all", "head", "backbone"),
-}
-
-PARTITION_SPECS: dict[str, dict[str, Any]] = {
-    "iid": {"quantity_skew": "[0, inf)", "min_samples": "int [0, inf)"},
-    "dirichlet": {"alpha": "(0, inf)", "min_samples": "int [0, inf)"},
-    "pathological": {"classes_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
-    "shards": {"shards_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
-    "natural": {"min_samples": "int [0, inf)"},
-}
-
-DATASET_SPECS: dict[str, dict[str, Any]] = {
-    "digits": {}, "cifar10": {}, "cifar100": {}, "femnist": {},
-    "synthetic": {"alpha": "[0, inf)", "beta": "[0, inf)", "num_features": "int [1, inf)",
-                  "num_classes": "int [2, inf)", "iid": "bool", "min_samples_per_client": "int [1, inf)",
-                  "max_samples": "int [1, inf)"},
-}
-
-MODEL_SPECS: dict[str, Any] = {"hidden": "list of int [1, inf)", "channels": "list of int [1, inf)",
-                               "bn": "bool", "head_layers": "int [1, inf)"}
-
-
-def dataset_info(ds: DictConfig) -> dict | None:
-    """Static facts about a dataset (input shape, classes, pooled size or None, natural groups?)
-    so that model and partition settings can be checked before any data is loaded."""
-    fixed = {"digits": ((64,), 10, 1797, False), "cifar10": ((3, 32, 32), 10, 60000, False),
-             "cifar100": ((3, 32, 32), 100, 60000, False), "femnist": ((1, 28, 28), 62, None, True)}
-    if ds.name == "synthetic":
-        shape, classes, size, groups = (int(ds.get("num_features", 60)),), int(ds.get("num_classes", 10)), None, True
-    elif ds.name in fixed:
-        shape, classes, size, groups = fixed[ds.name]
-    else:
-        return None
-    return {"shape": shape, "classes": classes, "size": size, "groups": groups}
-
 
 def _check_node(prefix: str, node: DictConfig, specs: dict, allowed_extra=(), extra_note: str = "") -> None:
     """Every key of `node` must be known (in `specs`, `allowed_extra` or 'name') and satisfy its spec."""
