@@ -21,7 +21,7 @@ from fedbench.results import scientific_config
 HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
               "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
-              "error", "config_hash", "partition_cache")
+              "error", "config_hash", "partition_cache", "engine", "device", "threads", "torch")
 STATUS_OK = "complete"
 
 
