@@ -37,6 +37,15 @@ def sgd_step(params: list[torch.Tensor], buffers: list, lr: float, momentum: flo
     torch._foreach_add_(ps, grads, alpha=-lr)
 
 
+def batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of each minibatch of an epoch over n samples: fixed-size batches, and a trailing
+    batch of one sample joins the previous one (BatchNorm cannot train on one)."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n]))
+
+
 class Client:
     def __init__(self, cid: int, model: SplitModel, data: FederatedData, split: ClientData, hp,
                  round: int, stream: str, state: dict[str, torch.Tensor],
@@ -84,15 +93,10 @@ class Client:
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled minibatches of the client's `split`, `epochs` passes."""
         idx = getattr(self.split, split)
-        size = batch_size or self.hp.batch_size
-        # a trailing batch of one sample joins the previous batch (BatchNorm cannot train on one)
-        starts = list(range(0, len(idx), size))
-        if len(starts) > 1 and len(idx) - starts[-1] == 1:
-            starts.pop()
-        ends = starts[1:] + [len(idx)]
+        bounds = batch_bounds(len(idx), batch_size or self.hp.batch_size)
         for _ in range(epochs):
             order = idx[torch.randperm(len(idx), generator=self.generator).to(idx.device)]
-            for start, end in zip(starts, ends):
+            for start, end in bounds:
                 b = order[start:end]
                 yield self.data.x[b], self.data.y[b]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fedbench.client import batch_bounds
 from fedbench.seeding import torch_generator
 
 
@@ -41,15 +42,12 @@ def plan_round(data, hp, t: int, sampled: np.ndarray) -> tuple[list[Group], np.n
         idx = data.clients[k].train
         n = len(idx)
         g = torch_generator(hp.seed, "data", t, int(k))
-        starts = list(range(0, n, size))
-        if len(starts) > 1 and n - starts[-1] == 1:
-            starts.pop()
-        ends = starts[1:] + [n]
+        bounds = batch_bounds(n, size)
         idx_cpu = idx.cpu()
         batches = []
         for _ in range(epochs):
             perm = idx_cpu[torch.randperm(n, generator=g)]
-            batches += [perm[a:b] for a, b in zip(starts, ends)]
+            batches += [perm[a:b] for a, b in bounds]
         per_client.append(batches)
         steps[j] = len(batches)
     order = np.argsort(-steps, kind="stable")
