@@ -25,6 +25,13 @@ def uneven_data():
     return data
 
 
+def assert_same_state(seq, vm):
+    for k in seq.global_state:
+        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
+    for k in seq.store.tensors:
+        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+
+
 def pair(method, min_group, **kw):
     seq = make_federation(method, **kw)
     twin = make_federation(method, **kw)
@@ -40,10 +47,7 @@ def test_engines_agree(method, min_group):
     seq, vm = pair(method, min_group, **kw)
     for t in range(4):
         assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
-    for k in seq.global_state:
-        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
-    for k in seq.store.tensors:
-        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+    assert_same_state(seq, vm)
     a, b = seq.evaluate(3), vm.evaluate(3)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], atol=1e-5)
@@ -58,10 +62,7 @@ def test_engines_agree_when_a_step_is_split_into_several_calls(method):
     vm.max_call_samples = 9  # batches of 4: two clients per vmapped call
     for t in range(3):
         assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
-    for k in seq.global_state:
-        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
-    for k in seq.store.tensors:
-        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+    assert_same_state(seq, vm)
 
 
 def test_engines_agree_with_weight_decay_and_fedbsd_options():
@@ -71,10 +72,7 @@ def test_engines_agree_with_weight_decay_and_fedbsd_options():
     seq.hp = vm.hp = dataclasses.replace(seq.hp, weight_decay=0.01)
     for t in range(3):
         seq.train_round(t), vm.train_round(t)
-    for k in seq.store.tensors:
-        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
-    for k in seq.global_state:
-        torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
+    assert_same_state(seq, vm)
 
 
 @pytest.mark.parametrize("method", ["fedbsd", "local"])
