@@ -61,6 +61,9 @@ class Federation:
         self.live = dict(model.state_dict(keep_vars=True))
         self.shared = model.keys(method.shared)
         self.personal = model.keys(method.personal)
+        # personal tensors each phase takes from the client's copy (the rest of them: the global value)
+        self.own = {"train": [k for k in self.personal if k not in set(model.keys(method.train_global))],
+                    "eval": [k for k in self.personal if k not in set(model.keys(method.eval_global))]}
         self.global_state = {k: self.live[k].detach().clone() for k in self.shared}
         # neither shared nor personal: frozen at the initial value on every client (e.g. FedBABU's head)
         self.fixed = {k: self.live[k].detach().clone() for k in self.live
@@ -76,12 +79,17 @@ class Federation:
 
     # -- moving state in and out of the live model ---------------------------------------------
     @torch.no_grad()
-    def load(self, k: int) -> None:
+    def load(self, k: int, phase: str = "train") -> None:
+        """Load client k's model for `phase` (train | eval): the global state, then the client's own
+        copy of each personal tensor the phase takes from it (`own`). A shared tensor the client keeps
+        a copy of is the global one until the client has trained once."""
         for name, value in (self.fixed | self.global_state).items():
             self.live[name].copy_(value)
         view = self.store.view(k)
-        for name in self.personal:
-            self.live[name].copy_(view[name])
+        trained = self.times_sampled[k] > 0
+        for name in self.own[phase]:
+            if trained or name not in self.global_state:
+                self.live[name].copy_(view[name])
 
     @torch.no_grad()
     def save(self, k: int) -> None:
@@ -148,7 +156,7 @@ class Federation:
         was_training = self.model.training
         self.model.eval()  # once, not per client and split (evaluate_model then leaves the mode alone)
         for k in range(self.data.num_clients):
-            self.load(k)
+            self.load(k, "eval")
             client = self.client(k, t, "finetune")
             model = self.method.eval_model(client)
             if self.finetune:
@@ -195,7 +203,7 @@ class Federation:
         (the loaded model itself) and no fine-tuning."""
         from methods.fedavg import FedAvg
 
-        return (not self.personal and not self.finetune
+        return (not self.own["eval"] and not self.finetune
                 and getattr(type(self.method), "eval_model", None) is FedAvg.eval_model)
 
     def finite(self) -> bool:

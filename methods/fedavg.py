@@ -3,8 +3,12 @@ Data", AISTATS 2017), the base every method here is a difference from.
 
 The harness (fedbench.federation) calls these hooks; a method overrides only what it changes:
   shared / personal   model parts uploaded and averaged / kept per client ("all", "none",
-                      "backbone", "head", "bn", "non_bn"); parts may overlap (a shared part that is
-                      also personal starts each round from the client's own copy).
+                      "backbone", "head", "bn", "non_bn"). A client trains from and evaluates its own
+                      copy of each personal part; parts may overlap (a shared part that is also
+                      personal: the client's own copy, which is the global one until it first trains).
+  train_global /      personal parts that training / evaluation take from the global state instead
+  eval_global         of the client's copy (e.g. FedBSD's student starts from the global backbone but
+                      the client keeps the distilled one for its evaluated model).
   client_state(model) extra per-client tensors (e.g. a personal model), held in the client store.
   local_update(c)     the client's local training; default: E epochs of SGD on `loss`.
   loss(c, x, y)       the local objective; default: cross-entropy.
@@ -31,6 +35,8 @@ class FedAvg:
     name = "fedavg"
     shared = "all"
     personal = "none"
+    train_global = "none"
+    eval_global = "none"
     needs_batchnorm = False
 
     def __init__(self, hp, model):

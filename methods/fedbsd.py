@@ -5,10 +5,14 @@ Difference from FedAvg: only the backbone is uploaded and averaged (plain mean b
 stays private; and the local objective adds a self-distillation term in which the received global
 backbone (frozen teacher) guides the local backbone (student) on the client's own data:
     L = CE(head(backbone_k(x)), y) + lam * L_BSD(backbone_g(x), backbone_k(x)).
+The client keeps the backbone it distilled: its personalized model is that local backbone plus its
+own head (the abstract: distillation "to update the local backbone"); a client that has never
+trained evaluates the global backbone with its head.
 Only the abstract is public, so these are RECONSTRUCTED choices, each a switch in conf/method/fedbsd.yaml
 (see shared/fedbsd.md): loss kl|mse|cosine on backbone features (default tau^2 KL), lam, tau,
-student_init global|personal (start from the global backbone, or from the client's previous one),
-weighting uniform|samples. lam=0 is FedPer with a plain mean.
+student_init global|personal (the student starts from the global backbone, or from the client's own),
+eval_backbone local|global (evaluate the distilled backbone, or the global one), weighting
+uniform|samples. lam=0 with eval_backbone=global is FedPer with a plain mean.
 """
 from __future__ import annotations
 
@@ -24,17 +28,18 @@ from methods.fedavg import FedAvg
 class FedBSD(FedAvg):
     name = "fedbsd"
     ranges = {"lam": "[0, inf)", "tau": "(0, inf)", "loss": ("kl", "mse", "cosine"),
-              "student_init": ("global", "personal")}  # checked by fedbench.config before any work
+              "student_init": ("global", "personal"),
+              "eval_backbone": ("local", "global")}  # checked by fedbench.config before any work
     shared = "backbone"
-    personal = "head"
+    personal = ("head", "backbone")  # the head, and the local backbone the client distilled
 
     def __init__(self, hp, model):
         super().__init__(hp, model)
         self.weighting = hp.get("weighting", "uniform")
-        if hp.student_init == "personal":
-            self.personal = "all"  # the client's own backbone is the student's starting point
         # plain values, read once (an OmegaConf lookup per training step costs ~5% of a step)
         self.lam, self.tau, self.kind = float(hp.lam), float(hp.tau), str(hp.loss)
+        self.train_global = "backbone" if hp.student_init == "global" else "none"
+        self.eval_global = "backbone" if hp.get("eval_backbone", "local") == "global" else "none"
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         features = client.model.backbone(x)

@@ -65,14 +65,20 @@ def test_engines_agree_when_a_step_is_split_into_several_calls(method):
     assert_same_state(seq, vm)
 
 
-def test_engines_agree_with_weight_decay_and_fedbsd_options():
-    kw = dict(rounds=3, data=uneven_data(), join_ratio=1.0, batch_size=5,
-              hp_overrides={"student_init": "personal", "weighting": "samples", "loss": "mse"})
+@pytest.mark.parametrize("student_init,eval_backbone", [("personal", "local"), ("personal", "global"),
+                                                        ("global", "global")])
+def test_engines_agree_with_weight_decay_and_fedbsd_options(student_init, eval_backbone):
+    kw = dict(rounds=3, data=uneven_data(), join_ratio=0.5, batch_size=5,
+              hp_overrides={"student_init": student_init, "eval_backbone": eval_backbone,
+                            "weighting": "samples", "loss": "mse"})
     seq, vm = pair("fedbsd", 1, **kw)
     seq.hp = vm.hp = dataclasses.replace(seq.hp, weight_decay=0.01)
     for t in range(3):
         seq.train_round(t), vm.train_round(t)
     assert_same_state(seq, vm)
+    a, b = seq.evaluate(2), vm.evaluate(2)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["fedbsd", "local"])

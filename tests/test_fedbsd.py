@@ -1,5 +1,7 @@
-"""FedBSD's defining mechanisms: backbone-only upload, frozen teacher, lam=0 == FedPer, zero loss at
-student == teacher, and the distillation actually pulling the student toward the teacher."""
+"""FedBSD's defining mechanisms: backbone-only upload, frozen teacher, the distilled (local) backbone
+evaluated, lam=0 with the global backbone evaluated == FedPer, zero loss at student == teacher, and the
+distillation actually pulling the student toward the teacher."""
+import numpy as np
 import pytest
 import torch
 
@@ -36,13 +38,59 @@ def test_teacher_gets_no_gradient_and_stays_fixed():
     assert not torch.equal(client.model.state_dict()["backbone.1.0.weight"], before["backbone.1.0.weight"])
 
 
-def test_lambda_zero_is_fedper_with_plain_mean():
-    a = make_federation("fedbsd", rounds=3, join_ratio=0.5, hp_overrides={"lam": 0.0})
+def test_lambda_zero_with_global_backbone_is_fedper_with_plain_mean():
+    a = make_federation("fedbsd", rounds=3, join_ratio=0.5, hp_overrides={"lam": 0.0, "eval_backbone": "global"})
     b = make_federation("fedper", rounds=3, join_ratio=0.5, hp_overrides={"weighting": "uniform"})
     for t in range(3):
         assert a.train_round(t) == b.train_round(t)
     assert all(torch.equal(a.global_state[k], b.global_state[k]) for k in a.global_state)
-    assert all(torch.equal(a.store.tensors[k], b.store.tensors[k]) for k in a.store.tensors)
+    assert all(torch.equal(a.store.tensors[k], b.store.tensors[k]) for k in b.store.tensors)  # the heads
+    ea, eb = a.evaluate(2), b.evaluate(2)
+    assert all(np.array_equal(ea[k], eb[k]) for k in eb)
+
+
+def evaluated_backbone(fed, k: int) -> dict[str, torch.Tensor]:
+    """The backbone tensors of the model that client k evaluates (what Federation.evaluate tests)."""
+    fed.load(k, "eval")
+    model = fed.method.eval_model(fed.client(k, 0, "finetune"))
+    return {n: v.clone() for n, v in model.state_dict().items() if n.startswith("backbone.")}
+
+
+def test_evaluated_backbone_is_the_distilled_student():
+    """Default eval_backbone=local: a sampled client evaluates exactly the backbone its local update
+    produced (the student), which differs from the global backbone when lam > 0; a client that never
+    trained evaluates the global backbone."""
+    fed = make_federation("fedbsd", rounds=1, join_ratio=0.5, hp_overrides={"lam": 1.0})
+    sampled, students = set(fed.schedule[0].tolist()), {}
+    for k in sorted(sampled):  # the round's local updates by hand, keeping each student
+        fed.load(k)
+        fed.method.local_update(fed.client(k, 0, "data"))
+        students[k] = {n: v.clone() for n, v in fed.model.state_dict().items() if n.startswith("backbone.")}
+    fresh = make_federation("fedbsd", rounds=1, join_ratio=0.5, hp_overrides={"lam": 1.0})
+    fresh.train_round(0)
+    for k in range(fresh.data.num_clients):
+        got = evaluated_backbone(fresh, k)
+        if k in sampled:
+            assert all(torch.equal(got[n], students[k][n]) for n in got)
+            assert any(not torch.equal(got[n], fresh.global_state[n]) for n in got)
+        else:
+            assert all(torch.equal(got[n], fresh.global_state[n]) for n in got)
+
+
+def test_global_eval_backbone_evaluates_the_global_backbone_and_trains_the_same():
+    """eval_backbone only changes what is evaluated: the training trajectory is identical, and
+    eval_backbone=global evaluates the global backbone with the client's own head."""
+    local = make_federation("fedbsd", rounds=2, join_ratio=0.5)
+    glob = make_federation("fedbsd", rounds=2, join_ratio=0.5, hp_overrides={"eval_backbone": "global"})
+    for t in range(2):
+        assert local.train_round(t) == glob.train_round(t)
+    assert all(torch.equal(local.global_state[k], glob.global_state[k]) for k in local.global_state)
+    for k in range(glob.data.num_clients):
+        got = evaluated_backbone(glob, k)
+        assert all(torch.equal(got[n], glob.global_state[n]) for n in got)
+        assert torch.equal(glob.live["head.0.weight"], glob.store.tensors["head.0.weight"][k])
+    trained = [k for k in range(local.data.num_clients) if local.times_sampled[k]]
+    assert not np.array_equal(local.evaluate(1)["test_loss"][trained], glob.evaluate(1)["test_loss"][trained])
 
 
 @pytest.mark.parametrize("kind", DISTILL_LOSSES)
@@ -85,3 +133,11 @@ def test_personal_student_init_keeps_own_backbone():
     own = fed.store.tensors["backbone.1.0.weight"][0]
     assert torch.equal(fed.live["backbone.1.0.weight"], own)
     assert not torch.equal(own, fed.global_state["backbone.1.0.weight"])
+
+
+def test_global_student_init_starts_from_the_global_backbone():
+    fed = make_federation("fedbsd", rounds=2)
+    fed.train_round(0)
+    fed.load(0)  # for training: the global backbone, though the client keeps its distilled one
+    assert torch.equal(fed.live["backbone.1.0.weight"], fed.global_state["backbone.1.0.weight"])
+    assert not torch.equal(fed.store.tensors["backbone.1.0.weight"][0], fed.global_state["backbone.1.0.weight"])

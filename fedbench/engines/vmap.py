@@ -35,6 +35,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from fedbench.engines.vmap_eval import evaluate_vmapped
+from fedbench.engines.vmap_params import stacked_params
 from fedbench.engines.vmap_plan import plan_round
 from fedbench.federation import Federation
 from fedbench.store import nbytes
@@ -108,7 +109,7 @@ class VmapFederation(Federation):
             raise ValueError(f"engine=vmap cannot run method={method.name!r}: {why}")
         self.param_names = [n for n, _ in model.named_parameters()]
         personal = set(self.personal)
-        self._from_store = [n for n in self.param_names if n in personal]
+        self._to_store = [n for n in self.param_names if n in personal]  # written back after training
         from methods.fedavg import FedAvg
 
         self._needs_teacher = type(method).loss is not FedAvg.loss
@@ -136,12 +137,9 @@ class VmapFederation(Federation):
         lr, mom, wd = float(self.hp.lr), float(self.hp.momentum), float(self.hp.weight_decay)
         groups, steps, order = self.plan(t, sampled)
         stack = sampled[order]
-        base = self.fixed | self.global_state
         rows = torch.as_tensor(stack, dtype=torch.int64, device=dev)
         live = dict(self.model.named_parameters())
-        params = {n: (self.store.tensors[n].index_select(0, rows) if n in self._from_store
-                      else base.get(n, live[n].detach()).unsqueeze(0).repeat(m, *([1] * live[n].dim())))
-                  for n in self.param_names}
+        params = stacked_params(self, "train", rows, live)
         bufs = {n: torch.zeros_like(p) for n, p in params.items()} if mom != 0 else None
         totals = torch.zeros(m, device=dev)
         self.model.train()
@@ -226,7 +224,7 @@ class VmapFederation(Federation):
     def _finish_round(self, t: int, sampled: np.ndarray, rows: torch.Tensor, params: dict) -> None:
         """Upload, aggregation and personal-state write-back, as Federation.train_round does them."""
         m = len(sampled)
-        for n in self._from_store:
+        for n in self._to_store:
             self.store.tensors[n].index_copy_(0, rows, params[n].to(self.store.tensors[n].dtype))
         down = nbytes(self.global_state)
         upload_bytes = sum(params[n][0].numel() * params[n].element_size() for n in self.shared)

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
+from fedbench.engines.vmap_params import stacked_params
+
 
 @torch.inference_mode()
 def evaluate_vmapped(fed) -> dict[str, np.ndarray]:
@@ -16,10 +18,7 @@ def evaluate_vmapped(fed) -> dict[str, np.ndarray]:
     idx, seg, counts = fed._eval_index()
     sizes = counts.sum(1)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    base = fed.fixed | fed.global_state
     live = fed.model.state_dict()
-    names = list(live)
-    personal = set(fed._from_store) | {n for n in fed.personal if n in fed.store.tensors}
     forward = vmap(lambda p, x: functional_call(fed.model, p, (x,)))
     correct = torch.zeros(2 * K, dtype=torch.float64, device=dev)
     loss = torch.zeros(2 * K, dtype=torch.float64, device=dev)
@@ -43,8 +42,7 @@ def evaluate_vmapped(fed) -> dict[str, np.ndarray]:
         flat = torch.where(mask, flat, torch.zeros_like(flat))  # padding reads sample 0, masked out
         sample, segment = idx[flat], seg[flat]
         rows = torch.as_tensor(chunk, device=dev)
-        params = {n: (fed.store.tensors[n].index_select(0, rows) if n in personal
-                      else base.get(n, live[n]).unsqueeze(0).expand(C, *live[n].shape)) for n in names}
+        params = stacked_params(fed, "eval", rows, live)
         logits = forward(params, fed.data.x[sample])  # (C, longest, classes)
         y = fed.data.y[sample]
         hit = (logits.argmax(-1) == y) & mask
