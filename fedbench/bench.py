@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = max(block, rounds - rounds % block)
     root = tempfile.mkdtemp(prefix="fedbench-bench-")
     print(f"fedbench.bench: {hardware(device)}", flush=True)
-    print(f"setting: {' '.join(SETTING)}, model=mlp (64-128-64-10), {rounds} timed rounds after {block} warm-up "
+    print(f"setting: {' '.join(SETTING)}, model=mlp (the digits default, 64-100-10), {rounds} timed rounds after {block} warm-up "
           f"rounds, device {device}", flush=True)
     try:
         results = {}

@@ -68,6 +68,11 @@ class Client:
         self._generator = value
 
     @property
+    def lr(self) -> float:
+        """The learning rate of this round (the run's optimizer and schedule)."""
+        return self.hp.lr_at(self.round)
+
+    @property
     def n_train(self) -> int:
         return len(self.split.train)
 
@@ -108,14 +113,15 @@ class Client:
         """Minibatch SGD on `loss_fn(x, y)` over `params` (default: all of `model`, default the
         client's model); every other parameter of `model` is frozen with requires_grad=False for the
         loop (so momentum or weight decay cannot move it). A fresh optimizer each call. Unset
-        hyperparameters come from the run config. Returns the mean loss (nan/inf propagate)."""
+        hyperparameters are the run's optimizer (lr: this round's, `self.lr`). Returns the mean loss
+        (nan/inf propagate)."""
         model = self.model if model is None else model
         params = list(model.parameters() if params is None else params)
         chosen = {id(p) for p in params}
         saved = [(p, p.requires_grad) for p in model.parameters()]
         for p, _ in saved:
             p.requires_grad_(id(p) in chosen)
-        lr = float(self.hp.lr if lr is None else lr)
+        lr = float(self.lr if lr is None else lr)
         momentum = float(self.hp.momentum if momentum is None else momentum)
         weight_decay = float(self.hp.weight_decay if weight_decay is None else weight_decay)
         buffers: list[torch.Tensor | None] = [None] * len(params)  # momentum: a fresh optimizer each call

@@ -212,11 +212,33 @@ def require_batchnorm(cfg: DictConfig, cls: type, model) -> None:
                           f"use {hint} (or model=resnet18)")
 
 
+def _check_official_optimizer(method: DictConfig) -> None:
+    """method.official_optimizer holds run-level optimizer keys with valid values; official=true
+    needs one."""
+    from fedbench.optimizer import OPTIMIZER_KEYS
+
+    official = method.get("official_optimizer")
+    if method.get("official", False) and not official:
+        raise ConfigError(f"method.official=true: method={method.name} has no official_optimizer in "
+                          f"conf/method/{method.name}.yaml; it trains with the run's optimizer (drop method.official)")
+    if official is None:
+        return
+    if not isinstance(official, DictConfig):
+        raise ConfigError(f"method.official_optimizer={_show(official)}: must be a mapping of optimizer keys "
+                          f"({', '.join(OPTIMIZER_KEYS)})")
+    for key in official:
+        if key not in OPTIMIZER_KEYS:
+            raise ConfigError(f"method.official_optimizer.{key}: unknown optimizer key; valid keys: "
+                              f"{', '.join(OPTIMIZER_KEYS)}")
+        check(f"method.official_optimizer.{key}", official.get(key), TOP_SPECS[key])
+
+
 def _check_method(cfg: DictConfig, model) -> None:
     name = cfg.method.name
     cls = method_class(name)
     _check_node("method", cfg.method, method_specs(cls), _yaml_keys(f"method/{name}.yaml"),
                 " (add-ons: weighting, ft_epochs, ft_lr, ft_momentum, ft_batch_size, ft_part)")
+    _check_official_optimizer(cfg.method)
     if model is not None:
         require_batchnorm(cfg, cls, model)
 

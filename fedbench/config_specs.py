@@ -17,6 +17,9 @@ TOP_SPECS: dict[str, Any] = {
     "lr": "(0, inf)",
     "momentum": "[0, 1)",
     "weight_decay": "[0, inf)",
+    "lr_schedule": ("constant", "step"),
+    "lr_milestones": "list of (0, 1)",
+    "lr_gamma": "(0, inf)",
     "eval_every": "int [1, inf)",
     "eval_final_k": "int [1, inf)",
     "threads": "auto or int [1, inf)",
@@ -32,12 +35,20 @@ TOP_SPECS: dict[str, Any] = {
     "data.test_frac": "(0, 1)",
 }
 
-# Method hyperparameters every method understands (harness add-ons: weighting, fine-tuning).
+# Method hyperparameters every method understands (harness add-ons: weighting, its own optimizer keys,
+# fine-tuning). A method's own optimizer key overrides the run's (null: the run's; fedbench.optimizer).
 HARNESS_METHOD_SPECS: dict[str, Any] = {
     "weighting": ("samples", "uniform"),
+    "lr": "(0, inf) or null",
+    "momentum": "[0, 1) or null",
+    "weight_decay": "[0, inf) or null",
+    "lr_schedule": "constant or step or null",
+    "lr_milestones": "list of (0, 1) or null",
+    "lr_gamma": "(0, inf) or null",
+    "official": "bool",
     "ft_epochs": "int [0, inf)",
     "ft_lr": "(0, inf) or null",
-    "ft_momentum": "[0, 1)",
+    "ft_momentum": "[0, 1) or null",
     "ft_batch_size": "int [1, inf) or null",
     "ft_part": ("all", "head", "backbone"),
 }

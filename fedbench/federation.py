@@ -17,13 +17,15 @@ from fedbench.client import Client
 from fedbench.data.types import FederatedData
 from fedbench.evaluation import evaluate_model, segment_sums  # noqa: F401 (evaluate_model: re-export)
 from fedbench.finetune import finetune, finetune_settings
+from fedbench.optimizer import lr_at, resolve_optimizer
 from fedbench.seeding import numpy_rng
 from fedbench.store import ClientStore, nbytes
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The run-level training hyperparameters a client needs, as a plain (fast) object."""
+    """The run-level training hyperparameters a client needs, as a plain (fast) object: the run's
+    optimizer (fedbench.optimizer: the same for every method unless a method config sets its own)."""
 
     seed: int
     lr: float
@@ -33,11 +35,25 @@ class TrainConfig:
     local_epochs: int
     rounds: int = 1
     eval_batch_size: int = 1024
+    lr_schedule: str = "constant"
+    lr_milestones: tuple = (0.5, 0.75)
+    lr_gamma: float = 0.1
 
     @classmethod
     def from_cfg(cls, cfg) -> "TrainConfig":
-        return cls(int(cfg.seed), float(cfg.lr), float(cfg.momentum), float(cfg.weight_decay),
-                   int(cfg.batch_size), int(cfg.local_epochs), int(cfg.rounds))
+        opt = resolve_optimizer(cfg)
+        return cls(int(cfg.seed), opt["lr"], opt["momentum"], opt["weight_decay"], int(cfg.batch_size),
+                   int(cfg.local_epochs), int(cfg.rounds), lr_schedule=opt["lr_schedule"],
+                   lr_milestones=tuple(opt["lr_milestones"]), lr_gamma=opt["lr_gamma"])
+
+    def lr_at(self, t: int) -> float:
+        """The learning rate of round t (the run's schedule)."""
+        return lr_at(self.lr, self.lr_schedule, self.lr_milestones, self.lr_gamma, self.rounds, t)
+
+    @property
+    def final_lr(self) -> float:
+        """The learning rate of the last round (FedBABU fine-tunes at it)."""
+        return self.lr_at(self.rounds - 1)
 
 
 def clients_per_round(num_clients: int, join_ratio: float) -> int:

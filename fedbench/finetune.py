@@ -5,10 +5,11 @@ TRAIN split (fresh optimizer, the client's `finetune` data stream) right before 
 fine-tuned weights are thrown away: the next client load overwrites the live model, so nothing
 fine-tuned ever reaches the server or the client store.
   ft_epochs      epochs of fine-tuning (0 = off)
-  ft_lr          learning rate (default: the run's lr)
+  ft_lr          learning rate (null: the run's lr at its last round, after the schedule, as FedBABU
+                 fine-tunes at its final training lr)
   ft_part        which part is tuned: all | head | backbone (others frozen)
-  ft_momentum    SGD momentum (default 0)
-  ft_batch_size  batch size (default: the run's batch_size)
+  ft_momentum    SGD momentum (null: the run's momentum)
+  ft_batch_size  batch size (null: the run's batch_size)
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ def finetune_settings(hp) -> dict | None:
     epochs = int(hp.get("ft_epochs", 0) or 0)
     if epochs <= 0:
         return None
+    momentum = hp.get("ft_momentum", None)
     return {"epochs": epochs, "lr": hp.get("ft_lr", None), "part": hp.get("ft_part", "all"),
-            "momentum": float(hp.get("ft_momentum", 0.0) or 0.0), "batch_size": hp.get("ft_batch_size", None)}
+            "momentum": None if momentum is None else float(momentum), "batch_size": hp.get("ft_batch_size", None)}
 
 
-def finetune(client, model, epochs: int, lr=None, part: str = "all", momentum: float = 0.0,
-             batch_size=None) -> float:
+def finetune(client, model, epochs: int, lr=None, part: str = "all", momentum=None, batch_size=None) -> float:
     """Fine-tune `model` in place on the client's train split; returns the mean loss."""
     return client.sgd(lambda x, y: F.cross_entropy(model(x), y), params=model.parameters_of(part),
-                      epochs=epochs, lr=lr, model=model, momentum=momentum, weight_decay=0.0,
-                      batch_size=batch_size)
+                      epochs=epochs, lr=client.hp.final_lr if lr is None else lr, model=model,
+                      momentum=momentum, weight_decay=0.0, batch_size=batch_size)

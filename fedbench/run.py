@@ -19,6 +19,7 @@ from fedbench.engines import build_federation
 from fedbench.evaluation import headline, summarize
 from fedbench.federation import Federation, TrainConfig
 from fedbench.models import build_model
+from fedbench.optimizer import resolve_optimizer
 from fedbench.results import RunDir, config_hash, run_dir
 from fedbench.seeding import stream_seed
 
@@ -75,7 +76,8 @@ def run(cfg: DictConfig) -> dict:
             "seed": cfg.seed, "model": cfg.model.name, "num_clients": cfg.num_clients, "rounds": cfg.rounds,
             "config_hash": config_hash(cfg), "device": str(device), "threads": threads,
             "deterministic": bool(cfg.get("deterministic", False)),
-            "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__}
+            "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
+            "optimizer": resolve_optimizer(cfg)}  # what the run trained with (fedbench.optimizer)
     base["engine"] = fed.engine
     rows, timing, ev, first, spent = [], [], None, 0, 0.0
     state, why = checkpoint.load(ckpt_path, key, cfg.rounds, device)

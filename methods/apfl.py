@@ -39,7 +39,7 @@ class APFL(PersonalModel, FedAvg):
     def local_update(self, client) -> float:
         w, v = client.model, client.aux_model(self.prefix).train()
         alpha = client.state["alpha"].clone().requires_grad_(bool(self.hp.adaptive_alpha))
-        alpha_lr = client.hp.lr if self.hp.alpha_lr is None else float(self.hp.alpha_lr)
+        alpha_lr = client.lr if self.hp.alpha_lr is None else float(self.hp.alpha_lr)
         w_params, v_params = dict(w.named_parameters()), dict(v.named_parameters())
 
         def loss(x, y):  # one backward: w's gradient from its own loss, v's (and alpha's) from the mixture

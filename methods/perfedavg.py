@@ -36,7 +36,7 @@ class PerFedAvg(FedAvg):
         self.weighting = hp.get("weighting", "uniform")
 
     def local_update(self, client) -> float:
-        beta = float(client.hp.lr if self.hp.beta is None else self.hp.beta)
+        beta = float(client.lr if self.hp.beta is None else self.hp.beta)
         alpha, hf = float(self.hp.alpha), self.hp.variant == "hf"
         model = client.model.train()
         w = dict(model.named_parameters())

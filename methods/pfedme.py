@@ -3,7 +3,8 @@
 Difference from FedAvg: the local objective is the Moreau envelope F_i(w) = min_theta f_i(theta) +
 lam/2 ||theta - w||^2. Per round, w_i = theta = w^t, then R times (`local_steps`, each ONE minibatch D):
     K times (`inner_steps`): theta <- theta - personal_lr * (grad f(theta; D) + lam (theta - w_i) + mu theta)
-    w_i <- w_i - lr * lam * (w_i - theta)
+    w_i <- w_i - lr * lam * (w_i - theta)        (lr = eta: the run's lr, like every method's; the
+                                                  official 0.005 with method.official=true)
 theta is warm-started across the R iterations (never reset). w_i is uploaded; the server mixes
 w <- (1 - beta) w + beta * mean (beta > 1 extrapolates). The mu L2 term is the official optimizer's.
 
@@ -28,7 +29,7 @@ from methods.fedavg import FedAvg
 @register
 class PFedMe(PersonalModel, FedAvg):
     name = "pfedme"
-    ranges = {"lam": "[0, inf)", "personal_lr": "(0, inf)", "lr": "(0, inf) or null", "inner_steps": "int [1, inf)",
+    ranges = {"lam": "[0, inf)", "personal_lr": "(0, inf)", "inner_steps": "int [1, inf)",
               "local_steps": "int [1, inf)", "beta": "(0, inf)", "mu": "[0, inf)"}  # checked before any work
     prefix = "theta."
 
@@ -37,7 +38,7 @@ class PFedMe(PersonalModel, FedAvg):
         theta = client.aux_model(self.prefix)
         theta.load_state_dict(w.state_dict())  # theta <- w^t at round start
         anchor = {k: p.detach() for k, p in w.named_parameters()}  # views: follow w_i's in-place steps
-        lr = client.hp.lr if hp.lr is None else hp.lr
+        lr = client.lr  # eta: the run's lr (official_optimizer: 0.005)
 
         def loss(x, y):
             return F.cross_entropy(theta(x), y) + proximal(theta, anchor, hp.lam)

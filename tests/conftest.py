@@ -14,6 +14,7 @@ import methods
 from fedbench.data.types import ClientData, FederatedData
 from fedbench.federation import Federation, TrainConfig
 from fedbench.models import build_model
+from fedbench.optimizer import resolve_optimizer
 from fedbench.seeding import stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,11 @@ def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None
     torch.manual_seed(stream_seed(seed, "init"))
     model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
     m = methods.get(method)(method_hp(method, **(hp_overrides or {})), model)
-    hp = TrainConfig(seed, lr, momentum, 0.0, batch_size, local_epochs, rounds)
+    run = OmegaConf.create({"method": m.hp, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
+                            "lr_schedule": "constant", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1})
+    opt = resolve_optimizer(run)  # the method's own optimizer keys (official, lr, ...) as a run resolves them
+    hp = TrainConfig(seed, opt["lr"], opt["momentum"], opt["weight_decay"], batch_size, local_epochs, rounds,
+                     lr_schedule=opt["lr_schedule"], lr_milestones=tuple(opt["lr_milestones"]), lr_gamma=opt["lr_gamma"])
     return Federation(hp, data, model, m, rounds, join_ratio)
 
 

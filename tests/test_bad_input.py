@@ -51,7 +51,7 @@ CASES = [
     (["data.val_frac=0.5", "data.test_frac=0.6"], ["data.test_frac=0.6", "< 1"]),
     (["method=fedbn"], ["method='fedbn'", "BatchNorm", "model.bn=true"]),
     (["model=cnn"], ["model='cnn'", "dataset=digits", "(64,)"]),
-    (["model.head_layers=4"], ["model.head_layers=4", "[1, 3]"]),
+    (["model.head_layers=4"], ["model.head_layers=4", "[1, 2]"]),
     (["method.lamda=1"], ["method.lamda=1", "unknown key", "lam"]),
     (["+method.lamda=1"], ["method.lamda=1", "unknown key", "lam"]),
     (["+lamda=1"], ["lamda=1", "unknown key", "rounds"]),

@@ -5,6 +5,7 @@ import urllib.error
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import torchvision.datasets.cifar
 from omegaconf import OmegaConf
@@ -34,8 +35,22 @@ def test_digits_is_real_8x8_digits():
     ds = load_digits({}, None, False, True, 0, 10)
     assert ds.x.shape == (1797, 64) and ds.x.dtype == np.float32
     assert ds.y.dtype == np.int64 and set(ds.y.tolist()) == set(range(10)) and ds.num_classes == 10
-    assert ds.x.min() == 0.0 and ds.x.max() == 1.0 and ds.groups is None
-    assert np.allclose(ds.x * 16, np.round(ds.x * 16))  # 17 grey levels, scaled by 1/16
+    assert ds.x.min() == -1.0 and ds.x.max() == 1.0 and ds.groups is None  # (x/16 - 0.5)/0.5, as PFLlib
+    assert np.allclose((ds.x + 1) * 8, np.round((ds.x + 1) * 8))  # 17 grey levels
+    assert not ds.standardize
+
+
+def test_standardized_uses_train_samples_only():
+    from fedbench.data.federated import standardized
+
+    x = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(6, 2, 2, 1) ** 2  # 6 samples, 2 channels
+    train = np.array([0, 2, 3])
+    z = standardized(x, train)
+    for c in range(2):
+        ref = z[train, c]
+        assert abs(ref.mean()) < 1e-5 and abs(ref.std() - 1) < 1e-4  # zero mean, unit std on train
+    assert abs(z[:, 0].mean()) > 0.1  # the other samples did not enter the statistics
+    assert z.dtype == np.float32
 
 
 def test_synthetic_is_deterministic_and_seeded():
@@ -193,6 +208,19 @@ def test_femnist_pools_train_and_test_per_writer(tmp_path, layout):
     np.testing.assert_array_equal(ds.groups, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2])  # f0, f1, f2
     np.testing.assert_array_equal(ds.y, [0, 1, 2, 4, 10, 35, 36, 61, 3, 5])
     np.testing.assert_array_equal(ds.x[:, 0, 5, 7], [0.5, 0.5, 0.5, 1.0, 0.75, 0, 0, 0.25, 0.25, 0.125])
+    assert ds.standardize  # LEAF's [0, 1] pixels are centred by the data stage, from train samples
+
+
+def test_femnist_inputs_are_standardized_from_train_samples(tmp_path):
+    from fedbench.data.federated import load_federated
+    from tests.runs_helpers import compose_cfg
+
+    write_femnist(tmp_path / "femnist" / "data")
+    cfg = compose_cfg("dataset=femnist", "partition=natural", "num_clients=3",
+                      f"data.root={tmp_path}")
+    data = load_federated(cfg, torch.device("cpu"))
+    train = torch.cat([c.train for c in data.clients])
+    assert abs(float(data.x[train].mean())) < 1e-5 and abs(float(data.x[train].std(unbiased=False)) - 1) < 1e-4
 
 
 def test_femnist_missing_is_one_line(tmp_path):

@@ -12,7 +12,7 @@ from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess
 
 
 def test_huge_lr_diverges_with_round_and_no_checkpoint_left(tmp_path, data_root, capsys):
-    s = run_inprocess(f"results_dir={tmp_path}", "lr=1e6", "rounds=5", "checkpoint_every=1")
+    s = run_inprocess(f"results_dir={tmp_path}", "lr=1e12", "rounds=5", "checkpoint_every=1")
     assert s["status"] == "diverged" and 1 <= s["diverged_round"] <= 5 and s["rounds_done"] == s["diverged_round"]
     assert "diverged at round" in capsys.readouterr().err
     (run,) = run_dirs(tmp_path)
@@ -37,7 +37,7 @@ def test_nan_parameter_with_finite_loss_diverges(tmp_path, data_root, monkeypatc
 
 
 def test_a_diverging_run_does_not_stop_the_sweep(tmp_path, data_root):
-    code, err = finish(popen_cli(*SMALL, f"results_dir={tmp_path}", "rounds=3", "-m", "lr=1e6,0.05"))
+    code, err = finish(popen_cli(*SMALL, f"results_dir={tmp_path}", "rounds=3", "-m", "lr=1e12,0.05"))
     assert code == 0, err
     status = sorted((summary(r)["status"], summary(r).get("diverged_round")) for r in run_dirs(tmp_path))
     assert status[0][0] == "complete" and status[1][0] == "diverged" and status[1][1] >= 1, status

@@ -214,3 +214,16 @@ def test_auto_engine_picks_vmap_only_where_it_runs_the_method_and_pays_off():
     assert type(built) is Federation and not said  # auto never warns
     many = make_federation("fedavg", data=tiny_data(num_clients=10, per_client=20))
     assert type(build_federation("auto", many.hp, many.data, many.model, many.method, 2, 1.0)) is VmapFederation
+
+
+def test_engines_agree_under_a_step_lr_schedule():
+    kw = dict(rounds=4, data=uneven_data(), join_ratio=1.0, momentum=0.9, batch_size=4)
+    seq, vm = pair("fedbsd", 1, **kw)
+    seq.hp = vm.hp = dataclasses.replace(seq.hp, lr_schedule="step")  # x0.1 from round 2, again from round 3
+    for t in range(4):
+        assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
+    assert_same_state(seq, vm)
+    const, _ = pair("fedbsd", 1, **kw)
+    for t in range(4):
+        const.train_round(t)
+    assert any(not torch.allclose(const.global_state[k], seq.global_state[k]) for k in seq.global_state)

@@ -36,7 +36,7 @@ def test_gathering_by_index_yields_exactly_the_clients_samples(tmp_path):
     cfg = digits(tmp_path, "num_clients=12", "partition.alpha=0.3")
     data = load_federated(cfg, torch.device("cpu"))
     raw = load_digits()
-    raw_x, raw_y = torch.as_tensor(raw.data / 16.0, dtype=torch.float32), torch.as_tensor(raw.target)
+    raw_x, raw_y = torch.as_tensor((raw.data / 16.0 - 0.5) / 0.5, dtype=torch.float32), torch.as_tensor(raw.target)
     owner = torch.full((len(raw_y),), -1)
     fed = make_federation("fedavg", data=data)
     for k, c in enumerate(data.clients):

@@ -22,6 +22,15 @@ def partition_key(cfg: DictConfig, n_samples: int) -> dict:
             "val_frac": float(cfg.data.val_frac), "test_frac": float(cfg.data.test_frac), "seed": int(cfg.seed)}
 
 
+def standardized(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """x centred and scaled per channel (axis 1) by the mean and std of the samples `train` only
+    (no statistic of a validation or test sample reaches the inputs)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    ref = x[train].astype(np.float64)
+    mean, std = ref.mean(axis=axes, keepdims=True), ref.std(axis=axes, keepdims=True)
+    return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
 def load_federated(cfg: DictConfig, device: torch.device) -> FederatedData:
     """Load the dataset, partition it across clients (cached on disk), split each client."""
     root = Path(cfg.data.root)
@@ -36,6 +45,8 @@ def load_federated(cfg: DictConfig, device: torch.device) -> FederatedData:
 
     partition, cache_path = cached_partition(root / "partitions", partition_key(cfg, len(raw)), build,
                                              raw.num_classes, raw.y)
+    if raw.standardize:
+        raw.x = standardized(raw.x, np.concatenate(partition.train))
     as_idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
     clients = [ClientData(as_idx(tr), as_idx(va), as_idx(te))
                for tr, va, te in zip(partition.train, partition.val, partition.test)]

@@ -28,7 +28,9 @@ def load_femnist(params, root, download, verify, seed, num_clients) -> RawDatase
     Each file: {"users": [...], "num_samples": [...], "user_data": {user: {"x": [[784 floats]], "y": [...]}}}.
     A writer's train and test samples are pooled (train files first). Writers are sorted by id;
     groups[i] = index of sample i's writer in that order. x: float32 (N, 1, 28, 28) as LEAF stores it
-    (values in [0, 1]); y: int64 in [0, 62). FEMNIST is never downloaded (`download` is ignored).
+    (values in [0, 1], mostly white background: not centred), standardized by the data stage with the
+    training samples' mean and std (`standardize`); y: int64 in [0, 62). FEMNIST is never downloaded
+    (`download` is ignored).
     """
     root = os.path.expanduser(os.fspath(root))
     base, files = _json_files(root)
@@ -68,4 +70,5 @@ def load_femnist(params, root, download, verify, seed, num_clients) -> RawDatase
     if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
         raise DataMissingError(f"femnist labels under {base} lie outside [0, {NUM_CLASSES}): not LEAF's FEMNIST")
     groups = np.repeat(np.arange(len(writers), dtype=np.int64), counts)
-    return RawDataset(name="femnist", x=x.reshape(-1, 1, 28, 28), y=y, num_classes=NUM_CLASSES, groups=groups)
+    return RawDataset(name="femnist", x=x.reshape(-1, 1, 28, 28), y=y, num_classes=NUM_CLASSES, groups=groups,
+                      standardize=True)

@@ -12,10 +12,12 @@ class RawDataset:
     """A whole dataset pooled into one array pair (the original train/test split is not used:
     every client's own train/val/test split is drawn from its share, the usual pFL protocol).
 
-    x: float32 array (N, *input_shape), already normalised.
+    x: float32 array (N, *input_shape), already normalised, unless `standardize`.
     y: int64 array (N,), labels in [0, num_classes).
     groups: optional int64 array (N,) giving a natural client (writer, device) per sample;
             the `natural` partition uses it.
+    standardize: True when x still needs centring: the data stage then standardizes each channel
+            with the mean and std of the clients' TRAIN samples (fedbench.data.federated).
     """
 
     name: str
@@ -23,6 +25,7 @@ class RawDataset:
     y: np.ndarray
     num_classes: int
     groups: np.ndarray | None = None
+    standardize: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:

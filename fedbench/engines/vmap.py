@@ -134,7 +134,7 @@ class VmapFederation(Federation):
         sampled = self.schedule[t]
         m = len(sampled)
         dev = self.data.x.device
-        lr, mom, wd = float(self.hp.lr), float(self.hp.momentum), float(self.hp.weight_decay)
+        lr, mom, wd = float(self.hp.lr_at(t)), float(self.hp.momentum), float(self.hp.weight_decay)
         groups, steps, order = self.plan(t, sampled)
         stack = sampled[order]
         rows = torch.as_tensor(stack, dtype=torch.int64, device=dev)

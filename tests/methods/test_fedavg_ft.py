@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import fedbench.client
 import fedbench.federation
 from fedbench.finetune import finetune_settings
 from tests.conftest import make_federation, tiny_data
@@ -27,9 +28,23 @@ def evaluated_states(fed, monkeypatch, t=0):
 
 
 def test_defaults_are_the_fedbabu_protocol():
+    """5 epochs of the whole model, batch 50, at the run's final lr and momentum (FedBABU fine-tunes at
+    its final training lr: 1e-3 = 0.1 after two x0.1 decays, momentum 0.9, with its official optimizer)."""
     fed = make_federation("fedavg_ft")
-    assert finetune_settings(fed.method.hp) == {"epochs": 5, "lr": 0.001, "part": "all", "momentum": 0.9,
+    assert finetune_settings(fed.method.hp) == {"epochs": 5, "lr": None, "part": "all", "momentum": None,
                                                 "batch_size": 50}
+
+
+def test_fine_tuning_runs_at_the_final_lr_of_the_schedule(monkeypatch):
+    import dataclasses
+
+    fed = make_federation("fedavg_ft", rounds=4, lr=0.2, momentum=0.5)
+    fed.hp = dataclasses.replace(fed.hp, lr_schedule="step")  # 0.2 -> 0.02 -> 0.002 at rounds 2 and 3
+    seen = []
+    real = fedbench.client.Client.sgd
+    monkeypatch.setattr(fedbench.client.Client, "sgd", lambda self, *a, **kw: seen.append(kw) or real(self, *a, **kw))
+    fed.evaluate(0)
+    assert seen and all(kw["lr"] == pytest.approx(0.002) and kw["momentum"] is None for kw in seen)
 
 
 def test_evaluation_fine_tunes_a_throwaway_copy(monkeypatch):

@@ -1,8 +1,6 @@
 """FedBABU: the head stays at its random init (same on every client) during federation, only the body
-is trained and shared, the lr steps down at 50%/75% of rounds, and evaluation fine-tunes a copy."""
-import dataclasses
-
-import pytest
+is trained and shared, and evaluation fine-tunes a copy. Its official optimizer (lr 0.1, momentum
+0.9, x0.1 at 50%/75% of rounds) is method.official=true: tests/test_optimizer.py."""
 import torch
 
 import fedbench.federation
@@ -50,27 +48,3 @@ def test_fine_tuning_moves_the_evaluated_head_but_not_the_stored_one(monkeypatch
     assert all(torch.equal(fed.global_state[k], body[k]) for k in body)
     fed.load(0)
     assert torch.equal(fed.live["head.0.weight"], init["head.0.weight"])
-
-
-@pytest.mark.parametrize("rounds,expected", [
-    (8, [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01]),
-    (2, [1, 0.1]),  # R//2 == 3R//4: one decay (official `in [R//2, 3R//4]`)
-    (1, [1]),
-])
-def test_lr_steps_down_at_half_and_three_quarters(rounds, expected):
-    fed = make_federation("fedbabu", rounds=rounds)
-    fed.hp = dataclasses.replace(fed.hp, rounds=rounds)
-    got = []
-    for t in range(rounds):
-        client = fed.client(0, t, "data")
-        real = client.sgd
-        client.sgd = lambda *a, **kw: got.append(kw["lr"]) or real(*a, **kw)
-        fed.method.local_update(client)
-    assert got == pytest.approx([0.1 * f for f in expected])  # method lr 0.1 (official)
-
-
-def test_lr_schedule_of_the_official_320_rounds():
-    fed = make_federation("fedbabu", rounds=1)
-    fed.hp = dataclasses.replace(fed.hp, rounds=320)
-    lr = {t: fed.method.lr(fed.client(0, t, "data")) for t in (0, 159, 160, 239, 240, 319)}
-    assert lr == pytest.approx({0: 0.1, 159: 0.1, 160: 0.01, 239: 0.01, 240: 0.001, 319: 0.001})

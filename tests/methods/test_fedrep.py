@@ -1,4 +1,7 @@
 """FedRep: head epochs with the body frozen, then body epochs with the head frozen; heads private."""
+import dataclasses
+
+import pytest
 import torch
 
 from tests.conftest import make_federation
@@ -34,11 +37,12 @@ def run_local_update(fed, k=0, t=0):
     return received, after, epochs
 
 
-def test_head_phase_then_body_phase_each_freezing_the_other():
-    # official defaults: momentum 0.5 and weight decay 1e-4, which would move a part "frozen" by
-    # zeroing its gradients
-    fed = make_federation("fedrep", rounds=1)
-    assert fed.method.hp.momentum == 0.5 and fed.method.hp.weight_decay == 1e-4
+@pytest.mark.parametrize("official", [False, True])
+def test_head_phase_then_body_phase_each_freezing_the_other(official):
+    # momentum 0.5 and weight decay 1e-4 (the official optimizer's), which would move a part "frozen"
+    # by zeroing its gradients
+    fed = make_federation("fedrep", rounds=1, momentum=0.5, hp_overrides={"official": official})
+    fed.hp = dataclasses.replace(fed.hp, weight_decay=1e-4)
     received, (after_head, after_body), epochs = run_local_update(fed)
     assert epochs == [10, 1]  # 10 head epochs, then the run's local_epochs (1) body epochs
     assert same(after_head, received, "backbone.")  # body bitwise the received global
@@ -75,8 +79,9 @@ def test_server_never_holds_heads_and_heads_stay_personal():
     assert torch.equal(fed.live["backbone.1.0.weight"], fed.global_state["backbone.1.0.weight"])
 
 
-def test_weight_decay_covers_weights_not_biases():
-    fed = make_federation("fedrep", rounds=1, hp_overrides={"weight_decay": 0.5})
+def test_official_weight_decay_covers_weights_not_biases():
+    fed = make_federation("fedrep", rounds=1, hp_overrides={"official": True})
+    fed.hp = dataclasses.replace(fed.hp, weight_decay=0.5)
     fed.load(0)
     client = fed.client(0, 0, "data")
     x, y = next(client.batches())
@@ -84,3 +89,14 @@ def test_weight_decay_covers_weights_not_biases():
     head = client.model.head[0]
     ce = torch.nn.functional.cross_entropy(client.model(x), y)
     assert torch.allclose(fed.method.loss(client, x, y) - ce, 0.25 * head.weight.pow(2).sum())
+
+
+def test_run_weight_decay_is_sgds_on_every_trained_tensor():
+    """Without official=true FedRep trains with the run's optimizer, like every method: the loss is
+    plain CE and SGD's weight decay (biases included) is the run's."""
+    fed = make_federation("fedrep", rounds=1)
+    fed.hp = dataclasses.replace(fed.hp, weight_decay=0.5)
+    fed.load(0)
+    client = fed.client(0, 0, "data")
+    x, y = next(client.batches())
+    assert torch.equal(fed.method.loss(client, x, y), torch.nn.functional.cross_entropy(client.model(x), y))
