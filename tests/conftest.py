@@ -21,15 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)  # in-process tests: tiny models, and CLI subprocesses share the cores
 
 
-def tiny_data(num_clients=4, per_client=24, dim=8, classes=4, seed=0) -> FederatedData:
+def tiny_data(num_clients=4, per_client=24, dim=8, classes=4, seed=0, train_sizes=None) -> FederatedData:
+    """Random features and labels; each client holds `per_client` samples: all but 8 for train, then 4
+    val and 4 test. `train_sizes` (one per client, overriding num_clients and per_client) gives the
+    clients unequal train splits (train_sizes[k] + 8 samples each), e.g. to tell n_k-weighted from
+    plain means apart."""
+    sizes = [per_client] * num_clients if train_sizes is None else [int(n) + 8 for n in train_sizes]
     g = torch.Generator().manual_seed(seed)
-    n = num_clients * per_client
+    n = sum(sizes)
     x = torch.randn(n, dim, generator=g)
     y = torch.randint(0, classes, (n,), generator=g)
-    clients = []
-    for k in range(num_clients):
-        idx = torch.arange(k * per_client, (k + 1) * per_client)
-        clients.append(ClientData(idx[: per_client - 8], idx[per_client - 8: per_client - 4], idx[per_client - 4:]))
+    clients, start = [], 0
+    for size in sizes:
+        idx = torch.arange(start, start + size)
+        clients.append(ClientData(idx[: size - 8], idx[size - 8: size - 4], idx[size - 4:]))
+        start += size
     return FederatedData("tiny", x, y, classes, clients)
 
 

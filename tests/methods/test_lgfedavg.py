@@ -4,17 +4,7 @@ import torch
 
 from fedbench.data.types import ClientData
 from tests.conftest import make_federation, tiny_data
-
-
-def record_uploads(fed):
-    uploads, real = [], fed.method.upload
-
-    def spy(client, keys):
-        uploads.append({k: v.detach().clone() for k, v in real(client, keys).items()})
-        return uploads[-1]
-
-    fed.method.upload = spy
-    return uploads
+from tests.methods.spies import record_uploads
 
 
 def test_only_the_top_layers_are_global():
@@ -28,7 +18,7 @@ def test_server_never_receives_backbone_tensors_and_bytes_are_the_head():
     uploads = record_uploads(fed)
     for t in range(3):
         fed.train_round(t)
-    assert len(uploads) == 3 * 2 and all(set(u) == {"head.0.weight", "head.0.bias"} for u in uploads)
+    assert len(uploads) == 3 * 2 and all(set(u) == {"head.0.weight", "head.0.bias"} for _, u in uploads)
     assert set(fed.global_state) == {"head.0.weight", "head.0.bias"}
     head_bytes = sum(p.numel() * p.element_size() for p in fed.model.head.parameters())
     assert fed.bytes_up == fed.bytes_down == 3 * 2 * head_bytes
@@ -54,5 +44,5 @@ def test_head_is_the_plain_mean_of_the_uploads():
     fed = make_federation("lgfedavg", rounds=1, data=data)
     uploads = record_uploads(fed)
     fed.train_round(0)
-    mean = torch.stack([u["head.0.weight"] for u in uploads]).mean(0)
+    mean = torch.stack([u["head.0.weight"] for _, u in uploads]).mean(0)
     assert torch.allclose(fed.global_state["head.0.weight"], mean, atol=1e-7)

@@ -1,10 +1,13 @@
 """Per-FedAvg: alpha=0 FO is FedAvg on the D' batches; the meta-gradient is taken at w~ and applied to
-w; the HF finite-difference Hessian-vector product is the exact one to O(delta^2); the evaluation
-adaptation is one alpha-step on train data only."""
+w; the HF finite-difference Hessian-vector product is the exact one to O(delta^2), and the HF step is
+w - beta (I - alpha H(w)) grad f(w~) with the exact Hessian; the evaluation adaptation is one
+alpha-step on train data only."""
 import itertools
 
+import pytest
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from fedbench.data.types import FederatedData
 from fedbench.functional import grad_at, hvp_fd, minibatches
@@ -90,3 +93,51 @@ def test_evaluation_adapts_one_alpha_step_on_train_data_only():
     for k, p in adapted[0].items():
         assert torch.allclose(p, fed.global_state[k] - alpha * g[k], atol=1e-6), k
         assert not torch.allclose(p, fed.global_state[k], atol=1e-4), k
+
+
+@pytest.fixture
+def float64():
+    """Models and tiny data built in float64, so that the finite-difference Hessian-vector product is
+    exact to ~1e-10 and a tight tolerance separates the right formula from near misses."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def hvp_exact(model, params, v, x, y):
+    """H(params; x, y) v by double backward (exact)."""
+    params = {k: p.detach().requires_grad_() for k, p in params.items()}
+    loss = F.cross_entropy(functional_call(model, params, (x,)), y)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    return dict(zip(params, torch.autograd.grad(sum((g * v[k]).sum() for g, k in zip(grads, params)),
+                                                list(params.values()))))
+
+
+def test_hf_step_is_w_minus_beta_times_i_minus_alpha_hessian_at_w_times_grad_at_w_tilde(float64):
+    """One HF meta-step on batches D, D', D'' by hand: w <- w - beta (I - alpha H(w; D'')) grad f(w~; D'),
+    w~ = w - alpha grad f(w; D), with the exact Hessian. A flipped sign of the Hessian term, or the
+    Hessian taken at w~ instead of w, misses by far more than the tolerance (asserted too)."""
+    alpha, beta, delta = 0.5, 0.3, 1e-5
+    fed = make_federation("perfedavg", rounds=1, hp_overrides={"variant": "hf", "alpha": alpha, "beta": beta,
+                                                               "delta": delta, "local_steps": 1})
+    fed.load(0)
+    model = fed.model
+    w = {k: p.detach().clone() for k, p in model.named_parameters()}
+    assert all(p.dtype == torch.float64 for p in w.values())
+    d, d_prime, d_second = list(minibatches(fed.client(0, 0, "data"), 3))
+    g, _ = grad_at(model, w, *d)
+    w_tilde = {k: w[k] - alpha * g[k] for k in w}
+    g_tilde, _ = grad_at(model, w_tilde, *d_prime)
+
+    def meta_step(sign, at):
+        hg = hvp_exact(model, at, g_tilde, *d_second)
+        return {k: w[k] - beta * (g_tilde[k] - sign * alpha * hg[k]) for k in w}
+
+    want, flipped, at_w_tilde = meta_step(1, w), meta_step(-1, w), meta_step(1, w_tilde)
+    fed.method.local_update(fed.client(0, 0, "data"))
+    got = dict(model.named_parameters())
+    tol = 1e-8
+    assert max((got[k] - want[k]).abs().max().item() for k in w) < tol
+    for near_miss in (flipped, at_w_tilde):
+        assert max((near_miss[k] - want[k]).abs().max().item() for k in w) > 1e3 * tol

@@ -1,8 +1,11 @@
-"""pFedMe: server beta-mixing, the personalized theta is what gets evaluated (never w), and theta
-tracks w when lambda is large (the Moreau envelope collapses onto f)."""
+"""pFedMe: server beta-mixing, the personalized theta is what gets evaluated (never w), theta tracks w
+when lambda is large (the Moreau envelope collapses onto f), and the inner step is the official one,
+mu L2 term included."""
 import torch
 
+from fedbench.functional import grad_at, minibatches
 from tests.conftest import make_federation
+from tests.methods.spies import record_uploads
 
 HP = {"personal_lr": 0.05, "lr": 0.02, "local_steps": 4}
 
@@ -11,26 +14,14 @@ def flat(tensors):
     return torch.cat([t.detach().flatten() for t in tensors])
 
 
-def recorded_uploads(fed):
-    seen = {}
-    upload = fed.method.upload
-
-    def record(client, keys):
-        out = upload(client, keys)
-        seen[client.id] = {k: v.detach().clone() for k, v in out.items()}
-        return out
-
-    fed.method.upload = record
-    return seen
-
-
 def test_server_moves_beta_times_toward_the_mean():
     fed = make_federation("pfedme", rounds=2, join_ratio=0.5, hp_overrides=HP | {"beta": 2.0})
-    seen = recorded_uploads(fed)
+    uploads = record_uploads(fed)
     fed.train_round(0)
     old = {k: v.clone() for k, v in fed.global_state.items()}
-    seen.clear()
+    uploads.clear()
     fed.train_round(1)
+    seen = dict(uploads)
     weights = {k: float(fed.n_train[k]) for k in seen}
     total = sum(weights.values())
     for name, w_old in old.items():
@@ -42,8 +33,9 @@ def test_server_moves_beta_times_toward_the_mean():
 
 def test_evaluated_model_is_the_stored_theta_not_w():
     fed = make_federation("pfedme", rounds=1, hp_overrides=HP)
-    seen = recorded_uploads(fed)
+    uploads = record_uploads(fed)
     fed.train_round(0)
+    seen = dict(uploads)
     for k in range(fed.data.num_clients):
         fed.load(k)
         model = fed.method.eval_model(fed.client(k, 0, "finetune"))
@@ -94,3 +86,33 @@ def test_large_lambda_makes_theta_track_w():
 
     small, large = gap(1.0), gap(1e4)
     assert large < 1e-3 and large < 1e-3 * small
+
+
+def test_inner_steps_include_the_mu_l2_term():
+    """One local iteration (R = 1) of K = 2 inner steps on one minibatch D, by hand:
+    theta <- theta - personal_lr (grad f(theta; D) + lam (theta - w_i) + mu theta), then
+    w_i <- w_i - lr lam (w_i - theta). mu is large here, so a solver without mu theta is far off."""
+    plr, lr, lam, mu = 0.1, 0.05, 2.0, 0.5
+    fed = make_federation("pfedme", rounds=2, hp_overrides={"personal_lr": plr, "lr": lr, "lam": lam, "mu": mu,
+                                                            "inner_steps": 2, "local_steps": 1})
+    fed.train_round(0)  # client 0's w^t is no longer the initial model
+    fed.load(0)
+    client = fed.client(0, 1, "data")
+    w = {n: p.detach().clone() for n, p in client.model.named_parameters()}
+    batch = next(minibatches(fed.client(0, 1, "data"), 1))  # D: the same stream's first minibatch
+
+    def solve(mu):
+        theta = dict(w)  # theta <- w^t at round start
+        for _ in range(2):
+            g, _ = grad_at(client.model, theta, *batch)
+            theta = {n: t - plr * (g[n] + lam * (t - w[n]) + mu * t) for n, t in theta.items()}
+        return theta
+
+    theta = solve(mu)
+    fed.method.local_update(client)
+    for n, p in client.model.named_parameters():
+        got = client.state["theta." + n]
+        assert torch.allclose(got, theta[n], atol=1e-6), n
+        assert torch.allclose(p, w[n] - lr * lam * (w[n] - theta[n]), atol=1e-6), n
+    without_mu = solve(0.0)
+    assert max((client.state["theta." + n] - t).abs().max().item() for n, t in without_mu.items()) > 1e-3
