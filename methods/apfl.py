@@ -26,11 +26,8 @@ from methods.fedavg import FedAvg
 @register
 class APFL(PersonalModel, FedAvg):
     name = "apfl"
+    weighting = "uniform"
     ranges = {"alpha": "[0, 1]", "adaptive_alpha": "bool", "alpha_lr": "(0, inf) or null"}  # checked before any work
-
-    def __init__(self, hp, model):
-        super().__init__(hp, model)
-        self.weighting = hp.get("weighting", "uniform")
 
     def client_state(self, model) -> dict[str, torch.Tensor]:
         alpha = torch.tensor(float(self.hp.alpha), device=next(model.parameters()).device)

@@ -37,11 +37,12 @@ class FedAvg:
     personal = "none"
     train_global = "none"
     eval_global = "none"
+    weighting = "samples"  # the paper's server weights: samples (n_k-weighted) | uniform; method.weighting overrides
     needs_batchnorm = False
 
     def __init__(self, hp, model):
         self.hp = hp
-        self.weighting = hp.get("weighting", "samples")  # samples (n_k-weighted) | uniform
+        self.weighting = hp.get("weighting", type(self).weighting)
 
     def client_state(self, model) -> dict[str, torch.Tensor]:
         return {}

@@ -16,6 +16,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBABU(FedAvg):
     name = "fedbabu"
+    weighting = "uniform"
     shared = "backbone"
 
     def local_update(self, client) -> float:

@@ -13,6 +13,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBN(FedAvg):
     name = "fedbn"
+    weighting = "uniform"
     shared = "non_bn"
     personal = "bn"
     needs_batchnorm = True

@@ -27,6 +27,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBSD(FedAvg):
     name = "fedbsd"
+    weighting = "uniform"
     ranges = {"lam": "[0, inf)", "tau": "(0, inf)", "loss": ("kl", "mse", "cosine"),
               "student_init": ("global", "personal"),
               "eval_backbone": ("local", "global")}  # checked by fedbench.config before any work
@@ -35,7 +36,6 @@ class FedBSD(FedAvg):
 
     def __init__(self, hp, model):
         super().__init__(hp, model)
-        self.weighting = hp.get("weighting", "uniform")
         # plain values, read once (an OmegaConf lookup per training step costs ~5% of a step)
         self.lam, self.tau, self.kind = float(hp.lam), float(hp.tau), str(hp.loss)
         self.train_global = "backbone" if hp.student_init == "global" else "none"

@@ -21,6 +21,7 @@ from methods.fedavg import FedAvg
 @register
 class FedRep(FedAvg):
     name = "fedrep"
+    weighting = "uniform"
     ranges = {"head_epochs": "int [0, inf)", "body_epochs": "int [0, inf) or null"}  # checked before any work
     shared = "backbone"
     personal = "head"

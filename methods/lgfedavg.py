@@ -14,5 +14,6 @@ from methods.fedavg import FedAvg
 @register
 class LGFedAvg(FedAvg):
     name = "lgfedavg"
+    weighting = "uniform"
     shared = "head"
     personal = "backbone"

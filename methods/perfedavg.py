@@ -26,6 +26,7 @@ VARIANTS = ("fo", "hf")
 @register
 class PerFedAvg(FedAvg):
     name = "perfedavg"
+    weighting = "uniform"
     ranges = {"variant": ("fo", "hf"), "alpha": "(0, inf)", "beta": "(0, inf) or null", "delta": "(0, inf)",
               "local_steps": "int [1, inf)"}  # checked before any work
 
@@ -33,7 +34,6 @@ class PerFedAvg(FedAvg):
         super().__init__(hp, model)
         if hp.variant not in VARIANTS:
             raise ValueError(f"method.variant={hp.variant!r}; choose one of {VARIANTS}")
-        self.weighting = hp.get("weighting", "uniform")
 
     def local_update(self, client) -> float:
         beta = float(client.lr if self.hp.beta is None else self.hp.beta)

@@ -85,12 +85,7 @@ def test_default_weighting_is_the_documented_one(method):
     assert method_hp(method).weighting == EXPECTED[method][0]
 
 
-FALLBACK_WRONG = ("fedrep", "lgfedavg", "fedbabu", "fedbn")  # inherit FedAvg's "samples" fallback
-
-
-@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(
-    strict=True, reason="class fallback is FedAvg's 'samples', the yaml says 'uniform' (reported)"))
-    if m in FALLBACK_WRONG else m for m in sorted(EXPECTED)])
+@pytest.mark.parametrize("method", sorted(EXPECTED))
 def test_class_fallback_without_the_yaml_key_is_the_documented_one(method):
     """A method config without `weighting` (a user's own yaml, or `~method.weighting`) gets the class's
     fallback, which must agree with the default."""
