@@ -70,11 +70,13 @@ def summarize(acc: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, fl
 
 
 def headline(metrics: pd.DataFrame, k: int) -> dict[str, float]:
-    """Final (mean of the last k evaluations) and best-by-validation numbers from metrics rows."""
+    """Final (mean of the last k evaluations) and best-by-validation numbers from metrics rows, with
+    the validation accuracy each stands on (final_val_acc, best_val_acc: what tuning selects by)."""
     cols = ["test_acc", "test_acc_weighted", "test_acc_std", "test_acc_bottom10"]
     last = metrics.tail(k)
     out = {f"final_{c.removeprefix('test_')}": float(last[c].mean()) for c in cols}
     best = metrics.loc[metrics["val_acc"].idxmax()] if metrics["val_acc"].notna().any() else metrics.iloc[-1]
     out |= {f"best_{c.removeprefix('test_')}": float(best[c]) for c in cols}
     out["best_round"] = int(best["round"])
+    out["final_val_acc"], out["best_val_acc"] = float(last["val_acc"].mean()), float(best["val_acc"])
     return out

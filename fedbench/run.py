@@ -31,6 +31,13 @@ def build_method(cfg: DictConfig, model):
     return cls(cfg.method, model)
 
 
+def job_overrides() -> list[str] | None:
+    """The Hydra job's command-line overrides (sweep values included), None outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+
+
 def metrics_row(t: int, ev: dict, loss: float, fed: Federation, data) -> dict:
     n_test = np.array([len(c.test) for c in data.clients], dtype=float)
     n_val = np.array([len(c.val) for c in data.clients], dtype=float)
@@ -77,7 +84,8 @@ def run(cfg: DictConfig) -> dict:
             "config_hash": config_hash(cfg), "device": str(device), "threads": threads,
             "deterministic": bool(cfg.get("deterministic", False)),
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
-            "optimizer": resolve_optimizer(cfg)}  # what the run trained with (fedbench.optimizer)
+            "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
+            "overrides": job_overrides()}  # the command line that reproduces it: python -m fedbench <overrides>
     base["engine"] = fed.engine
     rows, timing, ev, first, spent = [], [], None, 0, 0.0
     state, why = checkpoint.load(ckpt_path, key, cfg.rounds, device)

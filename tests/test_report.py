@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 
 def write_run(root, method, seed, acc, status="complete", alpha=0.1, lr=0.05, hp=None, heatmap=None,
-              best=None, error=None):
+              best=None, error=None, val=None):
     """One run directory in the real layout, with the files run.py writes."""
     d = root / "runs" / "digits" / f"dirichlet_alpha{alpha}" / method / f"h{lr}{hp}" / f"seed{seed}"
     d.mkdir(parents=True)
@@ -36,7 +36,8 @@ def write_run(root, method, seed, acc, status="complete", alpha=0.1, lr=0.05, hp
         b = best if best is not None else acc
         summary |= {"final_acc": acc, "final_acc_weighted": acc - 0.01, "final_acc_std": 0.1,
                     "final_acc_bottom10": acc / 2, "best_acc": b, "best_acc_weighted": b, "best_acc_std": 0.1,
-                    "best_acc_bottom10": b / 2, "best_round": 10, "bytes_up": 1000, "bytes_down": 3000}
+                    "best_acc_bottom10": b / 2, "best_round": 10, "bytes_up": 1000, "bytes_down": 3000,
+                    "final_val_acc": acc if val is None else val, "best_val_acc": b if val is None else val}
     if status == "diverged":
         summary["diverged_round"] = 7
     if error:

@@ -13,7 +13,8 @@ from typing import Callable
 from fedbench.report.collect import ReportError
 
 METRICS = ("final", "best")
-__all__ = ["METRICS", "Report", "ReportError", "build_report"]
+SELECT = ("val",)
+__all__ = ["METRICS", "SELECT", "Report", "ReportError", "build_report"]
 
 
 @dataclass
@@ -41,9 +42,13 @@ def summary_columns(runs) -> list[str]:
 
 
 def build_report(results_dir: str | Path = "results", metric: str = "final", filters=(),
-                 out_dir: str | Path | None = None, echo: Callable[[str], None] = print) -> Report:
+                 out_dir: str | Path | None = None, echo: Callable[[str], None] = print,
+                 select: str | None = None) -> Report:
     """Write summary.csv, tables and plots for the runs under results_dir (into out_dir, default
-    the same directory). Raises ReportError on bad input (no runs, unknown metric or filter key)."""
+    the same directory). select="val": per (setting, method) only the configuration with the best
+    mean validation accuracy (fedbench.report.select): tables/selected.csv, the tables, leaderboard
+    and plots of the selected runs. Raises ReportError on bad input (no runs, unknown metric, select
+    or filter key)."""
     from fedbench.report.aggregate import good_runs, problem_runs
     from fedbench.report.collect import collect
     from fedbench.report.plots import write_plots
@@ -52,6 +57,8 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
 
     if metric not in METRICS:
         raise ReportError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
+    if select not in (None,) + SELECT:
+        raise ReportError(f"--select {select!r}: only val (selection on test accuracy is never offered)")
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir
     runs = collect(results_dir, list(filters))
@@ -63,7 +70,9 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     tables_dir = out / "tables"
     report = Report(path, runs=len(runs), usable=len(ok), settings=runs["setting_key"].nunique())
     report.issues = write_issues(problem_runs(runs, metric), runs, metric, tables_dir / "issues.md")
-    if len(ok):
+    if len(ok) and select:
+        report.tables, report.plots = write_selected(results_dir, runs, metric, tables_dir, out / "plots")
+    elif len(ok):
         report.tables = write_tables(runs, metric, tables_dir)
         report.plots = write_plots(results_dir, runs, ok, out / "plots")
     counts = runs["status"].value_counts().to_dict()
@@ -75,3 +84,26 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     echo(f"fedbench.report: wrote {path}, {len(report.tables)} tables and issues.md under {tables_dir}, "
          f"{len(report.plots)} plots under {out / 'plots'}")
     return report
+
+
+def write_selected(results_dir: Path, runs, metric: str, tables_dir: Path, plots_dir: Path):
+    """--select val: tables/selected.csv (+ selected_hparams.md), the tables and leaderboard of the
+    selected configurations, and their plots. Returns (tables, plots)."""
+    from fedbench.report.aggregate import good_runs
+    from fedbench.report.leaderboard import write_leaderboard
+    from fedbench.report.plots import write_plots
+    from fedbench.report.select import config_columns, select_by_validation
+    from fedbench.report.tables import write_tables
+    from fedbench.results import atomic_write
+
+    selected, picked = select_by_validation(runs, metric)
+    path = tables_dir / "selected.csv"
+    atomic_write(path, selected.drop(columns="setting_key").to_csv(index=False, float_format="%.6g"))
+    tables = [path]
+    if len(picked):
+        tables += write_tables(picked, metric, tables_dir, prefix="selected_")
+        tables += write_leaderboard(picked, selected, config_columns(runs), metric, tables_dir)
+        plots = write_plots(results_dir, picked, good_runs(picked, metric), plots_dir)
+    else:
+        plots = []
+    return tables, plots

@@ -1,4 +1,4 @@
-"""`python -m fedbench.report [--results-dir results] [--metric final|best] [--filter key=value ...]`
+"""`python -m fedbench.report [--results-dir results] [--metric final|best] [--select val] [--filter key=value ...]`
 
 Reads every run directory under <results-dir>/runs and writes <results-dir>/summary.csv,
 <results-dir>/tables/*.md|*.tex|issues.md and <results-dir>/plots/*.png.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fedbench.report import METRICS, ReportError, build_report
+from fedbench.report import METRICS, SELECT, ReportError, build_report
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +22,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", dest="filters", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="keep runs whose summary field or config key equals VALUE (comma = any of), "
                         "e.g. method=fedavg,fedper partition.alpha=0.1; repeatable, all must hold")
+    p.add_argument("--select", choices=SELECT, default=None,
+                   help="val: per setting and method, keep the configuration (lr and the method's searched keys) "
+                        "with the best mean validation accuracy; writes tables/selected.csv and the tables, "
+                        "leaderboard and plots of the selected runs (test accuracy never enters the choice)")
     p.add_argument("--out", default=None, help="write outputs here instead of into --results-dir")
     return p
 
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         report = build_report(args.results_dir, args.metric, args.filters, args.out,
-                              echo=lambda line: print(line, file=sys.stderr))
+                              echo=lambda line: print(line, file=sys.stderr), select=args.select)
     except ReportError as exc:
         print(f"fedbench.report: error: {exc}", file=sys.stderr)
         return 2

@@ -2,26 +2,32 @@
 
 A *setting* is everything that defines the experiment except the method and the seed: the run's
 resolved config.yaml minus `method`, `seed` and the execution-only keys (results.NON_SCIENTIFIC).
-A *variant* is a method name plus any of its hyperparameters that differ between runs of that
-method, so e.g. fedprox with mu=0.01 and mu=0.1 are two rows of a table, never averaged together.
+The run's optimizer keys (lr, momentum, ...: fedbench.optimizer) belong to the method's
+configuration, not to the setting: every method trains with the run's optimizer, and tuning sweeps it.
+A *variant* is a method name plus any of its hyperparameters or optimizer keys that differ between
+runs of that method, so e.g. fedprox with mu=0.01 and mu=0.1 are two rows of a table, never averaged
+together; the differing keys are also columns of the frame, named as on the command line (lr,
+method.mu).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from fedbench.optimizer import OPTIMIZER_KEYS
 from fedbench.results import scientific_config
 
-HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10")
+HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
               "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
-              "error", "config_hash", "partition_cache", "engine", "device", "threads", "torch")
+              "error", "config_hash", "partition_cache", "engine", "device", "threads", "torch", "overrides")
 STATUS_OK = "complete"
 
 
@@ -67,6 +73,8 @@ def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
         summary["status"] = "missing"
     row = {"run_dir": str(path.relative_to(results_dir))}
     row |= {k: summary.get(k) for k in RUN_FIELDS}
+    if isinstance(row["overrides"], list):  # python -m fedbench <overrides> reproduces the run
+        row["overrides"] = shlex.join(str(o) for o in row["overrides"])
     for when in ("final", "best"):
         row |= {f"{when}_{h}": summary.get(f"{when}_{h}", math.nan) for h in HEADLINE}
     sent = [summary.get(k) for k in ("bytes_up", "bytes_down") if summary.get(k) is not None]
@@ -84,9 +92,16 @@ def _label(items: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in items.items())
 
 
+def configuration_key(key: str) -> bool:
+    """True for a flat config key that belongs to the method's configuration (its hyperparameters and
+    the optimizer it trains with), not to the setting."""
+    return key.startswith("method.") or key in OPTIMIZER_KEYS
+
+
 def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
-    """Add setting_key/setting (label) and variant (method label) columns; return the run frame."""
-    settings = [{k: v for k, v in f.items() if not k.startswith("method.") and k != "seed"} for f in flats]
+    """Add setting_key/setting (label), variant (method label) and the method's differing
+    configuration keys as columns; return the run frame."""
+    settings = [{k: v for k, v in f.items() if not configuration_key(k) and k != "seed"} for f in flats]
     keys = [_digest(s) for s in settings]
     all_keys = sorted({k for s in settings for k in s})
     varying = [k for k in all_keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
@@ -96,7 +111,8 @@ def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
                 if k.startswith("partition.") and k != "partition.name"}
         for k, v in part.items():
             row[f"partition.{k}"] = v
-        extra = {k: s.get(k) for k in varying if k not in fixed_in_label and not k.startswith("partition.")}
+        extra = {k: s.get(k) for k in varying if k not in fixed_in_label and not k.startswith("partition.")
+                 and s.get(k) is not None}  # a key this setting's dataset or model does not have: not in its label
         for k, v in extra.items():
             row[k] = v
         name = f"{row['dataset']} {row['partition']}" + (f"({_label(part)})" if part else "")
@@ -104,11 +120,13 @@ def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
         row["setting_key"] = key
     for method in {r["method"] for r in rows}:
         idx = [i for i, r in enumerate(rows) if r["method"] == method]
-        hps = [{k.removeprefix("method."): v for k, v in flats[i].items()
-                if k.startswith("method.") and k != "method.name"} for i in idx]
-        vary = sorted({k for h in hps for k in h if len({json.dumps(x.get(k), default=str) for x in hps}) > 1})
+        hps = [{k: v for k, v in flats[i].items() if configuration_key(k) and k != "method.name"} for i in idx]
+        vary = sorted({k for h in hps for k in h if len({json.dumps(x.get(k), default=str) for x in hps}) > 1},
+                      key=lambda k: (k.startswith("method."), k))  # optimizer keys first
         for i, h in zip(idx, hps):
-            rows[i]["variant"] = f"{method}({_label({k: h.get(k) for k in vary})})" if vary else str(method)
+            label = {k.removeprefix("method."): h.get(k) for k in vary}
+            rows[i]["variant"] = f"{method}({_label(label)})" if vary else str(method)
+            rows[i] |= {k: h.get(k) for k in vary}
     frame = pd.DataFrame(rows)
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
     return frame

@@ -95,15 +95,15 @@ def note_text(metric: str) -> str:
             "runs are never averaged in (see issues.md).")
 
 
-def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
-    """Write <metric>_<value>.md and .tex for each value in VALUES; return the paths."""
+def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path, prefix: str = "") -> list[Path]:
+    """Write <prefix><metric>_<value>.md and .tex for each value in VALUES; return the paths."""
     out_dir = Path(out_dir)
     written = []
     for value, desc in VALUES.items():
         agg = aggregate(runs, metric, value)
-        title = f"{metric} {desc}"
+        title = f"{metric} {desc}" + (" (configurations selected on validation)" if prefix else "")
         for style, render in (("md", to_markdown), ("tex", to_latex)):
-            path = out_dir / f"{metric}_{value}.{style}"
+            path = out_dir / f"{prefix}{metric}_{value}.{style}"
             atomic_write(path, render(pivot(agg, style), title, note_text(metric)))
             written.append(path)
     return written

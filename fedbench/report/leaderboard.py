@@ -1,0 +1,84 @@
+"""The comparison a reader looks at first: methods x settings, each setting's mean ± std over seeds
+beside its bottom-decile client accuracy, and the average rank across settings; plus the chosen
+hyperparameters of a selection on validation (fedbench.report.select). Markdown and LaTeX."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from fedbench.report.aggregate import aggregate
+from fedbench.report.tables import best_cells, cell_text, to_latex, to_markdown
+from fedbench.results import atomic_write
+
+
+def ranks(agg: pd.DataFrame) -> pd.Series:
+    """Average rank of each variant over the settings where it has a value: per setting, 1 = the
+    highest mean accuracy (ties share the average rank)."""
+    have = agg[agg["n"] > 0]
+    per = have.assign(rank=have.groupby("setting_key")["mean"].rank(ascending=False, method="average"))
+    return per.groupby("variant")["rank"].mean()
+
+
+def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
+    """Rows: variants; per setting a mean ± std column and a bottom-10% column; then the average rank."""
+    acc, low = aggregate(runs, metric, "acc"), aggregate(runs, metric, "acc_bottom10")
+    best = best_cells(acc)
+    pm = "$\\pm$" if style == "tex" else "±"
+    cells = {}
+    for (_, r), is_best, (_, b) in zip(acc.iterrows(), best, low.iterrows()):
+        text = cell_text(r["mean"], r["std"], r["n"], r["expected"], pm)
+        if style == "tex":
+            text = text.replace("†", "$^\\dagger$").replace("—", "--")
+        if is_best:
+            text = f"\\textbf{{{text}}}" if style == "tex" else f"**{text}**"
+        cells[(r["variant"], r["setting"], "acc")] = text
+        cells[(r["variant"], r["setting"], "bottom 10%")] = "—" if b["n"] == 0 else f"{100 * b['mean']:.2f}"
+    variants = sorted({v for v, _, _ in cells})
+    settings = sorted({s for _, s, _ in cells})
+    columns = [f"{s} | {what}" for s in settings for what in ("acc", "bottom 10%")]
+    table = pd.DataFrame([[cells.get((v, s, w), "") for s in settings for w in ("acc", "bottom 10%")]
+                          for v in variants], index=variants, columns=columns)
+    avg = ranks(acc)
+    table["avg rank"] = [f"{avg[v]:.2f}" if v in avg and not math.isnan(avg[v]) else "" for v in variants]
+    return table.sort_values("avg rank", key=lambda c: pd.to_numeric(c, errors="coerce"), kind="stable")
+
+
+def note(metric: str) -> str:
+    return (f"{metric} personalized accuracy in %, mean ± sample std over seeds, each method at its configuration "
+            "selected on validation accuracy; bottom 10% = mean accuracy of the worst decile of clients (mean over "
+            "seeds); avg rank = mean over settings of the method's rank by mean accuracy (1 = best). Bold = best per "
+            "setting among cells with all seeds; † (n/N) = only n of N seeds completed.")
+
+
+def hyperparameter_table(selected: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows: methods; per setting the chosen values, e.g. `lr=0.05, method.lam=1`."""
+    def chosen(r) -> str:
+        vals = [f"{k}={r[k]:g}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys
+                if k in r and pd.notna(r[k])]
+        return ", ".join(vals) + f" ({int(r['configs_tried'])} tried)"
+
+    if not len(selected):
+        return pd.DataFrame()
+    return selected.assign(label=[chosen(r) for _, r in selected.iterrows()]).pivot(
+        index="method", columns="setting", values="label").fillna("")
+
+
+def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str], metric: str,
+                      out_dir: Path) -> list[Path]:
+    """tables/leaderboard_<metric>.{md,tex} and tables/selected_hparams.md; returns the paths."""
+    out_dir, written = Path(out_dir), []
+    title = f"{metric} personalized accuracy, configurations selected on validation"
+    for style, render in (("md", to_markdown), ("tex", to_latex)):
+        path = out_dir / f"leaderboard_{metric}.{style}"
+        atomic_write(path, render(leaderboard(runs, metric, style), title, note(metric)))
+        written.append(path)
+    path = out_dir / "selected_hparams.md"
+    hp = hyperparameter_table(selected, keys)
+    atomic_write(path, to_markdown(hp, "Configurations selected on validation accuracy",
+                                   "Per setting, the chosen values of each method's searched keys and how many "
+                                   "configurations were tried (the same budget for every method)."))
+    written.append(path)
+    return written
+

@@ -1,0 +1,96 @@
+"""Selection on validation (python -m fedbench.report --select val): per setting and method the
+configuration with the best mean VALIDATION accuracy wins, whatever its test accuracy; diverged
+configurations lose; every configuration is judged on the same seeds; the tables and the leaderboard
+show only the chosen configurations."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fedbench.report import build_report
+from fedbench.report.__main__ import main as report_main
+from tests.test_report import write_run
+
+
+def read_md(path):
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in path.read_text().splitlines() if line.startswith("| ") and "method" not in line}
+
+
+@pytest.fixture
+def tuned(tmp_path):
+    """fedavg with lr 0.01/0.05/0.1 and fedprox with lr x mu, 3 seeds, on two settings. The best test
+    accuracy is never the best validation accuracy."""
+    root = tmp_path / "r"
+    for alpha in (0.1, 0.5):
+        for seed in range(3):
+            # fedavg: lr 0.05 has the best val (0.80) but not the best test; lr 0.1 the best test (0.95)
+            write_run(root, "fedavg", seed, 0.70 + seed / 100, lr=0.05, val=0.80, alpha=alpha)
+            write_run(root, "fedavg", seed, 0.95, lr=0.1, val=0.60, alpha=alpha)
+            write_run(root, "fedavg", seed, 0.50, lr=0.01, val=0.50, alpha=alpha)
+            for mu, val in ((0.01, 0.7), (0.1, 0.9)):
+                for lr in (0.05, 0.1):
+                    write_run(root, "fedprox", seed, 0.6 + mu, lr=lr, hp={"mu": mu}, val=val - (lr == 0.1) / 10,
+                              alpha=alpha)
+    return root
+
+
+def test_the_best_mean_validation_accuracy_is_selected_never_test(tuned):
+    report = build_report(tuned, echo=lambda s: None, select="val")
+    sel = pd.read_csv(tuned / "tables" / "selected.csv")
+    assert len(sel) == 4 and set(sel["method"]) == {"fedavg", "fedprox"}
+    fedavg = sel[sel["method"] == "fedavg"].iloc[0]
+    assert fedavg["lr"] == 0.05 and fedavg["val_acc"] == pytest.approx(0.80) and fedavg["configs_tried"] == 3
+    assert fedavg["final_acc_mean"] == pytest.approx(0.71) and fedavg["final_acc_std"] == pytest.approx(0.01)
+    fedprox = sel[sel["method"] == "fedprox"].iloc[0]
+    assert (fedprox["lr"], fedprox["method.mu"], fedprox["configs_tried"]) == (0.05, 0.1, 4)
+    # the tables hold the selected configuration only, labelled by the method name
+    rows = read_md(tuned / "tables" / "selected_final_acc.md")
+    assert rows["fedavg"] == ["**71.00 ± 1.00**"] * 2 and rows["fedprox"] == ["70.00 ± 0.00"] * 2
+    assert any(p.name.startswith("curves_") for p in report.plots)
+    # summary.csv keeps every run of the sweep, with the configuration columns
+    runs = pd.read_csv(tuned / "summary.csv")
+    assert len(runs) == 2 * 3 * (3 + 4) and {"lr", "method.mu"} <= set(runs.columns)
+
+
+def test_leaderboard_has_bottom_decile_and_average_rank(tuned):
+    build_report(tuned, echo=lambda s: None, select="val")
+    rows = read_md(tuned / "tables" / "leaderboard_final.md")
+    # per setting: mean ± std, bottom 10% (write_run: acc / 2); then the average rank
+    assert rows["fedavg"] == ["**71.00 ± 1.00**", "35.50", "**71.00 ± 1.00**", "35.50", "1.00"]
+    assert rows["fedprox"] == ["70.00 ± 0.00", "35.00", "70.00 ± 0.00", "35.00", "2.00"]
+    assert list(rows) == ["fedavg", "fedprox"]  # sorted by average rank
+    hp = (tuned / "tables" / "selected_hparams.md").read_text()
+    assert "lr=0.05, method.mu=0.1 (4 tried)" in hp and "lr=0.05 (3 tried)" in hp
+
+
+def test_a_diverged_configuration_is_never_selected(tmp_path):
+    root = tmp_path / "r"
+    for seed in range(2):
+        write_run(root, "fedavg", seed, 0.5, lr=0.01, val=0.5)
+        # lr 1.0: the best validation accuracy on seed 0, diverged on seed 1
+        write_run(root, "fedavg", seed, 0.9, lr=1.0, val=0.99, status="complete" if seed == 0 else "diverged")
+    build_report(root, echo=lambda s: None, select="val")
+    sel = pd.read_csv(root / "tables" / "selected.csv")
+    assert sel["lr"].tolist() == [0.01] and sel["configs_tried"].tolist() == [2]
+
+
+def test_configurations_are_compared_on_their_common_seeds(tmp_path):
+    """Tuned on seed 0, the winner rerun on seeds 1 and 2: the choice is made on seed 0 alone (the
+    rerun's seeds cannot favour it), and its test accuracy is reported over all three seeds."""
+    root = tmp_path / "r"
+    write_run(root, "fedavg", 0, 0.80, lr=0.05, val=0.70)
+    write_run(root, "fedavg", 0, 0.60, lr=0.01, val=0.72)  # the best on the common seed
+    for seed in (1, 2):
+        write_run(root, "fedavg", seed, 0.90, lr=0.05, val=0.99)
+    build_report(root, echo=lambda s: None, select="val")
+    sel = pd.read_csv(root / "tables" / "selected.csv").iloc[0]
+    assert sel["lr"] == 0.01 and sel["val_seeds"] == 1 and sel["val_acc"] == pytest.approx(0.72)
+
+
+def test_select_is_validation_only(tuned, capsys):
+    with pytest.raises(SystemExit) as exc:
+        report_main(["--results-dir", str(tuned), "--select", "test"])
+    assert exc.value.code == 2
+    assert report_main(["--results-dir", str(tuned), "--select", "val"]) == 0
+    assert (tuned / "tables" / "selected.csv").exists()
