@@ -255,6 +255,13 @@ def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
     with open_dict(cfg):
         cfg.data.root = os.path.expanduser(str(cfg.data.root))
     info = _check_dataset(cfg)
+    rotations = cfg.data.get("rotations", 1)
+    if rotations not in (1, 2, 4):
+        raise ConfigError(f"data.rotations={rotations!r}: must be 1 (none), 2 or 4 (client k's images turned by "
+                          "(k mod R) x 360/R degrees)")
+    if rotations > 1 and info is not None and not info["images"]:
+        raise ConfigError(f"data.rotations={rotations}: dataset={cfg.dataset.name} has no images to rotate; use "
+                          "data.rotations=1 or an image dataset (digits, cifar10, cifar100, femnist)")
     _check_partition(cfg, info)
     model = _check_model(cfg, info)
     _check_method(cfg, model)

@@ -33,6 +33,7 @@ TOP_SPECS: dict[str, Any] = {
     "data.verify": "bool",
     "data.val_frac": "[0, 1)",
     "data.test_frac": "(0, 1)",
+    "data.rotations": "int [1, 4]",
 }
 
 # Method hyperparameters every method understands (harness add-ons: weighting, its own optimizer keys,
@@ -83,4 +84,4 @@ def dataset_info(ds: DictConfig) -> dict | None:
         shape, classes, size, groups = fixed[ds.name]
     else:
         return None
-    return {"shape": shape, "classes": classes, "size": size, "groups": groups}
+    return {"shape": shape, "classes": classes, "size": size, "groups": groups, "images": ds.name != "synthetic"}

@@ -257,3 +257,34 @@ def test_dataset_configs(name, model):
     if name == "synthetic":
         ds = load_dataset(name, cfg, None, False, True, 0, 5)
         assert ds.x.shape[1] == cfg.num_features and np.bincount(ds.groups).max() <= cfg.max_samples
+
+
+def test_rotations_turn_each_clients_images_by_its_own_angle(tmp_path):
+    """data.rotations=4: client k's images are turned by (k mod 4) quarter turns, exactly; labels,
+    splits and every other client untouched."""
+    from fedbench.data.federated import load_federated
+    from tests.runs_helpers import compose_cfg
+
+    base = ["num_clients=8", "partition=iid", f"data.root={tmp_path}"]
+    plain = load_federated(compose_cfg(*base), torch.device("cpu"))
+    turned = load_federated(compose_cfg(*base, "data.rotations=4"), torch.device("cpu"))
+    assert torch.equal(plain.y, turned.y)
+    for k, c in enumerate(plain.clients):
+        idx = torch.cat([c.train, c.val, c.test])
+        assert torch.equal(idx, torch.cat([turned.clients[k].train, turned.clients[k].val, turned.clients[k].test]))
+        want = torch.rot90(plain.x[idx].view(-1, 8, 8), k % 4, dims=(1, 2)).reshape(len(idx), 64)
+        assert torch.equal(turned.x[idx], want)
+        assert (k % 4 == 0) == torch.equal(turned.x[idx], plain.x[idx])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.rotations=3"], r"data.rotations=3: must be 1 \(none\), 2 or 4"),
+    (["dataset=synthetic", "data.rotations=4"], "dataset=synthetic has no images to rotate"),
+])
+def test_bad_rotations_are_one_line(overrides, message):
+    from fedbench.config import prepare
+    from fedbench.errors import ConfigError
+    from tests.runs_helpers import compose_cfg
+
+    with pytest.raises(ConfigError, match=message):
+        prepare(compose_cfg(*overrides), machine=False)

@@ -31,6 +31,19 @@ def standardized(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
+def rotated(x: np.ndarray, partition, rotations: int, image_shape=None) -> np.ndarray:
+    """A feature-shift federation (FedBN's regime, the rotated-MNIST of clustered FL): every image of
+    client k turned by (k mod rotations) quarter turns x 4/rotations (exact: np.rot90, no
+    interpolation); labels and splits unchanged."""
+    images = (x.reshape((len(x),) + tuple(image_shape)) if image_shape else x).copy()
+    for k in range(partition.num_clients):
+        quarter = (k % rotations) * (4 // rotations)
+        if quarter:
+            idx = partition.client_indices(k)
+            images[idx] = np.rot90(images[idx], quarter, axes=(-2, -1))
+    return images.reshape(x.shape)
+
+
 def load_federated(cfg: DictConfig, device: torch.device) -> FederatedData:
     """Load the dataset, partition it across clients (cached on disk), split each client."""
     root = Path(cfg.data.root)
@@ -47,6 +60,9 @@ def load_federated(cfg: DictConfig, device: torch.device) -> FederatedData:
                                              raw.num_classes, raw.y)
     if raw.standardize:
         raw.x = standardized(raw.x, np.concatenate(partition.train))
+    rotations = int(cfg.data.get("rotations", 1))
+    if rotations > 1:
+        raw.x = rotated(raw.x, partition, rotations, raw.image_shape)
     as_idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
     clients = [ClientData(as_idx(tr), as_idx(va), as_idx(te))
                for tr, va, te in zip(partition.train, partition.val, partition.test)]

@@ -21,7 +21,7 @@ def load_digits(params, root, download, verify, seed, num_clients) -> RawDataset
     bunch = sklearn_digits()
     x = ((bunch.data / 16.0 - 0.5) / 0.5).astype(np.float32)
     y = bunch.target.astype(np.int64)
-    return RawDataset(name="digits", x=x, y=y, num_classes=10, groups=None)
+    return RawDataset(name="digits", x=x, y=y, num_classes=10, groups=None, image_shape=(1, 8, 8))
 
 
 def _positive_int(value, name: str) -> int:
