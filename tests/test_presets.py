@@ -35,3 +35,22 @@ def test_multirun_flag_is_moved_to_the_front():
     assert normalize_argv(["method=fedbsd", "dataset=cifar100", "-m", "seed=0,1,2"]) == \
         ["-m", "method=fedbsd", "dataset=cifar100", "seed=0,1,2"]
     assert normalize_argv(["a=1"]) == ["a=1"]
+
+
+@pytest.mark.parametrize("preset,expect", [
+    ("digits_pathological2", {"partition.name": "pathological", "num_clients": 20, "join_ratio": 1.0,
+                              "data.rotations": 1, "lr": 0.01}),
+    ("digits_skew", {"partition.name": "dirichlet", "partition.alpha": 0.3, "num_clients": 50, "join_ratio": 0.2}),
+    ("digits_rotated", {"partition.alpha": 0.5, "num_clients": 50, "data.rotations": 4}),
+])
+def test_comparison_settings_compose_and_validate(preset, expect):
+    from omegaconf import OmegaConf, open_dict
+
+    from fedbench.config import prepare
+
+    cfg = _compose(f"experiment={preset}", "lr=0.3")
+    assert cfg.dataset.name == "digits" and cfg.model.hidden == [100]
+    assert {k: OmegaConf.select(cfg, k) for k in expect} == {**expect, **({"lr": 0.3} if "lr" in expect else {})}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    prepare(cfg, machine=False)
