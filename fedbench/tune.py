@@ -86,14 +86,16 @@ def required(method: str, given: set) -> list[str]:
     return ["model.bn=true"] if needs_bn and "model.bn" not in given and "model" not in given else []
 
 
-def final_runs(results_dir: Path, seeds: list[str], metric: str) -> list[list[str]]:
-    """fedbench argv (one multirun per selected configuration) rerunning each selected configuration,
-    from its recorded overrides, on `seeds`."""
+def final_runs(results_dir: Path, seeds: list[str], metric: str, methods: list[str]) -> list[list[str]]:
+    """fedbench argv (one multirun per selected configuration) rerunning each selected configuration
+    of `methods` (only these: another tune may be working on the others), from its recorded
+    overrides, on `seeds`."""
     from fedbench.report.collect import collect
     from fedbench.report.select import select_by_validation
 
     runs = collect(results_dir)
     _, picked = select_by_validation(runs, metric)
+    picked = picked[picked["method"].isin(methods)]
     argvs, seen = [], set()
     for line in picked["overrides"].dropna():
         base = [o for o in shlex.split(line) if not o.startswith("seed=")]
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [m for m, argv in jobs if run_fedbench(argv, args.dry_run) != 0]
     if args.final_seeds and not args.dry_run:
         seeds = [s.strip() for s in args.final_seeds.split(",") if s.strip()]
-        failed += [" ".join(a[1:3]) for a in final_runs(results_dir, seeds, args.metric) if run_fedbench(a, False)]
+        failed += [" ".join(a[1:3]) for a in final_runs(results_dir, seeds, args.metric, methods)
+                   if run_fedbench(a, False)]
     if args.dry_run:
         return 0
     from fedbench.report import build_report
