@@ -44,11 +44,11 @@ class Setting:
 
     def federation(self, engine: str = "sequential"):
         from fedbench.engines import build_federation
-        from fedbench.federation import TrainConfig
+        from fedbench.run_settings import RunSettings
         from fedbench.run import build_method
 
         model = self.model()
-        return build_federation(engine, TrainConfig.from_cfg(self.cfg), self.data, model,
+        return build_federation(engine, RunSettings.from_cfg(self.cfg), self.data, model,
                                 build_method(self.cfg, model), self.cfg.rounds, self.cfg.join_ratio)
 
 

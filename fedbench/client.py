@@ -1,144 +1,236 @@
-"""What a method sees of one client in one round: its model, its data, and a seeded SGD loop.
+"""What a method sees of its clients: a cohort of one client (engine=sequential) or of many (vmap),
+written as if it were one client.
 
-Batches are gathered by index from the federation's device tensors (no DataLoader, no
-per-sample `__getitem__`). The data order comes from the stream (seed, round, client), so it does not
-depend on which method runs or on what happened in earlier rounds.
+`local_update(client)` and `adapt(client)` get a `Client`: the cohort's working copy of each client's
+tensors (`client.model`, `client.personal_model`, `client.state`; a leading client dimension) and the
+training primitives `sgd`, `grad`, `batches` and `minibatches`, which step every client of the cohort
+at once. An objective (a method's `loss(client, x, y, reduction)`) gets a `View`: ONE client as one
+step sees it, its models holding that client's tensors (torch.func.functional_call), so the same
+objective runs client by client or vmapped over the cohort. Nothing here knows a method.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+import copy
+from typing import Callable
 
+import numpy as np
 import torch
+from torch import nn
+from torch.func import functional_call, vmap
 
-from fedbench.data.types import ClientData, FederatedData
-from fedbench.models import SplitModel
+from fedbench.batches import Plan, Step, epochs_of, make_plan, steps_of
 from fedbench.seeding import torch_generator
+from fedbench.sgd import sgd_update
+
+MODELS = ("model", "personal_model")
 
 
-@torch.no_grad()
-def sgd_step(params: list[torch.Tensor], buffers: list, lr: float, momentum: float, weight_decay: float) -> None:
-    """One step of torch.optim.SGD (dampening 0, no Nesterov) on the params that have a gradient,
-    with the same arithmetic in the same order (its foreach form), without the Optimizer object's
-    per-step bookkeeping, which costs more than the update itself on small models."""
-    chosen = [i for i, p in enumerate(params) if p.grad is not None]
-    ps = [params[i] for i in chosen]
-    grads = [p.grad for p in ps]
-    if not ps:
-        return
-    if weight_decay != 0:
-        grads = torch._foreach_add(grads, ps, alpha=weight_decay)
-    if momentum != 0:
-        for i, g in zip(chosen, grads):
-            if buffers[i] is None:
-                buffers[i] = g.detach().clone()
-            else:
-                buffers[i].mul_(momentum).add_(g)
-        grads = [buffers[i] for i in chosen]
-    torch._foreach_add_(ps, grads, alpha=-lr)
+class View:
+    """One client inside one step: its model and personal model (modules holding its tensors), its
+    extra state tensors and class counts, and the frozen round-start global model."""
+
+    def __init__(self, models: nn.Module, state: dict, cohort: "Client", trained: frozenset = frozenset()):
+        self.model, self.personal_model = models.model, getattr(models, "personal_model", None)
+        self.state, self._cohort = state, cohort
+        self.run, self.round, self.lr = cohort.run, cohort.round, cohort.lr
+        # the model's parameters this step trains (requires_grad cannot tell inside vmap)
+        self.trained = frozenset(n.removeprefix("model.") for n in trained if n.startswith("model."))
+
+    @property
+    def class_counts(self) -> torch.Tensor:
+        """The client's train-split label counts (float, one per class)."""
+        return self.state["class_counts"]
+
+    def global_model(self) -> nn.Module:
+        return self._cohort.global_model()
 
 
-def batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
-    """(start, end) of each minibatch of an epoch over n samples: fixed-size batches, and a trailing
-    batch of one sample joins the previous one (BatchNorm cannot train on one)."""
-    starts = list(range(0, n, size))
-    if len(starts) > 1 and n - starts[-1] == 1:
-        starts.pop()
-    return list(zip(starts, starts[1:] + [n]))
+class _Models(nn.Module):
+    """The modules an objective runs: functional_call substitutes one client's tensors for theirs."""
+
+    def __init__(self, model: nn.Module, personal: nn.Module | None):
+        super().__init__()
+        self.model = model
+        if personal is not None:
+            self.personal_model = personal
+
+    def forward(self, fn, cohort, state, x, y, w, trained=frozenset()):
+        view = View(self, state, cohort, trained)
+        if fn is None:  # a prediction
+            return cohort.predict(view, x)
+        if w is None:
+            return fn(view, x, y, "mean")
+        return (fn(view, x, y, "none") * w).sum()
+
+
+class ModelHandle:
+    """One of the cohort's models: `tensors()` are its state tensors for every client of the cohort
+    (views of the cohort state, a leading client dimension); `names(part)` their cohort-state names."""
+
+    def __init__(self, state: dict[str, torch.Tensor], prefix: str, module: nn.Module):
+        self.state, self.prefix, self.module = state, prefix, module  # the cohort's state (no cycle to it)
+
+    def names(self, part="all", params_only: bool = True) -> list[str]:
+        keys = self.module.keys(part)
+        if params_only:
+            params = dict(self.module.named_parameters())
+            keys = [k for k in keys if k in params]
+        return [self.prefix + k for k in keys]
+
+    def tensors(self, params_only: bool = False) -> dict[str, torch.Tensor]:
+        return {n.removeprefix(self.prefix): self.state[n] for n in self.names("all", params_only)}
+
+    def state_dict(self, row: int = 0) -> dict[str, torch.Tensor]:
+        """One client's tensors of this model (views), keyed as the module's state dict."""
+        return {k: t[row] for k, t in self.tensors().items()}
+
+    def copy(self, row: int = 0) -> nn.Module:
+        """A standalone module holding client `row`'s tensors (to look at; training never needs it)."""
+        module = copy.deepcopy(self.module)
+        module.load_state_dict(self.state_dict(row))
+        return module
+
+    def __call__(self, x: torch.Tensor, row: int = 0) -> torch.Tensor:
+        """The forward of client `row`'s model on x (outside a step: a model to look at)."""
+        return functional_call(self.module, self.state_dict(row), (x,))
+
+    @torch.no_grad()
+    def assign(self, other: "ModelHandle") -> None:
+        """Copy `other`'s tensors (same architecture) into this model, for every client."""
+        for k, t in self.tensors().items():
+            t.copy_(other.tensors()[k])
 
 
 class Client:
-    def __init__(self, cid: int, model: SplitModel, data: FederatedData, split: ClientData, hp,
-                 round: int, stream: str, state: dict[str, torch.Tensor],
-                 global_model: Callable[[], SplitModel], spare_model: Callable[[str], SplitModel]):
-        self.id, self.model, self.data, self.split, self.hp, self.round = cid, model, data, split, hp, round
-        self.state = state  # views into the client store (personal tensors and method state)
-        self._stream, self._generator = stream, None
-        self._global_model, self._spare_model = global_model, spare_model
+    """A cohort of clients `ids` (rows of every tensor, in decreasing order of train-split size) in
+    round `round`; `phase` train or eval; `stream` names the data-order stream (data, finetune)."""
+
+    def __init__(self, fed, ids: np.ndarray, round: int, state: dict[str, torch.Tensor], stream: str,
+                 vmapped: bool):
+        self.fed, self.ids, self.round, self.state, self.stream = fed, ids, round, state, stream
+        self.run, self.data, self.vmapped = fed.run, fed.data, vmapped
+        self.model = ModelHandle(state, "model.", fed.model)
+        self.personal_model = ModelHandle(state, "personal_model.", fed.personal_module) \
+            if fed.personal_module is not None else None
+        self.predict = fed.method.predict
+        self._generators: dict[int, torch.Generator] = {}
+
+    # -- facts ------------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self.ids)
 
     @property
-    def generator(self) -> torch.Generator:
-        """The client's data-order generator for this round and stream (made on first use: seeding
-        costs more than many clients' evaluation, which needs none)."""
-        if self._generator is None:
-            self._generator = torch_generator(self.hp.seed, self._stream, self.round, self.id)
-        return self._generator
-
-    @generator.setter
-    def generator(self, value: torch.Generator) -> None:
-        self._generator = value
+    def id(self) -> int:
+        """The client id of a cohort of one."""
+        if self.size != 1:
+            raise ValueError(f"a cohort of {self.size} clients has no single id")
+        return int(self.ids[0])
 
     @property
     def lr(self) -> float:
         """The learning rate of this round (the run's optimizer and schedule)."""
-        return self.hp.lr_at(self.round)
+        return self.run.lr_at(self.round)
 
     @property
-    def n_train(self) -> int:
-        return len(self.split.train)
+    def n_train(self) -> np.ndarray:
+        return self.fed.n_train[self.ids]
 
-    def global_model(self) -> SplitModel:
-        """The round's global model (the server state this client received), frozen."""
-        return self._global_model()
+    def global_model(self) -> nn.Module:
+        """The round's global model (the server state the clients received), frozen."""
+        return self.fed.global_model()
 
-    @torch.no_grad()
-    def aux_model(self, prefix: str) -> SplitModel:
-        """A second model (one reusable object per prefix) loaded with this client's state tensors
-        `prefix + key`, e.g. Ditto's personal model "v.". Write it back with `save_aux`."""
-        model = self._spare_model(prefix)
-        for key, t in model.state_dict(keep_vars=True).items():
-            t.copy_(self.state[prefix + key])
-        return model
+    # -- data -------------------------------------------------------------------------------------
+    def _generator(self, k: int) -> torch.Generator:
+        if k not in self._generators:  # made on first use, then drawn from for the whole round
+            self._generators[k] = torch_generator(self.run.seed, self.stream, self.round, int(k))
+        return self._generators[k]
 
-    @torch.no_grad()
-    def save_aux(self, prefix: str, model: SplitModel) -> None:
-        for key, t in model.state_dict().items():
-            self.state[prefix + key].copy_(t)
+    def batches(self, epochs: int | None = None, split: str = "train", batch_size: int | None = None) -> Plan:
+        """`epochs` shuffled passes (default: the run's local_epochs) over each client's `split`."""
+        epochs = self.run.local_epochs if epochs is None else epochs
+        size = batch_size or self.run.batch_size
+        return make_plan([epochs_of(getattr(self.data.clients[k], split), self._generator(k), epochs, size)
+                          for k in self.ids], self.data.x.dtype)
 
-    def batches(self, epochs: int = 1, split: str = "train", batch_size: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled minibatches of the client's `split`, `epochs` passes."""
-        idx = getattr(self.split, split)
-        bounds = batch_bounds(len(idx), batch_size or self.hp.batch_size)
-        for _ in range(epochs):
-            order = idx[torch.randperm(len(idx), generator=self.generator).to(idx.device)]
-            for start, end in bounds:
-                b = order[start:end]
-                yield self.data.x[b], self.data.y[b]
+    def minibatches(self, n: int, batch_size: int | None = None) -> Plan:
+        """`n` single train minibatches per client, in its data stream's order (a fixed number of
+        steps: every client of the cohort takes all n)."""
+        size = batch_size or self.run.batch_size
+        return make_plan([steps_of(self.data.clients[k].train, self._generator(k), n, size) for k in self.ids],
+                         self.data.x.dtype)
 
-    def sgd(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-            params: Iterable[torch.nn.Parameter] | None = None, epochs: int | None = None,
-            lr: float | None = None, model: SplitModel | None = None, batches: Iterable | None = None,
-            batch_size: int | None = None, momentum: float | None = None,
-            weight_decay: float | None = None) -> float:
-        """Minibatch SGD on `loss_fn(x, y)` over `params` (default: all of `model`, default the
-        client's model); every other parameter of `model` is frozen with requires_grad=False for the
-        loop (so momentum or weight decay cannot move it). A fresh optimizer each call. Unset
-        hyperparameters are the run's optimizer (lr: this round's, `self.lr`). Returns the mean loss
-        (nan/inf propagate)."""
-        model = self.model if model is None else model
-        params = list(model.parameters() if params is None else params)
-        chosen = {id(p) for p in params}
-        saved = [(p, p.requires_grad) for p in model.parameters()]
-        for p, _ in saved:
-            p.requires_grad_(id(p) in chosen)
-        lr = float(self.lr if lr is None else lr)
-        momentum = float(self.hp.momentum if momentum is None else momentum)
-        weight_decay = float(self.hp.weight_decay if weight_decay is None else weight_decay)
-        buffers: list[torch.Tensor | None] = [None] * len(params)  # momentum: a fresh optimizer each call
-        model.train()
-        total, steps = torch.zeros((), device=self.data.x.device), 0
+    # -- training ---------------------------------------------------------------------------------
+    def sgd(self, objective: Callable, train="all", model: ModelHandle | None = None, epochs: int | None = None,
+            batches: Plan | None = None, lr: float | None = None, momentum: float | None = None,
+            weight_decay: float | None = None, batch_size: int | None = None,
+            state_steps: dict[str, tuple[float, float, float]] | None = None) -> np.ndarray:
+        """Minibatch SGD on `objective(client, x, y, reduction)` over the parameters of `model`'s part
+        `train` (a part name, a list of parts, or a list of models' parameter name lists), every other
+        tensor frozen (so momentum or weight decay cannot move it); a fresh optimizer per call, the
+        arithmetic of torch.optim.SGD. Unset hyperparameters are the run's optimizer (lr: this
+        round's). `state_steps` {name: (lr, low, high)}: per-client state tensors that also take
+        plain projected gradient steps on the objective (e.g. a mixing weight). Returns each client's mean loss."""
+        model = model or self.model
+        names = train if isinstance(train, list) and train and train[0].startswith(MODELS) else model.names(train)
         if batches is None:
-            batches = self.batches(self.hp.local_epochs if epochs is None else epochs, batch_size=batch_size)
+            batches = self.batches(self.run.local_epochs if epochs is None else epochs, batch_size=batch_size)
+        plan = batches
+        lr = float(self.lr if lr is None else lr)
+        momentum = float(self.run.momentum if momentum is None else momentum)
+        weight_decay = float(self.run.weight_decay if weight_decay is None else weight_decay)
+        extra = list(state_steps or {})
+        bufs: dict[str, torch.Tensor | None] = {n: None for n in names}
+        self.fed.step_models.train()
+        totals = torch.zeros(self.size, device=self.data.x.device)
+        for step in plan:
+            G = step.active
+            grads, loss = self.gradients(objective, names + extra, step)
+            with torch.no_grad():
+                sgd_update({n: self.state[n][:G] for n in names}, grads, bufs, G, lr, momentum, weight_decay)
+                for n in extra:
+                    if grads.get(n) is not None:
+                        step_lr, low, high = state_steps[n]
+                        self.state[n][:G].sub_(step_lr * grads[n]).clamp_(low, high)
+                totals[:G] += loss.detach()
+        return totals.cpu().numpy().astype(np.float64) / np.maximum(plan.counts, 1)
+
+    def grad(self, objective: Callable, at: dict[str, torch.Tensor], step: Step,
+             model: ModelHandle | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(d objective / d params, loss) of each client at the point `at` ({key: tensor with the
+        cohort dimension} of `model`'s parameters) on one step's batches; the cohort's own tensors
+        are left as they are."""
+        model = model or self.model
+        names = [model.prefix + k for k in at]
+        self.fed.step_models.train()
+        saved = {n: self.state[n] for n in names}
+        self.state.update({model.prefix + k: t.detach() for k, t in at.items()})
         try:
-            for x, y in batches:
-                for p in params:  # zero_grad(set_to_none=True)
-                    p.grad = None
-                loss = loss_fn(x, y)
-                loss.backward()
-                sgd_step(params, buffers, lr, momentum, weight_decay)
-                total += loss.detach()
-                steps += 1
+            grads, loss = self.gradients(objective, names, step)
         finally:
-            for p, flag in saved:
-                p.requires_grad_(flag)
-        return float(total) / max(steps, 1)
+            self.state.update(saved)
+        return {k: grads[model.prefix + k] for k in at}, loss
+
+    def gradients(self, objective: Callable, names: list[str], step: Step
+                  ) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
+        """Each active client's gradient of `objective` on its batch of `step` w.r.t. the cohort-state
+        tensors `names` (None where the objective does not use one), and its loss: one vmapped call
+        over the active clients, or client by client."""
+        return self.fed.engine.gradients(self, objective, names, step)
+
+    # -- inside a step ----------------------------------------------------------------------------
+    def call(self, fn, trained: dict[str, torch.Tensor], rows: slice | int, x, y, w=None):
+        """`fn` on client row(s) `rows` with the cohort state, `trained` tensors substituted: the
+        models' tensors go through functional_call, the rest is the View's state. A slice of rows
+        is vmapped (one call for the clients), an int row is one plain call."""
+        models = self.fed.step_models
+        state = {n: trained.get(n, t[rows]) for n, t in self.state.items()}
+        tensors = {n: v for n, v in state.items() if n.startswith(MODELS)}
+        rest = {n: v for n, v in state.items() if not n.startswith(MODELS)}
+        names = frozenset(trained)
+        if isinstance(rows, int):
+            return functional_call(models, tensors, (fn, self, rest, x, y, w, names), strict=False)
+        one = lambda p, s, xx, yy, ww: functional_call(models, p, (fn, self, s, xx, yy, ww, names),  # noqa: E731
+                                                       strict=False)
+        return vmap(one, in_dims=(0, 0, 0, 0 if y is not None else None, 0 if w is not None else None))(
+            tensors, rest, x, y, w)

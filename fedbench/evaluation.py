@@ -16,25 +16,26 @@ import torch.nn.functional as F
 
 
 @torch.inference_mode()
-def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, batch_size: int
-                   ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of `model` on samples `idx`; (nan, nan) for an empty split."""
-    if len(idx) == 0:
-        return float("nan"), float("nan")
-    was_training = model.training
-    toggle = any(m.training for m in model.modules())  # (eval() costs more than a small model's forward)
-    if toggle:
-        model.eval()
+def split_sums(predict, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """(correct predictions, summed cross-entropy) of `predict` (inputs -> logits, its modules in
+    eval mode) on samples `idx`, in batches of `batch_size`; (0, 0) for an empty split."""
     correct = torch.zeros((), device=x.device)
     loss = torch.zeros((), device=x.device, dtype=torch.float64)
     for start in range(0, len(idx), batch_size):
         b = idx[start:start + batch_size]
-        logits = model(x[b])
+        logits = predict(x[b])
         correct += (logits.argmax(1) == y[b]).sum()
         loss += F.cross_entropy(logits, y[b], reduction="sum").double()
-    if toggle:
-        model.train(was_training)
-    return float(correct) / len(idx), float(loss) / len(idx)
+    return float(correct), float(loss)
+
+
+def evaluate_assembled(correct: np.ndarray, loss: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-client val/test accuracy and test loss from (K, 2) sums of correct predictions and
+    cross-entropy over (K, 2) split sizes (NaN for an empty split)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(counts > 0, correct / counts, np.nan)
+        mean_loss = np.where(counts > 0, loss / counts, np.nan)
+    return {"val_acc": acc[:, 0], "test_acc": acc[:, 1], "test_loss": mean_loss[:, 1]}
 
 
 @torch.inference_mode()

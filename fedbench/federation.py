@@ -1,59 +1,34 @@
-"""The round loop: sample clients, train them locally, aggregate on the server, evaluate everyone.
+"""The round, written once; the engine (fedbench.engines) only decides how a cohort of clients is
+stepped (client by client, or vmapped):
 
-One model object is reused for every client: before a client acts, the live model is loaded with the
-global (shared) tensors and then the client's personal tensors from the store; after local training
-its personal tensors are written back. Nothing is deep-copied per client.
+    sampled  = the round's clients, drawn from the sampling stream before training
+    cohorts  = each loaded: the global state, then the client's own tensors (Federation.cohort)
+    train    = method.local_update(cohort)
+    store    = each client's personal tensors, personal model and state written back
+    upload   = each client's shared tensors, summed with the method's weights (Aggregator)
+    server   = method.server_update(global, weighted mean); bytes counted
+    evaluate = every client: method.adapt, fine-tuning add-on, method.predict on val and test
+
+Per-client tensors live in one stacked store (fedbench.store); a cohort works on a copy of its rows.
+Nothing here knows a method: what a method does is read from its declared attributes and hooks.
 """
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from fedbench.client import Client
+from fedbench.client import Client, _Models
 from fedbench.data.types import FederatedData
-from fedbench.evaluation import evaluate_model, segment_sums  # noqa: F401 (evaluate_model: re-export)
+from fedbench.evaluation import evaluate_assembled, segment_sums
 from fedbench.finetune import finetune, finetune_settings
-from fedbench.optimizer import lr_at, resolve_optimizer
+from fedbench.run_settings import RunSettings
 from fedbench.seeding import numpy_rng
 from fedbench.store import ClientStore, nbytes
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The run-level training hyperparameters a client needs, as a plain (fast) object: the run's
-    optimizer (fedbench.optimizer: the same for every method unless a method config sets its own)."""
-
-    seed: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    local_epochs: int
-    rounds: int = 1
-    eval_batch_size: int = 1024
-    lr_schedule: str = "constant"
-    lr_milestones: tuple = (0.5, 0.75)
-    lr_gamma: float = 0.1
-
-    @classmethod
-    def from_cfg(cls, cfg) -> "TrainConfig":
-        opt = resolve_optimizer(cfg)
-        return cls(int(cfg.seed), opt["lr"], opt["momentum"], opt["weight_decay"], int(cfg.batch_size),
-                   int(cfg.local_epochs), int(cfg.rounds), lr_schedule=opt["lr_schedule"],
-                   lr_milestones=tuple(opt["lr_milestones"]), lr_gamma=opt["lr_gamma"])
-
-    def lr_at(self, t: int) -> float:
-        """The learning rate of round t (the run's schedule)."""
-        return lr_at(self.lr, self.lr_schedule, self.lr_milestones, self.lr_gamma, self.rounds, t)
-
-    @property
-    def final_lr(self) -> float:
-        """The learning rate of the last round (FedBABU fine-tunes at it)."""
-        return self.lr_at(self.rounds - 1)
+PERSONAL = "personal_model."
 
 
 def clients_per_round(num_clients: int, join_ratio: float) -> int:
@@ -69,174 +44,213 @@ def sampling_schedule(seed: int, rounds: int, num_clients: int, join_ratio: floa
                      for t in range(rounds)]) if rounds else np.zeros((0, m), dtype=np.int64)
 
 
-class Federation:
-    engine = "sequential"  # fedbench.engines
+class Aggregator:
+    """Running weighted sums of the round's uploads (float32, or float64 for float64 tensors)."""
 
-    def __init__(self, hp: TrainConfig, data: FederatedData, model, method, rounds: int, join_ratio: float):
-        self.hp, self.data, self.model, self.method = hp, data, model, method
+    def __init__(self, global_state: dict[str, torch.Tensor]):
+        self.acc = {k: torch.zeros_like(v, dtype=torch.float64 if v.dtype == torch.float64 else torch.float32)
+                    for k, v in global_state.items()}
+        self.total = 0.0
+
+    @torch.no_grad()
+    def add(self, uploads: dict[str, torch.Tensor], weights: np.ndarray) -> None:
+        """Add the uploads of a cohort ({key: (m, ...) tensor}) with one weight per client."""
+        for name, acc in self.acc.items():
+            stacked = uploads[name]
+            if len(weights) == 1:
+                acc.add_(stacked[0].detach(), alpha=float(weights[0]))
+            else:
+                w = torch.as_tensor(weights, dtype=acc.dtype, device=acc.device)
+                acc.add_(torch.tensordot(w, stacked.detach().to(acc.dtype), dims=1))
+        self.total += float(np.sum(weights))
+
+    def mean(self, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: (v / self.total).to(like[k].dtype) if like[k].is_floating_point()
+                else (v / self.total).round().to(like[k].dtype) for k, v in self.acc.items()}
+
+
+class Federation:
+    def __init__(self, run: RunSettings, data: FederatedData, model, method, rounds: int, join_ratio: float,
+                 engine):
+        self.run, self.data, self.model, self.method, self.engine = run, data, model, method, engine
+        method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
         self.live = dict(model.state_dict(keep_vars=True))
         self.shared = model.keys(method.shared)
         self.personal = model.keys(method.personal)
-        # personal tensors each phase takes from the client's copy (the rest of them: the global value)
+        # personal tensors each phase takes from the client's copy (the others: the global value)
         self.own = {"train": [k for k in self.personal if k not in set(model.keys(method.train_global))],
                     "eval": [k for k in self.personal if k not in set(model.keys(method.eval_global))]}
         self.global_state = {k: self.live[k].detach().clone() for k in self.shared}
-        # neither shared nor personal: frozen at the initial value on every client (e.g. FedBABU's head)
+        # neither shared nor personal: frozen at the initial value on every client (e.g. a head fixed at init)
         self.fixed = {k: self.live[k].detach().clone() for k in self.live
                       if k not in self.global_state and k not in self.personal}
-        init = {k: self.live[k] for k in self.personal} | method.client_state(model)
+        self.personal_module = copy.deepcopy(model) if method.personal_model else None
+        self.step_models = _Models(model, self.personal_module)
+        init = {k: self.live[k] for k in self.personal}
+        if self.personal_module is not None:  # the personal model starts as a copy of the initial model
+            init |= {PERSONAL + k: v for k, v in model.state_dict().items()}
+        init |= method.client_state(model)
         self.store = ClientStore(data.num_clients, init)
-        self.schedule = sampling_schedule(hp.seed, rounds, data.num_clients, join_ratio)
+        self.schedule = sampling_schedule(run.seed, rounds, data.num_clients, join_ratio)
         self.n_train = np.array([len(c.train) for c in data.clients])
+        self.class_counts = torch.stack([torch.bincount(data.y[c.train], minlength=data.num_classes)
+                                         for c in data.clients]).float() if data.clients else None
         self.times_sampled = np.zeros(data.num_clients, dtype=np.int64)
         self.bytes_up = self.bytes_down = 0
-        self._teacher, self._teacher_fresh, self._spares = None, False, {}
         self.finetune = finetune_settings(method.hp)
+        self._global_module = None
 
-    # -- moving state in and out of the live model ---------------------------------------------
+    # -- the clients' tensors -----------------------------------------------------------------------
+    @torch.no_grad()
+    def cohort(self, ids, t: int, phase: str, stream: str = "data", vmapped: bool = False) -> Client:
+        """Clients `ids` (ordered by decreasing train size) as `phase` (train | eval) loads them: the
+        global (or fixed) value of every model tensor, then the client's own copy of each personal
+        tensor the phase takes from it (of a shared one only once the client has trained), its
+        personal model and state; working copies with a leading client dimension."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = torch.as_tensor(ids, device=self.data.x.device)
+        base = self.fixed | self.global_state
+        trained = torch.as_tensor(self.times_sampled[ids] > 0, device=rows.device)
+        own = set(self.own[phase])
+        state = {}
+        for n, t0 in self.live.items():
+            value = base.get(n, t0.detach()).unsqueeze(0).expand(len(ids), *t0.shape)
+            if n in own:
+                mine = self.store.tensors[n].index_select(0, rows)
+                value = torch.where(trained.view(-1, *([1] * t0.dim())), mine, value) if n in base else mine
+            state["model." + n] = value.clone()
+        for n, t0 in self.store.tensors.items():
+            if n not in self.live:
+                state[n] = t0.index_select(0, rows)
+        if self.class_counts is not None:
+            state["class_counts"] = self.class_counts.index_select(0, rows.to(self.class_counts.device))
+        return Client(self, ids, t, state, stream, vmapped)
+
+    def client(self, k: int, t: int, stream: str = "data", phase: str = "train") -> Client:
+        """Client k alone, as round t's `phase` loads it (a cohort of one)."""
+        return self.cohort([k], t, phase, stream)
+
     @torch.no_grad()
     def load(self, k: int, phase: str = "train") -> None:
-        """Load client k's model for `phase` (train | eval): the global state, then the client's own
-        copy of each personal tensor the phase takes from it (`own`). A shared tensor the client keeps
-        a copy of is the global one until the client has trained once."""
-        for name, value in (self.fixed | self.global_state).items():
-            self.live[name].copy_(value)
-        view = self.store.view(k)
-        trained = self.times_sampled[k] > 0
-        for name in self.own[phase]:
-            if trained or name not in self.global_state:
-                self.live[name].copy_(view[name])
+        """Put client k's `phase` model into the live model (to inspect it; the round never needs it)."""
+        for n, t in self.cohort([k], 0, phase).model.state_dict().items():
+            self.live[n].copy_(t)
+
+    def evaluated(self, k: int, t: int) -> Client:
+        """Client k as round t's evaluation tests it: its eval-phase tensors after the method's adapt
+        hook and the fine-tuning add-on (a throwaway cohort of one)."""
+        client = self.cohort([k], t, "eval", "finetune")
+        self.prepare_eval(client)
+        return client
+
+    def upload(self, client: Client) -> dict[str, torch.Tensor]:
+        """What a cohort sends: each client's shared tensors (a leading client dimension)."""
+        return {k: client.state["model." + k] for k in self.shared}
 
     @torch.no_grad()
-    def save(self, k: int) -> None:
-        view = self.store.view(k)
-        for name in self.personal:
-            view[name].copy_(self.live[name])
+    def write_back(self, client: Client) -> None:
+        """The cohort's personal tensors, personal model and state into the store."""
+        rows = torch.as_tensor(client.ids, device=self.data.x.device)
+        for n, t in self.store.tensors.items():
+            src = client.state["model." + n] if n in self.live else client.state[n]
+            t.index_copy_(0, rows, src.to(t.dtype))
 
     def global_model(self):
         """A frozen second model holding the current global state (built once, reloaded per round)."""
-        if self._teacher is None:
-            self._teacher = copy.deepcopy(self.model).requires_grad_(False).eval()
-        if not self._teacher_fresh:
-            self._teacher.load_state_dict(self.fixed | self.global_state, strict=False)
-            self._teacher_fresh = True
-        return self._teacher
+        if self._global_module is None:
+            self._global_module = copy.deepcopy(self.model).requires_grad_(False).eval()
+            self._global_module.load_state_dict(self.fixed | self.global_state, strict=False)
+        return self._global_module
 
-    def spare_model(self, name: str):
-        """A reusable extra model object per name (built once), for methods that keep a second model."""
-        if name not in self._spares:
-            self._spares[name] = copy.deepcopy(self.model)
-        return self._spares[name]
+    def _refresh_global(self) -> None:
+        if self._global_module is not None:
+            self._global_module.load_state_dict(self.fixed | self.global_state, strict=False)
 
-    def client(self, k: int, round: int, stream: str) -> Client:
-        return Client(k, self.model, self.data, self.data.clients[k], self.hp, round, stream,
-                      self.store.view(k), self.global_model, self.spare_model)
-
-    # -- one round -----------------------------------------------------------------------------
+    # -- one round -----------------------------------------------------------------------------------
     def train_round(self, t: int) -> float:
         """Local updates of the round's sampled clients, then aggregation. Returns the mean local loss."""
         sampled = self.schedule[t]
-        acc = {k: torch.zeros_like(v, dtype=torch.float64 if v.dtype == torch.float64 else torch.float32)
-               for k, v in self.global_state.items()}
-        total_w, losses = 0.0, []
-        down = nbytes(self.global_state)
-        for k in sampled:
-            self.load(k)
-            client = self.client(int(k), t, "data")
-            losses.append(self.method.local_update(client))
-            upload = self.method.upload(client, self.shared)
-            w = float(self.n_train[k]) if self.method.weighting == "samples" else 1.0
-            for name, value in upload.items():
-                acc[name].add_(value.detach(), alpha=w)
-            total_w += w
-            self.save(k)
-            self.bytes_down += down
-            self.bytes_up += nbytes(upload)
-            self.times_sampled[k] += 1
+        self.global_model()  # built and loaded before any (possibly vmapped) step uses it
+        acc = Aggregator(self.global_state)
+        losses = []
+        for cohort in self.engine.cohorts(self, t, sampled):
+            losses.append(np.asarray(self.method.local_update(cohort), dtype=np.float64).reshape(-1))
+            self.write_back(cohort)
+            if self.global_state:
+                acc.add(self.upload(cohort), self.weights(cohort.ids))
+        self.bytes_down += nbytes(self.global_state) * len(sampled)
+        self.bytes_up += nbytes({k: self.live[k] for k in self.shared}) * len(sampled)
+        np.add.at(self.times_sampled, sampled, 1)
         if self.global_state:
-            mean = {k: (v / total_w).to(self.global_state[k].dtype) if self.global_state[k].is_floating_point()
-                    else (v / total_w).round().to(self.global_state[k].dtype) for k, v in acc.items()}
-            self.global_state = self.method.server_update(self.global_state, mean)
-            self._teacher_fresh = False
-        return float(np.mean(losses)) if losses else float("nan")
+            self.global_state = self.method.server_update(self.global_state, acc.mean(self.global_state))
+            self._refresh_global()
+        losses = np.concatenate(losses) if losses else np.zeros(0)
+        return float(np.mean(losses)) if len(losses) else float("nan")
 
+    def weights(self, ids: np.ndarray) -> np.ndarray:
+        """Each client's aggregation weight: its train size (samples) or 1 (uniform)."""
+        return self.n_train[ids].astype(np.float64) if self.method.weighting == "samples" else np.ones(len(ids))
+
+    # -- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, t: int) -> dict[str, np.ndarray]:
-        """Every client's personalized model (method.eval_model) on its val and test splits.
-
-        When every client evaluates the same model (nothing personal, the default eval_model, no
-        fine-tuning: e.g. FedAvg), all clients' val and test samples go through it in one pass of
-        large batches, with one host sync; otherwise client by client."""
-        if self._same_eval_model():
+        """Every client's personalized model on its val and test splits: when every client evaluates
+        the same model (nothing personal, no personal model, no adapt/predict hook, no fine-tuning)
+        all samples go through it in one pass; otherwise the engine scores cohorts of clients."""
+        self.global_model()
+        if self.same_eval_model():
             return self._evaluate_shared()
-        out = {key: np.zeros(self.data.num_clients) for key in ("val_acc", "test_acc", "test_loss")}
-        was_training = self.model.training
-        self.model.eval()  # once, not per client and split (evaluate_model then leaves the mode alone)
-        for k in range(self.data.num_clients):
-            self.load(k, "eval")
-            client = self.client(k, t, "finetune")
-            model = self.method.eval_model(client)
-            if self.finetune:
-                finetune(client, model, **self.finetune)
-            split = self.data.clients[k]
-            for name, idx in (("val", split.val), ("test", split.test)):
-                acc, loss = evaluate_model(model, self.data.x, self.data.y, idx, self.hp.eval_batch_size)
-                out[f"{name}_acc"][k] = acc
-                if name == "test":
-                    out["test_loss"][k] = loss
-        self.model.train(was_training)
-        return out
+        correct, loss = self.engine.score(self, t)
+        return evaluate_assembled(correct, loss, self.eval_counts())
+
+    def prepare_eval(self, client: Client) -> None:
+        """The evaluated model of a cohort: the method's adapt hook, then the fine-tuning add-on."""
+        self.method.adapt(client)
+        if self.finetune:
+            finetune(client, self.method, **self.finetune)
+
+    def same_eval_model(self) -> bool:
+        m = self.method
+        return (not self.own["eval"] and m.evaluates == "model" and not self.finetune
+                and not {"adapt", "predict"} & set(m.hooks))
 
     def _evaluate_shared(self) -> dict[str, np.ndarray]:
         K = self.data.num_clients
-        idx, seg, counts = self._eval_index()
-        self.load(0)  # the global state: nothing is personal
-        correct, loss = segment_sums(self.model, self.data.x, self.data.y, idx, seg, 2 * K, self.hp.eval_batch_size)
-        correct, loss = correct.view(K, 2).cpu().numpy(), loss.view(K, 2).cpu().numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = np.where(counts > 0, correct / counts, np.nan)
-            mean_loss = np.where(counts > 0, loss / counts, np.nan)
-        return {"val_acc": acc[:, 0], "test_acc": acc[:, 1], "test_loss": mean_loss[:, 1]}
+        idx, seg = self.eval_index()
+        model = self.global_model()
+        correct, loss = segment_sums(model, self.data.x, self.data.y, idx, seg, 2 * K, self.run.eval_batch_size)
+        return evaluate_assembled(correct.view(K, 2).cpu().numpy(), loss.view(K, 2).cpu().numpy(), self.eval_counts())
 
-    def _eval_index(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """(indices, segment ids, (K, 2) counts): client k's val then test samples, in client order;
-        segment 2k is k's val split, 2k + 1 its test split. Built once."""
+    def eval_counts(self) -> np.ndarray:
+        return np.array([[len(c.val), len(c.test)] for c in self.data.clients], dtype=np.int64).reshape(-1, 2)
+
+    def eval_index(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, segment ids): client k's val then test samples, in client order; segment 2k is k's
+        val split, 2k + 1 its test split. Built once."""
         if getattr(self, "_eval_cache", None) is None:
             parts, segs = [], []
-            counts = np.zeros((self.data.num_clients, 2), dtype=np.int64)
             for k, c in enumerate(self.data.clients):
                 for j, part in enumerate((c.val, c.test)):
                     parts.append(part)
                     segs.append(torch.full((len(part),), 2 * k + j, dtype=torch.int64, device=part.device))
-                    counts[k, j] = len(part)
             dev = self.data.x.device
-            self._eval_cache = (torch.cat(parts).to(dev) if parts else torch.zeros(0, dtype=torch.int64, device=dev),
-                                torch.cat(segs).to(dev) if segs else torch.zeros(0, dtype=torch.int64, device=dev),
-                                counts)
+            empty = torch.zeros(0, dtype=torch.int64, device=dev)
+            self._eval_cache = (torch.cat(parts).to(dev) if parts else empty,
+                                torch.cat(segs).to(dev) if segs else empty)
         return self._eval_cache
 
-    def _same_eval_model(self) -> bool:
-        """True when every client evaluates the same model: nothing personal, the default eval_model
-        (the loaded model itself) and no fine-tuning."""
-        from methods.fedavg import FedAvg
-
-        return (not self.own["eval"] and not self.finetune
-                and getattr(type(self.method), "eval_model", None) is FedAvg.eval_model)
-
+    # -- health and checkpoints ------------------------------------------------------------------------
     def finite(self) -> bool:
         """False when any global or personal tensor holds NaN or inf (divergence). One host sync."""
         tensors = [t for t in list(self.global_state.values()) + list(self.store.tensors.values())
                    if t.is_floating_point() and t.numel()]
         return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
 
-    # -- checkpointing (fedbench.checkpoint) ----------------------------------------------------
     def state_dict(self) -> dict:
         """Everything a run changes (data, schedule and initial model are rebuilt from the config):
         tensors and plain values only, so it loads with torch.load(weights_only=True)."""
-        method = self.method.state_dict() if hasattr(self.method, "state_dict") else {}
         return {"global_state": dict(self.global_state), "fixed": dict(self.fixed),
                 "store": dict(self.store.tensors), "bytes_up": int(self.bytes_up),
-                "bytes_down": int(self.bytes_down), "times_sampled": torch.from_numpy(self.times_sampled.copy()),
-                "method": method}
+                "bytes_down": int(self.bytes_down), "times_sampled": torch.from_numpy(self.times_sampled.copy())}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
@@ -254,6 +268,4 @@ class Federation:
             v.copy_(state["store"][k])
         self.bytes_up, self.bytes_down = int(state["bytes_up"]), int(state["bytes_down"])
         self.times_sampled = state["times_sampled"].cpu().numpy().astype(np.int64).copy()
-        if hasattr(self.method, "load_state_dict"):
-            self.method.load_state_dict(state["method"])
-        self._teacher_fresh = False
+        self._refresh_global()

@@ -1,9 +1,9 @@
 """Fine-tuning before evaluation, an add-on any method can switch on (pFL-Bench style).
 
-With `method.ft_epochs > 0` the harness fine-tunes the model a method evaluates on the client's
-TRAIN split (fresh optimizer, the client's `finetune` data stream) right before testing it. The
-fine-tuned weights are thrown away: the next client load overwrites the live model, so nothing
-fine-tuned ever reaches the server or the client store.
+With `method.ft_epochs > 0` the harness fine-tunes the model a method evaluates (its `evaluates`
+model, as its `predict` uses it) on each client's TRAIN split (fresh optimizer, the clients'
+`finetune` data stream) right before testing it. It works on the evaluation cohort's throwaway copy:
+nothing fine-tuned ever reaches the server or the client store.
   ft_epochs      epochs of fine-tuning (0 = off)
   ft_lr          learning rate (null: the run's lr at its last round, after the schedule, as FedBABU
                  fine-tunes at its final training lr)
@@ -25,8 +25,11 @@ def finetune_settings(hp) -> dict | None:
             "momentum": None if momentum is None else float(momentum), "batch_size": hp.get("ft_batch_size", None)}
 
 
-def finetune(client, model, epochs: int, lr=None, part: str = "all", momentum=None, batch_size=None) -> float:
-    """Fine-tune `model` in place on the client's train split; returns the mean loss."""
-    return client.sgd(lambda x, y: F.cross_entropy(model(x), y), params=model.parameters_of(part),
-                      epochs=epochs, lr=client.hp.final_lr if lr is None else lr, model=model,
-                      momentum=momentum, weight_decay=0.0, batch_size=batch_size)
+def finetune(client, method, epochs: int, lr=None, part: str = "all", momentum=None, batch_size=None):
+    """Fine-tune the evaluated model of every client of the cohort in place; returns the mean losses."""
+    def objective(c, x, y, reduction="mean"):
+        return F.cross_entropy(method.predict(c, x), y, reduction=reduction)
+
+    return client.sgd(objective, train=part, model=getattr(client, method.evaluates), epochs=epochs,
+                      lr=client.run.final_lr if lr is None else lr, momentum=momentum, weight_decay=0.0,
+                      batch_size=batch_size)

@@ -35,8 +35,7 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl",
 
 
 def proximal(model, anchor: dict[str, torch.Tensor], mu: float) -> torch.Tensor:
-    """(mu / 2) * ||w - anchor||^2 over the model's trainable parameters that the anchor holds
-    (buffers such as BatchNorm statistics are never pulled)."""
-    terms = [(p - anchor[name].detach()).pow(2).sum() for name, p in model.named_parameters()
-             if p.requires_grad and name in anchor]
+    """(mu / 2) * ||w - anchor||^2 over the model's parameters that the anchor holds (buffers such as
+    BatchNorm statistics are never pulled)."""
+    terms = [(p - anchor[name].detach()).pow(2).sum() for name, p in model.named_parameters() if name in anchor]
     return 0.5 * mu * torch.stack(terms).sum() if terms else torch.zeros((), device=next(model.parameters()).device)

@@ -17,7 +17,8 @@ from fedbench.runtime import check_deterministic_model, resolve_device, resolve_
 from fedbench.data.federated import load_federated
 from fedbench.engines import build_federation
 from fedbench.evaluation import headline, summarize
-from fedbench.federation import Federation, TrainConfig
+from fedbench.federation import Federation
+from fedbench.run_settings import RunSettings
 from fedbench.models import build_model
 from fedbench.optimizer import resolve_optimizer
 from fedbench.results import RunDir, config_hash, run_dir
@@ -74,7 +75,7 @@ def run(cfg: DictConfig) -> dict:
     method = build_method(cfg, model)
     check_deterministic_model(model, data.x, data.y, cfg.model.name)
     engine = str(cfg.get("engine", "auto"))  # fedbench.engines: auto | sequential | vmap
-    new_federation = lambda: build_federation(engine, TrainConfig.from_cfg(cfg), data, model, method,  # noqa: E731
+    new_federation = lambda: build_federation(engine, RunSettings.from_cfg(cfg), data, model, method,  # noqa: E731
                                               cfg.rounds, cfg.join_ratio)
     fed = new_federation()
 
@@ -86,7 +87,7 @@ def run(cfg: DictConfig) -> dict:
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
             "overrides": job_overrides()}  # the command line that reproduces it: python -m fedbench <overrides>
-    base["engine"] = fed.engine
+    base["engine"] = fed.engine.name
     rows, timing, ev, first, spent = [], [], None, 0, 0.0
     state, why = checkpoint.load(ckpt_path, key, cfg.rounds, device)
     if why:

@@ -1,14 +1,15 @@
 """APFL (Deng, Kamani & Mahdavi, "Adaptive Personalized Federated Learning", arXiv 2003.13461, 2020).
 
-Difference from FedAvg: each client also keeps a personal model v (client state "v.") and a mixing
-weight alpha ("alpha"); its personalized model mixes the two IN PARAMETER SPACE (the paper's
+Difference from FedAvg: each client also keeps a personal model v and a mixing weight alpha (client
+state "alpha"); its personalized model mixes the two IN PARAMETER SPACE (the paper's
 v_bar = alpha v + (1 - alpha) w). Per local step, on the same minibatch:
     w <- w - lr grad f(w)                                (FedAvg's step: w is what is uploaded)
     v <- v - lr alpha grad f(v_bar)                      (= lr * d f(v_bar) / d v)
     alpha <- clip(alpha - alpha_lr <v - w, grad f(v_bar)>, 0, 1)   (`adaptive_alpha`)
-all from the pre-step values. The official FedTorch code instead mixes OUTPUTS (alpha v(x) +
-(1 - alpha) w(x)) and updates alpha once per round: a different model; this module follows the paper.
-The reported train loss is CE(w) + CE(v_bar).
+all from the pre-step values: one objective, CE(w) + CE(v_bar), whose gradient gives all three (alpha
+as a projected gradient step on its per-client state). The official FedTorch code instead mixes
+OUTPUTS (alpha v(x) + (1 - alpha) w(x)) and updates alpha once per round: a different model; this
+module follows the paper.
 Evaluated model: alpha v + (1 - alpha) w with w the current global (the paper's w_i right after
 synchronization; FedTorch mixes the client's pre-aggregation w_i). Server: uniform mean (paper, code).
 """
@@ -18,49 +19,38 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from fedbench.personal import PersonalModel
 from methods import register
 from methods.fedavg import FedAvg
 
 
 @register
-class APFL(PersonalModel, FedAvg):
+class APFL(FedAvg):
     name = "apfl"
     weighting = "uniform"
     ranges = {"alpha": "[0, 1]", "adaptive_alpha": "bool", "alpha_lr": "(0, inf) or null"}  # checked before any work
+    personal_model = True
+    hooks = ("client_state", "local_update", "adapt")
 
     def client_state(self, model) -> dict[str, torch.Tensor]:
-        alpha = torch.tensor(float(self.hp.alpha), device=next(model.parameters()).device)
-        return super().client_state(model) | {"alpha": alpha}
+        return {"alpha": torch.tensor(float(self.hp.alpha), device=next(model.parameters()).device)}
 
-    def local_update(self, client) -> float:
-        w, v = client.model, client.aux_model(self.prefix).train()
-        alpha = client.state["alpha"].clone().requires_grad_(bool(self.hp.adaptive_alpha))
+    def local_update(self, client):
         alpha_lr = client.lr if self.hp.alpha_lr is None else float(self.hp.alpha_lr)
-        w_params, v_params = dict(w.named_parameters()), dict(v.named_parameters())
+        steps = {"alpha": (alpha_lr, 0.0, 1.0)} if self.hp.adaptive_alpha else None
+        return client.sgd(self.objective, train=client.model.names() + client.personal_model.names(),
+                          state_steps=steps)
 
-        def loss(x, y):  # one backward: w's gradient from its own loss, v's (and alpha's) from the mixture
-            mixed = {k: torch.lerp(w_params[k].detach(), p, alpha) for k, p in v_params.items()}
-            return self.loss(client, x, y) + F.cross_entropy(functional_call(v, mixed, (x,)), y)
-
-        def batches():  # the alpha step runs after each optimizer step, before the next batch
-            for batch in client.batches(client.hp.local_epochs):
-                yield batch
-                if alpha.grad is not None:
-                    with torch.no_grad():
-                        alpha.sub_(alpha_lr * alpha.grad).clamp_(0.0, 1.0)
-                    alpha.grad = None
-
-        out = client.sgd(loss, params=list(w_params.values()) + list(v_params.values()), batches=batches())
-        client.save_aux(self.prefix, v)
-        client.state["alpha"].copy_(alpha.detach())
-        return out
+    def objective(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
+        """w's own loss plus the mixture's (v and alpha get their gradients from the mixture only)."""
+        w, v, alpha = client.model, client.personal_model, client.state["alpha"]
+        mixed = {k: torch.lerp(wk.detach(), vk, alpha) for (k, wk), vk in zip(w.named_parameters(), v.parameters())}
+        return self.loss(client, x, y, reduction) + F.cross_entropy(functional_call(v, mixed, (x,)), y,
+                                                                    reduction=reduction)
 
     @torch.no_grad()
-    def eval_model(self, client):
-        """The live model (the global w, reloaded before every use) overwritten with the mixture."""
-        v, alpha = client.aux_model(self.prefix).state_dict(), float(client.state["alpha"])
-        for k, w in client.model.state_dict().items():
+    def adapt(self, client) -> None:
+        """The evaluated model: the (global) model overwritten with the parameter-space mixture."""
+        v, alpha = client.personal_model.tensors(), client.state["alpha"]
+        for k, w in client.model.tensors().items():
             if w.is_floating_point():
-                w.copy_(torch.lerp(w, v[k], alpha))
-        return client.model
+                w.copy_(torch.lerp(w, v[k], alpha.view(-1, *([1] * (w.dim() - 1)))))

@@ -1,7 +1,7 @@
 """Ditto (Li, Hu, Beirami & Smith, "Ditto: Fair and Robust Federated Learning Through
 Personalization", ICML 2021).
 
-Difference from FedAvg: each client also keeps a personal model v_k (client state "v."), trained on
+Difference from FedAvg: each client also keeps a personal model v_k (its personal model), trained on
     CE(v_k(x), y) + lam/2 ||v_k - w^t||^2,
 anchored at the frozen round-start global w^t, and v_k is what gets evaluated. The global model is
 trained and aggregated exactly as in FedAvg; v never touches it.
@@ -9,30 +9,34 @@ Schedule: by default (`personal_epochs: null`) v takes one step on every minibat
 uses, which is the official interleaved loop (litian96/ditto trainers_MTL/ditto.py): since the personal
 step depends only on v, the batch and w^t, running it after the global steps is the same computation.
 An integer instead trains v for that many fresh epochs after the global ones (FL-bench's pers_epoch).
-Both models use the run's lr (official: one lr). Never-sampled clients keep their initial v.
+Both models use the run's optimizer (official: one lr). Never-sampled clients keep their initial v.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from fedbench.losses import proximal
-from fedbench.personal import PersonalModel
 from methods import register
 from methods.fedavg import FedAvg
 
 
 @register
-class Ditto(PersonalModel, FedAvg):
+class Ditto(FedAvg):
     name = "ditto"
     ranges = {"lam": "[0, inf)", "personal_epochs": "int [0, inf) or null"}  # checked before any work
+    personal_model = True
+    evaluates = "personal_model"
+    hooks = ("local_update",)
 
-    def local_update(self, client) -> float:
-        batches = list(client.batches(client.hp.local_epochs))
-        loss = client.sgd(lambda x, y: self.loss(client, x, y), batches=batches)  # FedAvg's step
-        v, anchor = client.aux_model(self.prefix), client.global_model().state_dict()
+    def local_update(self, client):
+        batches = client.batches()
+        loss = client.sgd(self.loss, batches=batches)  # FedAvg's steps
         epochs = self.hp.personal_epochs
-        client.sgd(lambda x, y: F.cross_entropy(v(x), y) + proximal(v, anchor, self.hp.lam), model=v,
-                   batches=batches if epochs is None else None, epochs=epochs)
-        client.save_aux(self.prefix, v)
+        client.sgd(self.personal_loss, model=client.personal_model, batches=batches if epochs is None else None,
+                   epochs=epochs)
         return loss
 
+    def personal_loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
+        v, anchor = client.personal_model, client.global_model().state_dict()  # w^t
+        return F.cross_entropy(v(x), y, reduction=reduction) + proximal(v, anchor, self.hp.lam)

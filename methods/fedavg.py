@@ -1,29 +1,47 @@
 """FedAvg (McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized
 Data", AISTATS 2017), the base every method here is a difference from.
 
-The harness (fedbench.federation) calls these hooks; a method overrides only what it changes:
-  shared / personal   model parts uploaded and averaged / kept per client ("all", "none",
-                      "backbone", "head", "bn", "non_bn"). A client trains from and evaluates its own
-                      copy of each personal part; parts may overlap (a shared part that is also
-                      personal: the client's own copy, which is the global one until it first trains).
+A method DECLARES what it is (class attributes, read by the harness and the engines) and overrides
+only the hooks it changes (listing them in `hooks`):
+  shared / personal   model parts uploaded and averaged / kept per client ("all", "none", "backbone",
+                      "head", "bn", "non_bn", a module the method adds, or a tuple of these). A client
+                      trains from and evaluates its own copy of each personal part; a part both shared
+                      and personal is the client's copy (the global one until it first trains).
   train_global /      personal parts that training / evaluation take from the global state instead
-  eval_global         of the client's copy (e.g. FedBSD's student starts from the global backbone but
-                      the client keeps the distilled one for its evaluated model).
-  client_state(model) extra per-client tensors (e.g. a personal model), held in the client store.
-  local_update(c)     the client's local training; default: E epochs of SGD on `loss`.
-  loss(c, x, y)       the local objective; default: cross-entropy.
-  upload(c)           what the client sends; default: the shared part of its model.
-  server_update(g, m) the new global state from the old one and the mean upload; default: the mean.
-  eval_model(c)       the personalized model evaluated for client c; default: its model.
-Harness add-ons any method can switch on in its config: `ft_epochs` etc. (fedbench.finetune).
-Client tools: c.sgd(loss, params, epochs, lr, model), c.batches(), c.global_model() (frozen
-round-start global), c.aux_model(prefix)/c.save_aux (a second model kept in the client store),
-c.state (the client's store tensors), c.round, c.hp (run hyperparameters).
+  eval_global         of the client's copy (FedBSD: the student starts from the global backbone).
+  weighting           the server's weights: "samples" (n_k) or "uniform"; method.weighting overrides.
+  trains              the part FedAvg's local update (E epochs of SGD on `loss`) trains.
+  personal_model      True: each client also keeps a second, personal model (client.personal_model;
+                      Ditto's v, pFedMe's theta, APFL's v), starting as a copy of the initial model.
+  evaluates           which model predicts: "model" or "personal_model" (method.predict).
+  vectorizable        its local update uses only the client primitives below, so engine=vmap can step
+                      all sampled clients at once (else `why_not_vectorizable` says why).
+  needs_batchnorm     the method is meaningless without BatchNorm layers (FedBN).
+  hooks               the hooks below the method overrides.
+The hooks, and what each may read and write:
+  extend_model(model)   add modules before the federation reads the model's parts (FedRoD's personal
+                        head); called once, before anything else.
+  client_state(model)   {name: tensor}: extra per-client tensors (APFL's alpha), held in the store.
+  local_update(client)  the local training of a cohort of clients; reads and writes the cohort's
+                        tensors only through the client primitives (client.sgd, client.grad,
+                        client.batches, client.minibatches, client.model/.personal_model .tensors()),
+                        returns each client's mean loss. Default: E epochs of SGD on `loss`.
+  loss(client, x, y, reduction="mean")
+                        the local objective on a batch of ONE client (a View: client.model,
+                        client.personal_model, client.state, client.class_counts,
+                        client.global_model()); reduction="none" gives per-sample terms whose mean is
+                        the objective (a per-client term such as a proximal term is added to every
+                        sample's). Pure: it must not change any tensor.
+  server_update(global, mean)  the new global state from the old one and the weighted mean upload.
+  adapt(client)         prepares the evaluated model of an evaluation cohort (a throwaway copy; e.g.
+                        Per-FedAvg's one step); the fine-tuning add-on (ft_* keys) runs after it.
+  predict(client, x)    the logits of ONE client's evaluated model (a View). Default: its `evaluates`.
 FedAvg itself: the whole model is shared, averaged with weights n_k (train samples), and the global
 model is what every client evaluates.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,30 +55,35 @@ class FedAvg:
     personal = "none"
     train_global = "none"
     eval_global = "none"
-    weighting = "samples"  # the paper's server weights: samples (n_k-weighted) | uniform; method.weighting overrides
+    weighting = "samples"
+    personal_model = False
+    evaluates = "model"
+    trains = "all"  # the part E epochs of SGD on `loss` train (FedAvg's local update)
+    vectorizable = True
     needs_batchnorm = False
+    hooks: tuple[str, ...] = ()
 
     def __init__(self, hp, model):
-        self.hp = hp
+        self.hp = hp  # the method's own hyperparameters (conf/method/<name>.yaml)
         self.weighting = hp.get("weighting", type(self).weighting)
+
+    def extend_model(self, model) -> None:
+        pass
 
     def client_state(self, model) -> dict[str, torch.Tensor]:
         return {}
 
-    def local_update(self, client) -> float:
-        return client.sgd(lambda x, y: self.loss(client, x, y))
+    def local_update(self, client) -> np.ndarray:
+        return client.sgd(self.loss, train=self.trains)
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
-        """The local objective on a batch. reduction="none" gives its per-sample terms (their mean
-        is the objective), which engine=vmap weights to batch clients of different batch sizes."""
         return F.cross_entropy(client.model(x), y, reduction=reduction)
-
-    def upload(self, client, keys: list[str]) -> dict[str, torch.Tensor]:
-        state = client.model.state_dict()
-        return {k: state[k] for k in keys}
 
     def server_update(self, global_state, mean_upload) -> dict[str, torch.Tensor]:
         return mean_upload
 
-    def eval_model(self, client):
-        return client.model
+    def adapt(self, client) -> None:
+        pass
+
+    def predict(self, client, x) -> torch.Tensor:
+        return getattr(client, self.evaluates)(x)

@@ -18,6 +18,4 @@ class FedBABU(FedAvg):
     name = "fedbabu"
     weighting = "uniform"
     shared = "backbone"
-
-    def local_update(self, client) -> float:
-        return client.sgd(lambda x, y: self.loss(client, x, y), client.model.parameters_of("backbone"))
+    trains = "backbone"

@@ -17,3 +17,6 @@ class FedBN(FedAvg):
     shared = "non_bn"
     personal = "bn"
     needs_batchnorm = True
+    vectorizable = False
+    why_not_vectorizable = ("its BatchNorm layers update running statistics in place per client, which a "
+                            "vmapped step cannot do (engine=sequential)")

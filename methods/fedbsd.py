@@ -33,6 +33,7 @@ class FedBSD(FedAvg):
               "eval_backbone": ("local", "global")}  # checked by fedbench.config before any work
     shared = "backbone"
     personal = ("head", "backbone")  # the head, and the local backbone the client distilled
+    hooks = ("loss",)
 
     def __init__(self, hp, model):
         super().__init__(hp, model)

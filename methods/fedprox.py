@@ -18,7 +18,8 @@ from methods.fedavg import FedAvg
 class FedProx(FedAvg):
     name = "fedprox"
     ranges = {"mu": "[0, inf)"}  # checked by fedbench.config before any work
+    hooks = ("loss",)
 
-    def loss(self, client, x, y) -> torch.Tensor:
+    def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         anchor = dict(client.global_model().named_parameters())  # w^t, frozen
-        return super().loss(client, x, y) + proximal(client.model, anchor, self.hp.mu)
+        return super().loss(client, x, y, reduction) + proximal(client.model, anchor, self.hp.mu)

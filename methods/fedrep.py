@@ -12,6 +12,7 @@ the trained weights, whose gradient wd·W is exactly what SGD's weight_decay add
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from methods import register
@@ -25,26 +26,26 @@ class FedRep(FedAvg):
     ranges = {"head_epochs": "int [0, inf)", "body_epochs": "int [0, inf) or null"}  # checked before any work
     shared = "backbone"
     personal = "head"
+    hooks = ("local_update", "loss")
 
     def __init__(self, hp, model):
         super().__init__(hp, model)
         self.weights_only_decay = bool(hp.get("official", False))  # official Update.py: no decay on biases
 
-    def local_update(self, client) -> float:
+    def local_update(self, client):
         """Head phase, then body phase; returns the last phase's mean loss."""
-        loss = float("nan")
+        loss = np.full(client.size, np.nan)
         decay = 0.0 if self.weights_only_decay else None  # None: the run's weight decay, in SGD
         for part, epochs in (("head", self.hp.head_epochs), ("backbone", self.hp.body_epochs)):
             if epochs != 0:  # 0 skips the phase (None = the run's local_epochs)
-                loss = client.sgd(lambda x, y: self.loss(client, x, y), client.model.parameters_of(part),
-                                  epochs, weight_decay=decay)
+                loss = client.sgd(self.loss, train=part, epochs=epochs, weight_decay=decay)
         return loss
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         ce = super().loss(client, x, y, reduction)
-        wd = client.hp.weight_decay
+        wd = client.run.weight_decay
         if not (self.weights_only_decay and wd):
             return ce
         weights = [p.pow(2).sum() for n, p in client.model.named_parameters()
-                   if p.requires_grad and not n.endswith("bias")]
+                   if n in client.trained and not n.endswith("bias")]
         return ce + 0.5 * wd * torch.stack(weights).sum()

@@ -19,27 +19,13 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from fedbench.models import SplitModel
 from methods import register
 from methods.fedavg import FedAvg
 
 
-class SumHeads(nn.Module):
-    """g(z) + p(z): the personalized predictor on top of the generic one."""
-
-    def __init__(self, generic: nn.Module, personal: nn.Module):
-        super().__init__()
-        self.generic, self.personal = generic, personal
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generic(z) + self.personal(z)
-
-
-def log_prior(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """log(n_c / max n) per class from labels `y`, -inf where n_c = 0."""
-    counts = torch.bincount(y, minlength=num_classes).float()
+def log_prior(counts: torch.Tensor) -> torch.Tensor:
+    """log(n_c / max n) per class from class counts, -inf where n_c = 0."""
     return (counts / counts.max()).log().masked_fill(counts == 0, float("-inf"))
 
 
@@ -48,24 +34,19 @@ class FedRoD(FedAvg):
     name = "fedrod"
     shared = ("backbone", "head")
     personal = "phead"
+    hooks = ("extend_model", "loss", "predict")
 
-    def __init__(self, hp, model):
-        super().__init__(hp, model)
-        model.phead = copy.deepcopy(model.head)  # added before the federation reads the model's keys
-        self.predictor = SplitModel(model.backbone, SumHeads(model.head, model.phead))  # shares modules
-        self._priors: dict[int, torch.Tensor] = {}  # per client, from its train split
+    def extend_model(self, model) -> None:
+        if not hasattr(model, "phead"):
+            model.phead = copy.deepcopy(model.head)  # the personal head starts as the generic one
 
-    def prior(self, client) -> torch.Tensor:
-        if client.id not in self._priors:
-            self._priors[client.id] = log_prior(client.data.y[client.split.train], client.data.num_classes)
-        return self._priors[client.id]
-
-    def loss(self, client, x, y) -> torch.Tensor:
+    def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         model = client.model
         z = model.backbone(x)
         generic = model.head(z)
-        balanced = F.cross_entropy(generic + self.prior(client), y)
-        return balanced + F.cross_entropy(generic.detach() + model.phead(z.detach()), y)
+        balanced = F.cross_entropy(generic + log_prior(client.class_counts), y, reduction=reduction)
+        return balanced + F.cross_entropy(generic.detach() + model.phead(z.detach()), y, reduction=reduction)
 
-    def eval_model(self, client):
-        return self.predictor
+    def predict(self, client, x) -> torch.Tensor:
+        z = client.model.backbone(x)
+        return client.model.head(z) + client.model.phead(z)

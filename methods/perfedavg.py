@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from fedbench.functional import axpy, grad_at, hvp_fd, minibatches
+from fedbench.functional import axpy, hvp_fd
 from methods import register
 from methods.fedavg import FedAvg
 
@@ -29,34 +29,31 @@ class PerFedAvg(FedAvg):
     weighting = "uniform"
     ranges = {"variant": ("fo", "hf"), "alpha": "(0, inf)", "beta": "(0, inf) or null", "delta": "(0, inf)",
               "local_steps": "int [1, inf)"}  # checked before any work
+    hooks = ("local_update", "adapt")
 
     def __init__(self, hp, model):
         super().__init__(hp, model)
         if hp.variant not in VARIANTS:
             raise ValueError(f"method.variant={hp.variant!r}; choose one of {VARIANTS}")
 
-    def local_update(self, client) -> float:
+    def local_update(self, client):
         beta = float(client.lr if self.hp.beta is None else self.hp.beta)
         alpha, hf = float(self.hp.alpha), self.hp.variant == "hf"
-        model = client.model.train()
-        w = dict(model.named_parameters())
-        stream = minibatches(client, self.hp.local_steps * (3 if hf else 2))
+        w = client.model.tensors(params_only=True)
+        stream = iter(client.minibatches(self.hp.local_steps * (3 if hf else 2)))
         losses = []
         for d, d_prime in zip(stream, stream):  # two fresh batches per step (a third below for hf)
-            g, _ = grad_at(model, w, *d)
-            g, loss = grad_at(model, axpy(-alpha, g, w), *d_prime)
+            g, _ = client.grad(self.loss, w, d)
+            g, loss = client.grad(self.loss, axpy(-alpha, g, w), d_prime)
             if hf:
-                hg = hvp_fd(model, w, g, *next(stream), float(self.hp.delta))
+                hg = hvp_fd(client, self.loss, w, g, next(stream), float(self.hp.delta))
                 g = axpy(-alpha, hg, g)
             with torch.no_grad():
                 for k, p in w.items():
                     p.add_(g[k], alpha=-beta)
             losses.append(loss)
-        return float(torch.stack(losses).mean()) if losses else float("nan")
+        return torch.stack(losses, 1).mean(1).cpu().double().numpy() if losses else torch.zeros(client.size).numpy()
 
-    def eval_model(self, client):
-        """The global model after one alpha-step on one train minibatch (thrown away at next load)."""
-        model = client.model
-        client.sgd(lambda x, y: self.loss(client, x, y), lr=float(self.hp.alpha), momentum=0.0,
-                   weight_decay=0.0, batches=minibatches(client, 1))
-        return model
+    def adapt(self, client) -> None:
+        """The global model after one alpha-step on one train minibatch (the evaluation copy)."""
+        client.sgd(self.loss, lr=float(self.hp.alpha), momentum=0.0, weight_decay=0.0, batches=client.minibatches(1))

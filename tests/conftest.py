@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 
 import methods
 from fedbench.data.types import ClientData, FederatedData
-from fedbench.federation import Federation, TrainConfig
+from fedbench.engines.sequential import SequentialEngine
+from fedbench.federation import Federation
+from fedbench.run_settings import RunSettings
 from fedbench.models import build_model
 from fedbench.optimizer import resolve_optimizer
 from fedbench.seeding import stream_seed
@@ -45,7 +47,7 @@ def method_hp(name: str, **overrides):
 
 
 def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None, hp_overrides=None,
-                    seed=0, lr=0.1, batch_size=5, local_epochs=1, momentum=0.0):
+                    seed=0, lr=0.1, batch_size=5, local_epochs=1, momentum=0.0, engine=None):
     data = data or tiny_data()
     torch.manual_seed(stream_seed(seed, "init"))
     model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
@@ -53,9 +55,9 @@ def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None
     run = OmegaConf.create({"method": m.hp, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
                             "lr_schedule": "constant", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1})
     opt = resolve_optimizer(run)  # the method's own optimizer keys (official, lr, ...) as a run resolves them
-    hp = TrainConfig(seed, opt["lr"], opt["momentum"], opt["weight_decay"], batch_size, local_epochs, rounds,
+    hp = RunSettings(seed, opt["lr"], opt["momentum"], opt["weight_decay"], batch_size, local_epochs, rounds,
                      lr_schedule=opt["lr_schedule"], lr_milestones=tuple(opt["lr_milestones"]), lr_gamma=opt["lr_gamma"])
-    return Federation(hp, data, model, m, rounds, join_ratio)
+    return Federation(hp, data, model, m, rounds, join_ratio, engine or SequentialEngine())
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """engine=vmap against engine=sequential: same seed, same numbers (up to floating point), for every
-method the vmap engine accepts; its batch plan is the sequential engine's data order; methods it cannot
-run fall back with a warning; the lean SGD step is torch.optim.SGD's arithmetic."""
+vectorizable method, in training and evaluation; a cohort's plan is each client's own data order;
+what vmap cannot run falls back with a warning; the SGD update is torch.optim.SGD's arithmetic."""
 import dataclasses
 
 import numpy as np
@@ -9,11 +9,15 @@ import torch
 
 from fedbench.data.types import ClientData
 from fedbench.engines import build_federation, vmap_support
-from fedbench.engines.vmap import VmapFederation
+from fedbench.engines.sequential import SequentialEngine
+from fedbench.engines.vmap import VmapEngine
 from fedbench.errors import ConfigError
-from fedbench.federation import Federation
 from tests.conftest import make_federation, tiny_data
 
+VECTORIZED = ["apfl", "ditto", "fedavg", "fedavg_ft", "fedbabu", "fedbsd", "fedper", "fedprox", "fedrep", "fedrod",
+              "lgfedavg", "local", "perfedavg", "pfedme"]  # every method but fedbn (BatchNorm buffers)
+QUICK = {"fedrep": {"head_epochs": 2}, "perfedavg": {"local_steps": 3}, "pfedme": {"local_steps": 3},
+         "fedavg_ft": {"ft_epochs": 2}, "fedbabu": {"ft_epochs": 2}}
 
 
 def uneven_data():
@@ -33,22 +37,29 @@ def assert_same_state(seq, vm):
 
 
 def pair(method, min_group, **kw):
+    kw.setdefault("hp_overrides", QUICK.get(method))
     seq = make_federation(method, **kw)
-    twin = make_federation(method, **kw)
-    vm = VmapFederation(twin.hp, twin.data, twin.model, twin.method, len(twin.schedule), kw.get("join_ratio", 1.0))
-    vm.min_group = min_group
+    vm = make_federation(method, engine=VmapEngine(), **kw)
+    vm.engine.min_group = min_group
     return seq, vm
 
 
-@pytest.mark.parametrize("method", ["fedavg", "fedper", "fedbsd", "local", "lgfedavg", "fedavg_ft"])
+def test_every_method_but_fedbn_is_vectorizable():
+    import methods
+
+    assert [m for m in methods.available() if vmap_support(methods.get(m), make_federation("fedavg").model) is None
+            and methods.get(m).vectorizable] == VECTORIZED
+
+
+@pytest.mark.parametrize("method", VECTORIZED)
 @pytest.mark.parametrize("min_group", [1, 3])  # 1: every step vmapped; 3: small groups step client by client
 def test_engines_agree(method, min_group):
-    kw = dict(rounds=4, data=uneven_data(), join_ratio=0.7, local_epochs=2, momentum=0.9, batch_size=4)
+    kw = dict(rounds=3, data=uneven_data(), join_ratio=0.7, local_epochs=2, momentum=0.9, batch_size=4)
     seq, vm = pair(method, min_group, **kw)
-    for t in range(4):
+    for t in range(3):
         assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
     assert_same_state(seq, vm)
-    a, b = seq.evaluate(3), vm.evaluate(3)
+    a, b = seq.evaluate(2), vm.evaluate(2)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], atol=1e-5)
     assert (vm.bytes_up, vm.bytes_down) == (seq.bytes_up, seq.bytes_down)
@@ -59,7 +70,7 @@ def test_engines_agree(method, min_group):
 def test_engines_agree_when_a_step_is_split_into_several_calls(method):
     kw = dict(rounds=3, data=uneven_data(), join_ratio=1.0, local_epochs=2, momentum=0.9, batch_size=4)
     seq, vm = pair(method, 1, **kw)
-    vm.max_call_samples = 9  # batches of 4: two clients per vmapped call
+    vm.engine.max_call_samples = 9  # batches of 4: two clients per vmapped call
     for t in range(3):
         assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
     assert_same_state(seq, vm)
@@ -72,7 +83,7 @@ def test_engines_agree_with_weight_decay_and_fedbsd_options(student_init, eval_b
               hp_overrides={"student_init": student_init, "eval_backbone": eval_backbone,
                             "weighting": "samples", "loss": "mse"})
     seq, vm = pair("fedbsd", 1, **kw)
-    seq.hp = vm.hp = dataclasses.replace(seq.hp, weight_decay=0.01)
+    seq.run = vm.run = dataclasses.replace(seq.run, weight_decay=0.01)
     for t in range(3):
         seq.train_round(t), vm.train_round(t)
     assert_same_state(seq, vm)
@@ -81,7 +92,7 @@ def test_engines_agree_with_weight_decay_and_fedbsd_options(student_init, eval_b
         np.testing.assert_allclose(b[k], a[k], atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["fedbsd", "local"])
+@pytest.mark.parametrize("method", ["fedbsd", "local", "fedavg_ft", "perfedavg", "ditto", "apfl", "fedrod"])
 def test_vmapped_evaluation_in_chunks_equals_client_by_client(method):
     data = tiny_data(num_clients=7, per_client=30)
     for k, (nv, nt) in enumerate([(0, 3), (1, 1), (4, 9), (2, 0), (6, 4), (3, 3), (0, 1)]):
@@ -91,73 +102,63 @@ def test_vmapped_evaluation_in_chunks_equals_client_by_client(method):
     seq, vm = pair(method, 1, rounds=2, data=data, join_ratio=0.6)
     for t in range(2):
         seq.train_round(t), vm.train_round(t)
-    seq.hp = vm.hp = dataclasses.replace(seq.hp, eval_batch_size=5)  # several chunks, one client per chunk too
+    seq.run = vm.run = dataclasses.replace(seq.run, eval_batch_size=5)  # several chunks, one client per chunk too
     a, b = seq.evaluate(1), vm.evaluate(1)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], atol=1e-5)
     assert np.isnan(b["val_acc"][0]) and np.isnan(b["test_acc"][3])
 
 
-def test_vmap_plan_is_the_sequential_data_order():
+def test_a_cohorts_plan_is_each_clients_own_data_order():
     data = uneven_data()
     data.x[:, 0] = torch.arange(len(data.x), dtype=data.x.dtype)  # a sample's first feature is its index
-    _, vm = pair("fedavg", 1, rounds=2, data=data, local_epochs=2, batch_size=4)
-    sampled = vm.schedule[1]
-    groups, steps, order = vm.plan(1, sampled)
-    got = {j: [] for j in range(len(sampled))}
-    for s, g in enumerate(groups):
-        assert g.step == s and g.pos.tolist() == [j for j in order if steps[j] > s]  # a prefix of the stack
-        lens = g.lens or [g.idx.shape[1]] * len(g.pos)
-        for row, j in enumerate(g.pos.tolist()):
-            got[j].append(g.idx[row, :lens[row]].tolist())
-            if g.w is not None:  # 1/len on the batch, 0 on the padding
-                want_w = [1 / lens[row]] * lens[row] + [0.0] * (g.idx.shape[1] - lens[row])
-                assert g.w[row].tolist() == pytest.approx(want_w)
-    for j, k in enumerate(sampled):
-        want = [xb[:, 0].long().tolist() for xb, _ in vm.client(int(k), 1, "data").batches(2)]
-        assert got[j] == want and steps[j] == len(want)
-    assert any(len(g.pos) < len(sampled) for g in groups)  # clients leave the groups as they finish
-    assert any(g.w is not None for g in groups)  # and partial batches are padded
+    fed = make_federation("fedavg", rounds=2, data=data, local_epochs=2, batch_size=4)
+    ids = [0, 4, 2, 1, 5]  # decreasing train size: 22, 16, 11, 7, 2
+    plan = fed.cohort(ids, 1, "train", vmapped=True).batches()
+    for row, k in enumerate(ids):
+        want = [xb[:, 0].long().tolist() for xb, _ in fed.client(k, 1).batches().xy(fed.data)]
+        assert [xb[:, 0].long().tolist() for xb, _ in plan.xy(fed.data, row)] == want and plan.counts[row] == len(want)
+    for i, step in enumerate(plan):
+        assert step.active == int((plan.counts > i).sum())  # a prefix of the cohort
+        if step.w is not None:  # 1/len on the batch, 0 on the padding
+            for row, n in enumerate(step.lens):
+                assert step.w[row].tolist() == pytest.approx([1 / n] * n + [0.0] * (step.idx.shape[1] - n))
+    assert any(s.active < len(ids) for s in plan) and any(s.w is not None for s in plan)
 
 
-def test_unsupported_method_falls_back_with_a_warning():
-    fed = make_federation("fedprox")
-    why = vmap_support(fed.method, fed.model)
-    assert why and "loss" in why
-    said = []
-    built = build_federation("vmap", fed.hp, fed.data, fed.model, fed.method, 2, 1.0, warn=said.append)
-    assert type(built) is Federation and len(said) == 1 and "engine=sequential" in said[0]
-    with pytest.raises(ConfigError, match="engine"):
-        build_federation("turbo", fed.hp, fed.data, fed.model, fed.method, 2, 1.0)
-
-
-def test_batchnorm_model_is_not_vmapped():
+def test_what_vmap_cannot_run_falls_back_with_a_warning():
     fed = make_federation("fedavg", model={"name": "mlp", "hidden": [16, 8], "bn": True})
-    assert "buffers" in vmap_support(fed.method, fed.model)
+    why = vmap_support(fed.method, fed.model)
+    assert why and "buffers" in why
+    said = []
+    built = build_federation("vmap", fed.run, fed.data, fed.model, fed.method, 2, 1.0, warn=said.append)
+    assert isinstance(built.engine, SequentialEngine) and not isinstance(built.engine, VmapEngine)
+    assert len(said) == 1 and "engine=sequential" in said[0]
+    with pytest.raises(ConfigError, match="engine"):
+        build_federation("turbo", fed.run, fed.data, fed.model, fed.method, 2, 1.0)
 
 
-def test_sgd_step_is_torch_optim_sgd():
-    """Client.sgd's own update against torch.optim.SGD, bit for bit: momentum, weight decay, and a
+def test_sgd_update_is_torch_optim_sgd():
+    """The cohort's SGD update against torch.optim.SGD, bit for bit: momentum, weight decay, and a
     parameter that gets no gradient in some steps."""
-    from fedbench.client import sgd_step
+    from fedbench.sgd import sgd_update
 
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
-    b = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
-    b.load_state_dict(a.state_dict())
+    b = {k: v.detach().clone().unsqueeze(0) for k, v in a.state_dict().items()}  # a cohort of one
     opt = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
-    params, bufs = list(b.parameters()), [None] * 4
+    bufs = {}
     for step in range(6):
         x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
-        for model in (a, b):
-            for p in model.parameters():
-                p.grad = None
-            out = model(x) if step % 3 else model[2](torch.relu(model[0](x).detach()))  # no grad for layer 0
-            torch.nn.functional.cross_entropy(out, y).backward()
+        for p in a.parameters():
+            p.grad = None
+        out = a(x) if step % 3 else a[2](torch.relu(a[0](x).detach()))  # no grad for layer 0
+        torch.nn.functional.cross_entropy(out, y).backward()
+        grads = {k: None if p.grad is None else p.grad.unsqueeze(0) for k, p in a.named_parameters()}
         opt.step()
-        sgd_step(params, bufs, 0.1, 0.9, 0.01)
-        for p, q in zip(a.parameters(), b.parameters()):
-            assert torch.equal(p, q)
+        sgd_update(b, grads, bufs, 1, 0.1, 0.9, 0.01)
+        for k, p in a.named_parameters():
+            assert torch.equal(p, b[k][0]), k
 
 
 def test_cli_engine_vmap_runs_and_records_the_engine(tmp_path, data_root):
@@ -172,22 +173,27 @@ def test_cli_engine_vmap_runs_and_records_the_engine(tmp_path, data_root):
     assert s["status"] == "complete" and s["engine"] == "vmap"
 
 
-@pytest.mark.parametrize("method,loss", [("fedavg", None), ("fedbsd", "kl"), ("fedbsd", "mse"), ("fedbsd", "cosine")])
+@pytest.mark.parametrize("method,loss", [("fedavg", None), ("fedbsd", "kl"), ("fedbsd", "mse"), ("fedbsd", "cosine"),
+                                         ("fedprox", None), ("fedrod", None)])
 def test_padded_weighted_terms_give_the_batch_mean_gradient(method, loss):
-    """engine=vmap pads a short batch with copies of its first sample and weighs the method's
-    per-sample terms 1/len (0 on padding): same value and gradient as the method's own mean loss."""
-    _, vm = pair(method, 1, hp_overrides={"loss": loss} if loss else None)
-    vm.global_state = {k: v + 0.3 for k, v in vm.global_state.items()}  # a teacher unlike the student
-    vm._teacher_fresh = False
-    vm.global_model()
-    x, y = vm.data.x[:7], vm.data.y[:7]
+    """A cohort pads a short batch with copies of its first sample and weighs the objective's
+    per-sample terms 1/len (0 on padding): same value and gradient as the objective's own mean."""
+    fed = make_federation(method, hp_overrides={"loss": loss} if loss else None)
+    fed.global_state = {k: v + 0.3 for k, v in fed.global_state.items()}  # a teacher/anchor unlike the client
+    fed._refresh_global()
+    client = fed.client(0, 0)
+    x, y = fed.data.x[:7], fed.data.y[:7]
     xp, yp = torch.cat([x, x[:1].expand(3, -1)]), torch.cat([y, y[:1].expand(3)])
     w = torch.cat([torch.full((7,), 1 / 7), torch.zeros(3)])
-    params = list(vm.model.parameters())
-    mean = vm.method.loss(vm._view, x, y)
-    g_mean = torch.autograd.grad(mean, params)
-    padded = (vm.method.loss(vm._view, xp, yp, reduction="none") * w).sum()
-    g_pad = torch.autograd.grad(padded, params)
+    names = client.model.names()
+
+    def value_and_grad(xb, yb, wb):
+        leaves = {n: client.state[n][0].detach().requires_grad_() for n in names}
+        value = client.call(fed.method.loss, leaves, 0, xb, yb, wb)
+        return value, torch.autograd.grad(value, list(leaves.values()))
+
+    mean, g_mean = value_and_grad(x, y, None)
+    padded, g_pad = value_and_grad(xp, yp, w)
     assert padded.item() == pytest.approx(mean.item(), rel=1e-6)
     for a, b in zip(g_mean, g_pad):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
@@ -198,9 +204,9 @@ def test_auto_engine_picks_vmap_only_where_it_runs_the_method_and_pays_off():
 
     cpu, fed = torch.device("cpu"), make_federation("fedbsd")
     assert auto_engine(fed.method, fed.model, cpu, 10) == "vmap"
-    assert auto_engine(fed.method, fed.model, cpu, 4) == "sequential"  # below VmapFederation.min_group
-    prox = make_federation("fedprox")
-    assert auto_engine(prox.method, prox.model, cpu, 10) == "sequential"  # not plain SGD on its loss
+    assert auto_engine(fed.method, fed.model, cpu, 4) == "sequential"  # below VmapEngine.min_group
+    bn = make_federation("fedavg", model={"name": "mlp", "hidden": [16, 8], "bn": True})
+    assert auto_engine(bn.method, bn.model, cpu, 10) == "sequential"  # BatchNorm buffers
     import methods
     from fedbench.models import build_model
     from tests.conftest import method_hp
@@ -210,16 +216,16 @@ def test_auto_engine_picks_vmap_only_where_it_runs_the_method_and_pays_off():
     assert auto_engine(fedavg, cnn, cpu, 10) == "sequential"  # convolutions on a CPU: slower vmapped
     assert auto_engine(fedavg, cnn, torch.device("cuda"), 10) == "vmap"
     said = []
-    built = build_federation("auto", prox.hp, prox.data, prox.model, prox.method, 2, 1.0, warn=said.append)
-    assert type(built) is Federation and not said  # auto never warns
-    many = make_federation("fedavg", data=tiny_data(num_clients=10, per_client=20))
-    assert type(build_federation("auto", many.hp, many.data, many.model, many.method, 2, 1.0)) is VmapFederation
+    built = build_federation("auto", bn.run, bn.data, bn.model, bn.method, 2, 1.0, warn=said.append)
+    assert built.engine.name == "sequential" and not said  # auto never warns
+    many = make_federation("pfedme", data=tiny_data(num_clients=10, per_client=20))
+    assert build_federation("auto", many.run, many.data, many.model, many.method, 2, 1.0).engine.name == "vmap"
 
 
 def test_engines_agree_under_a_step_lr_schedule():
     kw = dict(rounds=4, data=uneven_data(), join_ratio=1.0, momentum=0.9, batch_size=4)
     seq, vm = pair("fedbsd", 1, **kw)
-    seq.hp = vm.hp = dataclasses.replace(seq.hp, lr_schedule="step")  # x0.1 from round 2, again from round 3
+    seq.run = vm.run = dataclasses.replace(seq.run, lr_schedule="step")  # x0.1 from round 2, again from round 3
     for t in range(4):
         assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
     assert_same_state(seq, vm)

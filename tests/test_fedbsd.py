@@ -16,10 +16,9 @@ def test_head_never_leaves_the_client():
         fed.train_round(t)
         assert not any(k.startswith("head.") for k in fed.global_state)
     # the upload of a trained client holds no head tensor
-    fed.load(0)
     client = fed.client(0, 2, "data")
     fed.method.local_update(client)
-    assert not any(k.startswith("head.") for k in fed.method.upload(client, fed.shared))
+    assert not any(k.startswith("head.") for k in fed.upload(client))
     # heads are personal: they differ across clients after training
     heads = fed.store.tensors["head.0.weight"]
     assert not torch.equal(heads[0], heads[1])
@@ -27,7 +26,6 @@ def test_head_never_leaves_the_client():
 
 def test_teacher_gets_no_gradient_and_stays_fixed():
     fed = make_federation("fedbsd", rounds=1)
-    fed.load(0)
     client = fed.client(0, 0, "data")
     teacher = client.global_model()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -51,8 +49,7 @@ def test_lambda_zero_with_global_backbone_is_fedper_with_plain_mean():
 
 def evaluated_backbone(fed, k: int) -> dict[str, torch.Tensor]:
     """The backbone tensors of the model that client k evaluates (what Federation.evaluate tests)."""
-    fed.load(k, "eval")
-    model = fed.method.eval_model(fed.client(k, 0, "finetune"))
+    model = fed.evaluated(k, 0).model
     return {n: v.clone() for n, v in model.state_dict().items() if n.startswith("backbone.")}
 
 
@@ -63,9 +60,9 @@ def test_evaluated_backbone_is_the_distilled_student():
     fed = make_federation("fedbsd", rounds=1, join_ratio=0.5, hp_overrides={"lam": 1.0})
     sampled, students = set(fed.schedule[0].tolist()), {}
     for k in sorted(sampled):  # the round's local updates by hand, keeping each student
-        fed.load(k)
-        fed.method.local_update(fed.client(k, 0, "data"))
-        students[k] = {n: v.clone() for n, v in fed.model.state_dict().items() if n.startswith("backbone.")}
+        client = fed.client(k, 0, "data")
+        fed.method.local_update(client)
+        students[k] = {n: v.clone() for n, v in client.model.state_dict().items() if n.startswith("backbone.")}
     fresh = make_federation("fedbsd", rounds=1, join_ratio=0.5, hp_overrides={"lam": 1.0})
     fresh.train_round(0)
     for k in range(fresh.data.num_clients):
@@ -88,7 +85,7 @@ def test_global_eval_backbone_evaluates_the_global_backbone_and_trains_the_same(
     for k in range(glob.data.num_clients):
         got = evaluated_backbone(glob, k)
         assert all(torch.equal(got[n], glob.global_state[n]) for n in got)
-        assert torch.equal(glob.live["head.0.weight"], glob.store.tensors["head.0.weight"][k])
+        assert torch.equal(glob.evaluated(k, 0).model.state_dict()["head.0.weight"], glob.store.tensors["head.0.weight"][k])
     trained = [k for k in range(local.data.num_clients) if local.times_sampled[k]]
     assert not np.array_equal(local.evaluate(1)["test_loss"][trained], glob.evaluate(1)["test_loss"][trained])
 
@@ -104,11 +101,10 @@ def test_fedbsd_loss_equals_ce_at_round_start():
     """At round start the student backbone is the global one, so L_BSD = 0 and L = CE."""
     fed = make_federation("fedbsd", rounds=1)
     fed.train_round(0)
-    fed.load(1)
     client = fed.client(1, 1, "data")
-    x, y = next(client.batches())
+    x, y = next(client.batches().xy(client.data))
     ce = torch.nn.functional.cross_entropy(client.model(x), y)
-    assert torch.allclose(fed.method.loss(client, x, y), ce, atol=1e-6)
+    assert torch.allclose(client.call(fed.method.loss, {}, 0, x, y), ce, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind,lam", [("kl", 5.0), ("mse", 2.0), ("cosine", 1.0)])
@@ -116,12 +112,11 @@ def test_distillation_pulls_student_toward_teacher(kind, lam):
     def drift(lam):
         fed = make_federation("fedbsd", rounds=1, hp_overrides={"lam": lam, "loss": kind}, lr=0.1,
                               local_epochs=5)
-        fed.load(0)
         client = fed.client(0, 0, "data")
         fed.method.local_update(client)
         x = fed.data.x[fed.data.clients[0].train]
         with torch.no_grad():
-            return distillation(client.model.backbone(x), client.global_model().backbone(x), kind).item()
+            return distillation(client.model.copy().backbone(x), client.global_model().backbone(x), kind).item()
 
     assert drift(lam) < 0.5 * drift(0.0)
 

@@ -31,7 +31,7 @@ def test_fedavg_one_client_equals_centralized_sgd():
     for t in range(2):
         fed.train_round(t)
         c = ref.client(0, t, "data")  # same data-order stream
-        for x, y in c.batches(2):
+        for x, y in c.batches(2).xy(c.data):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
@@ -47,7 +47,6 @@ def test_fedavg_weighted_mean_of_sizes_1_and_3():
     fed = make_federation("fedavg", rounds=1, data=data)
     trained = []
     for k in range(2):
-        fed.load(k)
         c = fed.client(k, 0, "data")
         fed.method.local_update(c)
         trained.append({n: v.detach().clone() for n, v in c.model.state_dict().items()})
@@ -93,8 +92,8 @@ def test_same_seed_same_numbers():
 def test_batches_cover_the_split_once_per_epoch_without_singletons():
     fed = make_federation("fedavg", batch_size=5)  # 16 train samples: 5 + 5 + 6, never a batch of 1
     c = fed.client(0, 0, "data")
-    sizes = [len(y) for _, y in c.batches(2)]
+    sizes = [len(y) for _, y in c.batches(2).xy(c.data)]
     assert sizes == [5, 5, 6, 5, 5, 6]
-    seen = torch.cat([x for x, _ in c.batches(1)])
+    seen = torch.cat([x for x, _ in c.batches(1).xy(c.data)])
     expect = fed.data.x[fed.data.clients[0].train]
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, expect.tolist()))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fedbench.config import group_options
-from fedbench.federation import TrainConfig
+from fedbench.run_settings import RunSettings
 from fedbench.optimizer import OPTIMIZER_KEYS, lr_at, resolve_optimizer
 from tests.conftest import make_federation
 from tests.runs_helpers import compose_cfg
@@ -51,7 +51,7 @@ def test_step_schedule_decays_at_half_and_three_quarters(rounds, expected):
 
 
 def test_step_schedule_of_fedbabus_official_320_rounds():
-    hp = TrainConfig(0, 0.1, 0.9, 0.0, 50, 1, 320, lr_schedule="step")
+    hp = RunSettings(0, 0.1, 0.9, 0.0, 50, 1, 320, lr_schedule="step")
     assert {t: hp.lr_at(t) for t in (0, 159, 160, 239, 240, 319)} == pytest.approx(
         {0: 0.1, 159: 0.1, 160: 0.01, 239: 0.01, 240: 0.001, 319: 0.001})
     assert hp.final_lr == pytest.approx(0.001)
@@ -64,11 +64,11 @@ def test_local_steps_use_the_scheduled_lr(method):
     def update(schedule):
         fed = make_federation(method, rounds=2, hp_overrides={"head_epochs": 1, "body_epochs": 0} if method == "fedrep" else None,
                               lr=0.1, batch_size=100)  # one batch: one step (per phase)
-        fed.hp = dataclasses.replace(fed.hp, lr_schedule=schedule, lr_milestones=(0.5,))
-        fed.load(0)
-        before = {k: v.clone() for k, v in fed.model.state_dict().items()}
-        fed.method.local_update(fed.client(0, 1, "data"))
-        return {k: fed.model.state_dict()[k] - before[k] for k in before}
+        fed.run = dataclasses.replace(fed.run, lr_schedule=schedule, lr_milestones=(0.5,))
+        client = fed.client(0, 1, "data")
+        before = {k: v.clone() for k, v in client.model.state_dict().items()}
+        fed.method.local_update(client)
+        return {k: client.model.state_dict()[k] - before[k] for k in before}
 
     full, decayed = update("constant"), update("step")
     assert any(v.abs().sum() > 0 for v in full.values())

@@ -18,7 +18,7 @@ from fedbench.cli import CONF_DIR
 from fedbench.config import prepare
 from fedbench.runtime import resolve_threads
 from fedbench.data.federated import load_federated
-from fedbench.evaluation import evaluate_model
+from fedbench.evaluation import split_sums
 from tests.conftest import ROOT, make_federation, tiny_data
 
 
@@ -44,14 +44,14 @@ def test_gathering_by_index_yields_exactly_the_clients_samples(tmp_path):
             assert (owner[part] == -1).all()  # no sample belongs to two clients or two splits
             owner[part] = k
         client = fed.client(k, 0, "data")
-        xs, ys = zip(*client.batches(1))
+        xs, ys = zip(*client.batches(1).xy(client.data))
         x, y = torch.cat(xs), torch.cat(ys)
         assert len(y) == len(c.train)
         # the same samples (as a multiset of rows), and each is the raw dataset's row at a train index
         got = sorted(zip(map(tuple, x.tolist()), y.tolist()))
         assert got == sorted(zip(map(tuple, raw_x[c.train].tolist()), raw_y[c.train].tolist()))
     # the one-pass evaluation index holds each client's val and test samples, in that order
-    idx, seg, counts = fed._eval_index()
+    (idx, seg), counts = fed.eval_index(), fed.eval_counts()
     for k, c in enumerate(data.clients):
         assert torch.equal(idx[seg == 2 * k], c.val) and torch.equal(idx[seg == 2 * k + 1], c.test)
         assert counts[k].tolist() == [len(c.val), len(c.test)]
@@ -62,16 +62,19 @@ def test_one_pass_evaluation_equals_per_client_evaluation():
     fed.data.clients[2].val = fed.data.clients[2].val[:0]  # an empty split gives NaN, as before
     for t in range(2):
         fed.train_round(t)
-    assert fed._same_eval_model()
+    assert fed.same_eval_model()
     ev = fed.evaluate(1)
     for k, c in enumerate(fed.data.clients):
         fed.load(k)
-        va, _ = evaluate_model(fed.model, fed.data.x, fed.data.y, c.val, 3)
-        ta, tl = evaluate_model(fed.model, fed.data.x, fed.data.y, c.test, 3)
+        fed.model.eval()
+        vc, _ = split_sums(fed.model, fed.data.x, fed.data.y, c.val, 3)
+        tc, tl = split_sums(fed.model, fed.data.x, fed.data.y, c.test, 3)
+        va = vc / len(c.val) if len(c.val) else float("nan")
+        ta, tl = tc / len(c.test), tl / len(c.test)
         np.testing.assert_allclose([ev["val_acc"][k], ev["test_acc"][k], ev["test_loss"][k]], [va, ta, tl],
                                    rtol=1e-6)
     assert np.isnan(ev["val_acc"][2])
-    assert not make_federation("fedper")._same_eval_model()  # personal heads: client by client
+    assert not make_federation("fedper").same_eval_model()  # personal heads: client by client
 
 
 def _rss_mb() -> float:
@@ -87,7 +90,7 @@ def test_no_memory_growth_over_many_rounds(method, engine):
     # a model of ~1 MiB, so that keeping one copy per round would show in RSS too
     base = make_federation(method, rounds=50, join_ratio=0.5, data=tiny_data(num_clients=10, per_client=40),
                            model={"name": "mlp", "hidden": [512, 480]})
-    fed = build_federation(engine, base.hp, base.data, base.model, base.method, 50, 0.5)
+    fed = build_federation(engine, base.run, base.data, base.model, base.method, 50, 0.5)
     for t in range(10):  # warm-up: lazy models, caches, allocator pools
         fed.train_round(t)
         fed.evaluate(t)

@@ -6,16 +6,17 @@ import torch
 
 
 def record_uploads(fed) -> list[tuple[int, dict[str, torch.Tensor]]]:
-    """Wrap `fed.method.upload`; the returned list fills with (client id, a copy of its upload), in
-    upload order. Clear it between rounds to keep one round."""
-    uploads, real = [], fed.method.upload
+    """Wrap `fed.upload`; the returned list fills with (client id, a copy of its upload), in upload
+    order (a cohort's clients in its row order). Clear it between rounds to keep one round."""
+    uploads, real = [], fed.upload
 
-    def spy(client, keys):
-        out = real(client, keys)
-        uploads.append((client.id, {k: v.detach().clone() for k, v in out.items()}))
+    def spy(client):
+        out = real(client)
+        for row, k in enumerate(client.ids):
+            uploads.append((int(k), {n: v[row].detach().clone() for n, v in out.items()}))
         return out
 
-    fed.method.upload = spy
+    fed.upload = spy
     return uploads
 
 
@@ -26,3 +27,28 @@ def mean_upload(uploads, data, weighting: str) -> dict[str, torch.Tensor]:
     total = sum(weights)
     names = uploads[0][1]
     return {n: sum(w * up[n].double() for w, (_, up) in zip(weights, uploads)) / total for n in names}
+
+
+def record_evaluated(fed) -> list[dict[str, torch.Tensor]]:
+    """Wrap `fed.prepare_eval`; the returned list fills with a copy of every evaluated model's tensors
+    (the `evaluates` model, after adapt and fine-tuning), once per client, in evaluation order."""
+    seen, real = [], fed.prepare_eval
+
+    def spy(client):
+        real(client)
+        model = getattr(client, fed.method.evaluates)
+        for row in range(client.size):
+            seen.append({k: v.clone() for k, v in model.state_dict(row).items()})
+
+    fed.prepare_eval = spy
+    return seen
+
+
+def grad_at(model, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """d CE / d params of `model` with `params` substituted (a hand computation, for the tests)."""
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    leaves = {k: p.detach().requires_grad_() for k, p in params.items()}
+    loss = F.cross_entropy(functional_call(model, leaves, (x,)), y)
+    return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))

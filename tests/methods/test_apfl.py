@@ -21,45 +21,42 @@ def test_alpha_zero_evaluates_w():
     fed.train_round(0)
     fed.train_round(1)
     for k in range(fed.data.num_clients):
-        fed.load(k)
-        model = fed.method.eval_model(fed.client(k, 1, "finetune"))
+        model = fed.evaluated(k, 1).model
         assert all(torch.equal(p, fed.global_state[n]) for n, p in model.state_dict().items())
-        assert any(not torch.equal(fed.store.tensors["v." + n][k], fed.global_state[n]) for n in fed.global_state)
+        assert any(not torch.equal(fed.store.tensors["personal_model." + n][k], fed.global_state[n]) for n in fed.global_state)
 
 
 def test_alpha_one_personal_model_is_local_sgd():
     a = make_federation("apfl", rounds=3, join_ratio=0.5, hp_overrides={"alpha": 1.0, "adaptive_alpha": False})
     b = make_federation("local", rounds=3, join_ratio=0.5)
     train_both(a, b, 3)
-    assert_personal_is_local(a, b, "v.")
+    assert_personal_is_local(a, b, "personal_model.")
 
 
 def test_evaluated_model_mixes_parameters():
     fed = make_federation("apfl", rounds=1, hp_overrides={"alpha": 0.3})
     fed.train_round(0)
-    fed.load(1)
     alpha = float(fed.store.tensors["alpha"][1])
     assert 0.0 <= alpha <= 1.0 and alpha != 0.3
-    model = fed.method.eval_model(fed.client(1, 0, "finetune"))
+    model = fed.evaluated(1, 0).model
     for n, p in model.state_dict().items():
-        v = fed.store.tensors["v." + n][1]
+        v = fed.store.tensors["personal_model." + n][1]
         assert torch.allclose(p, alpha * v + (1 - alpha) * fed.global_state[n], atol=1e-6), n
 
 
 def test_adaptive_alpha_takes_one_gradient_step_per_batch():
     lr = 0.1
     fed = make_federation("apfl", rounds=1, lr=lr, batch_size=100, hp_overrides={"alpha": 0.5})  # one batch
-    fed.load(0)
     client = fed.client(0, 0, "data")
-    w = {n: p.detach().clone() for n, p in fed.model.named_parameters()}
+    w = {n: p[0].clone() for n, p in client.model.tensors(params_only=True).items()}
     v = {n: w[n] + 0.1 * torch.randn_like(w[n]) for n in w}  # a personal model apart from w
     for n, t in v.items():
-        client.state["v." + n].copy_(t)
-    x, y = next(fed.client(0, 0, "data").batches())
+        client.state["personal_model." + n].copy_(t)
+    x, y = next(fed.client(0, 0, "data").batches().xy(fed.data))
     mixed = {n: (0.5 * v[n] + 0.5 * w[n]).requires_grad_() for n in w}
     g = torch.autograd.grad(F.cross_entropy(functional_call(fed.model, mixed, (x,)), y), list(mixed.values()))
     expected = 0.5 - lr * sum((gi * (v[n] - w[n])).sum() for gi, n in zip(g, w)).item()
     fed.method.local_update(client)
     assert abs(float(client.state["alpha"]) - min(max(expected, 0.0), 1.0)) < 1e-6
     for gi, n in zip(g, w):  # and v took lr * alpha * grad f(v_bar)
-        assert torch.allclose(client.state["v." + n], v[n] - lr * 0.5 * gi, atol=1e-6), n
+        assert torch.allclose(client.state["personal_model." + n], v[n] - lr * 0.5 * gi, atol=1e-6), n

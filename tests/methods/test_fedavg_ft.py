@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import fedbench.client
-import fedbench.federation
 from fedbench.finetune import finetune_settings
 from tests.conftest import make_federation, tiny_data
+from tests.methods.spies import record_evaluated
 
 
 def snapshot(fed):
@@ -16,15 +16,9 @@ def snapshot(fed):
 
 def evaluated_states(fed, monkeypatch, t=0):
     """One evaluation pass; the state of every model as it was tested (once per client)."""
-    seen, real = [], fedbench.federation.evaluate_model
-
-    def spy(model, x, y, idx, batch_size):
-        seen.append({k: v.clone() for k, v in model.state_dict().items()})
-        return real(model, x, y, idx, batch_size)
-
-    monkeypatch.setattr(fedbench.federation, "evaluate_model", spy)
+    seen = record_evaluated(fed)
     ev = fed.evaluate(t)
-    return ev, seen[::2]  # evaluate_model runs on val, then test
+    return ev, seen
 
 
 def test_defaults_are_the_fedbabu_protocol():
@@ -39,7 +33,7 @@ def test_fine_tuning_runs_at_the_final_lr_of_the_schedule(monkeypatch):
     import dataclasses
 
     fed = make_federation("fedavg_ft", rounds=4, lr=0.2, momentum=0.5)
-    fed.hp = dataclasses.replace(fed.hp, lr_schedule="step")  # 0.2 -> 0.02 -> 0.002 at rounds 2 and 3
+    fed.run = dataclasses.replace(fed.run, lr_schedule="step")  # 0.2 -> 0.02 -> 0.002 at rounds 2 and 3
     seen = []
     real = fedbench.client.Client.sgd
     monkeypatch.setattr(fedbench.client.Client, "sgd", lambda self, *a, **kw: seen.append(kw) or real(self, *a, **kw))

@@ -3,8 +3,8 @@ is trained and shared, and evaluation fine-tunes a copy. Its official optimizer 
 0.9, x0.1 at 50%/75% of rounds) is method.official=true: tests/test_optimizer.py."""
 import torch
 
-import fedbench.federation
 from tests.conftest import make_federation
+from tests.methods.spies import record_evaluated
 
 HEAD = ("head.0.weight", "head.0.bias")
 
@@ -26,25 +26,18 @@ def test_head_never_trains_and_is_identical_on_all_clients():
         fed.train_round(t)
     assert not torch.equal(fed.global_state["backbone.1.0.weight"], body_init)  # the body did train
     for k in range(fed.data.num_clients):
-        fed.load(k)
-        assert all(torch.equal(fed.live[name], init[name]) for name in HEAD)
+        loaded = fed.client(k, 3).model.state_dict()
+        assert all(torch.equal(loaded[name], init[name]) for name in HEAD)
 
 
-def test_fine_tuning_moves_the_evaluated_head_but_not_the_stored_one(monkeypatch):
+def test_fine_tuning_moves_the_evaluated_head_but_not_the_stored_one():
     fed = make_federation("fedbabu", rounds=2)
     fed.train_round(0)
     init = {k: v.clone() for k, v in fed.fixed.items()}
     body = {k: v.clone() for k, v in fed.global_state.items()}
-    tested, real = [], fedbench.federation.evaluate_model
-
-    def spy(model, *args):
-        tested.append(model.state_dict()["head.0.weight"].clone())
-        return real(model, *args)
-
-    monkeypatch.setattr(fedbench.federation, "evaluate_model", spy)
+    tested = record_evaluated(fed)
     fed.evaluate(0)
-    assert tested and all(not torch.equal(h, init["head.0.weight"]) for h in tested)
+    assert tested and all(not torch.equal(s["head.0.weight"], init["head.0.weight"]) for s in tested)
     assert all(torch.equal(fed.fixed[k], init[k]) for k in init)
     assert all(torch.equal(fed.global_state[k], body[k]) for k in body)
-    fed.load(0)
-    assert torch.equal(fed.live["head.0.weight"], init["head.0.weight"])
+    assert torch.equal(fed.client(0, 1).model.state_dict()["head.0.weight"], init["head.0.weight"])

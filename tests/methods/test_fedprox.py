@@ -6,7 +6,8 @@ from tests.conftest import make_federation
 
 
 def flat_gap(model, anchor):
-    return torch.cat([(p - anchor[n]).flatten() for n, p in model.named_parameters()]).detach().clone()
+    params = model.tensors(params_only=True)
+    return torch.cat([(p[0] - anchor[n]).flatten() for n, p in params.items()]).detach().clone()
 
 
 def test_mu_zero_is_bitwise_fedavg():
@@ -22,17 +23,16 @@ def test_without_data_gradient_the_gap_shrinks_by_one_minus_lr_mu_per_step(monke
     the ROUND-START global by exactly (1 - lr mu). (A mu/2 gradient bug gives 1 - lr mu / 2; an
     anchor that follows the weights gives no shrinking at all.)"""
     lr, mu = 0.1, 2.0
-    monkeypatch.setattr(FedAvg, "loss", lambda self, client, x, y: (client.model(x) * 0).sum())
+    monkeypatch.setattr(FedAvg, "loss", lambda self, client, x, y, reduction="mean": (client.model(x) * 0).sum())
     fed = make_federation("fedprox", rounds=1, lr=lr, hp_overrides={"mu": mu})
-    fed.load(0)
     client = fed.client(0, 0, "data")
     anchor = {k: v.clone() for k, v in client.global_model().named_parameters()}
     with torch.no_grad():
-        for p in client.model.parameters():
+        for p in client.model.tensors(params_only=True).values():
             p.add_(torch.randn_like(p))
     gap = flat_gap(client.model, anchor)
-    for batch in list(client.batches())[:4]:
-        client.sgd(lambda x, y: fed.method.loss(client, x, y), batches=[batch])
+    for batch in client.batches().split()[:4]:
+        client.sgd(fed.method.loss, batches=batch)
         new = flat_gap(client.model, anchor)
         assert torch.allclose(new, (1 - lr * mu) * gap, rtol=1e-5, atol=1e-7)
         gap = new
@@ -42,11 +42,10 @@ def test_without_data_gradient_the_gap_shrinks_by_one_minus_lr_mu_per_step(monke
 def test_proximal_term_is_zero_at_round_start_and_pulls_toward_global():
     def drift(mu):
         fed = make_federation("fedprox", rounds=1, local_epochs=5, hp_overrides={"mu": mu})
-        fed.load(0)
         client = fed.client(0, 0, "data")
-        x, y = next(client.batches())
+        x, y = next(client.batches().xy(client.data))
         ce = torch.nn.functional.cross_entropy(client.model(x), y)
-        assert torch.equal(fed.method.loss(client, x, y), ce)  # w = w^t: the term is exactly 0
+        assert torch.equal(client.call(fed.method.loss, {}, 0, x, y), ce)  # w = w^t: the term is exactly 0
         fed.method.local_update(client)
         return flat_gap(client.model, dict(client.global_model().named_parameters())).norm()
 

@@ -18,7 +18,6 @@ def same(a, b, prefix):
 def run_local_update(fed, k=0, t=0):
     """Client k's local update with a spy on client.sgd: the received state, the state after each
     phase, and the epochs each phase asked for."""
-    fed.load(k)
     client = fed.client(k, t, "data")
     received, after, epochs = clone(client.model), [], []
     real_sgd, real_batches = client.sgd, client.batches
@@ -42,7 +41,7 @@ def test_head_phase_then_body_phase_each_freezing_the_other(official):
     # momentum 0.5 and weight decay 1e-4 (the official optimizer's), which would move a part "frozen"
     # by zeroing its gradients
     fed = make_federation("fedrep", rounds=1, momentum=0.5, hp_overrides={"official": official})
-    fed.hp = dataclasses.replace(fed.hp, weight_decay=1e-4)
+    fed.run = dataclasses.replace(fed.run, weight_decay=1e-4)
     received, (after_head, after_body), epochs = run_local_update(fed)
     assert epochs == [10, 1]  # 10 head epochs, then the run's local_epochs (1) body epochs
     assert same(after_head, received, "backbone.")  # body bitwise the received global
@@ -69,9 +68,8 @@ def test_server_never_holds_heads_and_heads_stay_personal():
     for t in range(3):
         fed.train_round(t)
         assert fed.global_state and all(k.startswith("backbone.") for k in fed.global_state)
-    fed.load(0)
     client = fed.client(0, 3, "data")
-    assert all(k.startswith("backbone.") for k in fed.method.upload(client, fed.shared))
+    assert all(k.startswith("backbone.") for k in fed.upload(client))
     heads = fed.store.tensors["head.0.weight"]
     assert not torch.equal(heads[0], heads[1])
     fed.load(1)  # a client evaluates its own stored head on the current global body
@@ -81,22 +79,20 @@ def test_server_never_holds_heads_and_heads_stay_personal():
 
 def test_official_weight_decay_covers_weights_not_biases():
     fed = make_federation("fedrep", rounds=1, hp_overrides={"official": True})
-    fed.hp = dataclasses.replace(fed.hp, weight_decay=0.5)
-    fed.load(0)
+    fed.run = dataclasses.replace(fed.run, weight_decay=0.5)
     client = fed.client(0, 0, "data")
-    x, y = next(client.batches())
-    client.model.backbone.requires_grad_(False)  # as during the head phase
-    head = client.model.head[0]
+    x, y = next(client.batches().xy(client.data))
+    head = {n: client.state[n][0].detach().requires_grad_() for n in client.model.names("head")}  # the head phase
     ce = torch.nn.functional.cross_entropy(client.model(x), y)
-    assert torch.allclose(fed.method.loss(client, x, y) - ce, 0.25 * head.weight.pow(2).sum())
+    weight = client.model.state_dict()["head.0.weight"]
+    assert torch.allclose(client.call(fed.method.loss, head, 0, x, y) - ce, 0.25 * weight.pow(2).sum())
 
 
 def test_run_weight_decay_is_sgds_on_every_trained_tensor():
     """Without official=true FedRep trains with the run's optimizer, like every method: the loss is
     plain CE and SGD's weight decay (biases included) is the run's."""
     fed = make_federation("fedrep", rounds=1)
-    fed.hp = dataclasses.replace(fed.hp, weight_decay=0.5)
-    fed.load(0)
+    fed.run = dataclasses.replace(fed.run, weight_decay=0.5)
     client = fed.client(0, 0, "data")
-    x, y = next(client.batches())
-    assert torch.equal(fed.method.loss(client, x, y), torch.nn.functional.cross_entropy(client.model(x), y))
+    x, y = next(client.batches().xy(client.data))
+    assert torch.equal(client.call(fed.method.loss, {}, 0, x, y), torch.nn.functional.cross_entropy(client.model(x), y))

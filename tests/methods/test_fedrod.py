@@ -7,6 +7,7 @@ from fedbench.data.types import ClientData, FederatedData
 from methods.fedrod import log_prior
 from tests.conftest import make_federation
 from tests.methods.side_by_side import assert_same_global, train_both
+from tests.methods.spies import record_uploads
 
 
 def balanced_data(num_clients=4, per_class=4, classes=4, dim=8):
@@ -37,49 +38,47 @@ def test_uniform_counts_body_and_generic_head_follow_fedavg_bitwise():
 def test_personal_head_is_never_uploaded():
     fed = make_federation("fedrod", rounds=2)
     assert fed.personal and all(k.startswith("phead.") for k in fed.personal)
-    uploads = []
-    upload = fed.method.upload
-    fed.method.upload = lambda c, keys: uploads.append(upload(c, keys)) or uploads[-1]
+    uploads = record_uploads(fed)
     for t in range(2):
         fed.train_round(t)
-    assert uploads and not any(k.startswith("phead.") for up in uploads for k in up)
+    assert uploads and not any(k.startswith("phead.") for _, up in uploads for k in up)
     assert not any(k.startswith("phead.") for k in fed.global_state)
 
 
 def test_evaluated_logits_are_generic_plus_personal():
     fed = make_federation("fedrod", rounds=1)
     fed.train_round(0)
-    fed.load(1)
-    model, x = fed.model, fed.data.x[fed.data.clients[1].test]
+    client = fed.evaluated(1, 0)
+    model, x = client.model.copy(), fed.data.x[fed.data.clients[1].test]
     assert torch.equal(model.phead[0].weight, fed.store.tensors["phead.0.weight"][1])
     with torch.no_grad():
         z = model.backbone(x)
         expected = model.head(z) + model.phead(z)
-        got = fed.method.eval_model(fed.client(1, 0, "finetune"))(x)
+        got = client.call(None, {}, 0, x, None)  # the method's predict on the evaluated model
     assert torch.equal(got, expected)
     assert not torch.allclose(got, model.head(z), atol=1e-4)
 
 
 def test_personal_loss_sends_no_gradient_to_body_or_generic_head():
     fed = make_federation("fedrod", rounds=1)
-    fed.load(0)
     client = fed.client(0, 0, "data")
-    x, y = next(client.batches())
-    model = fed.model
-    model.zero_grad()
-    torch.nn.functional.cross_entropy(model.head(model.backbone(x)) + fed.method.prior(client), y).backward()
-    generic_only = {n: p.grad.clone() for n, p in model.named_parameters() if not n.startswith("phead.")}
-    model.zero_grad()
-    fed.method.loss(client, x, y).backward()
-    for n, p in model.named_parameters():
-        if n.startswith("phead."):
-            assert p.grad is not None and p.grad.abs().sum() > 0
+    step = client.batches().steps[0]
+    names = client.model.names()
+
+    def generic(c, x, y, reduction="mean"):  # the balanced loss alone
+        return torch.nn.functional.cross_entropy(c.model.head(c.model.backbone(x)) + log_prior(c.class_counts), y)
+
+    generic_only, _ = client.gradients(generic, names, step)
+    full, _ = client.gradients(fed.method.loss, names, step)
+    for n in names:
+        if n.startswith("model.phead."):
+            assert full[n] is not None and full[n].abs().sum() > 0
         else:
-            assert torch.equal(p.grad, generic_only[n]), n
+            assert torch.equal(full[n], generic_only[n]), n
 
 
 def test_prior_is_log_count_with_absent_classes_masked():
-    prior = log_prior(torch.tensor([0, 0, 0, 0, 2, 2]), 4)
+    prior = log_prior(torch.bincount(torch.tensor([0, 0, 0, 0, 2, 2]), minlength=4).float())
     assert torch.allclose(prior[[0, 2]], torch.tensor([1.0, 0.5]).log())
     assert prior[1] == float("-inf") and prior[3] == float("-inf")
     logits = torch.randn(3, 4, requires_grad=True)

@@ -2,17 +2,22 @@
 w; the HF finite-difference Hessian-vector product is the exact one to O(delta^2), and the HF step is
 w - beta (I - alpha H(w)) grad f(w~) with the exact Hessian; the evaluation adaptation is one
 alpha-step on train data only."""
-import itertools
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from fedbench.batches import Plan
 from fedbench.data.types import FederatedData
-from fedbench.functional import grad_at, hvp_fd, minibatches
+from fedbench.functional import hvp_fd
 from tests.conftest import make_federation, tiny_data
 from tests.methods.side_by_side import assert_same_global, train_both
+from tests.methods.spies import grad_at
+
+
+def batches_of(client, n):
+    """The client's first n minibatches of its data stream, as (x, y)."""
+    return list(client.minibatches(n).xy(client.data))
 
 
 def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
@@ -21,8 +26,11 @@ def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
                         hp_overrides={"alpha": 0.0, "beta": beta, "local_steps": steps, "variant": "fo"})
     b = make_federation("fedavg", rounds=3, join_ratio=0.5, lr=beta, hp_overrides={"weighting": "uniform"})
     # FedAvg whose SGD steps use the D' batches (every second one of the same data stream)
-    b.method.local_update = lambda c: c.sgd(lambda x, y: b.method.loss(c, x, y),
-                                            batches=itertools.islice(minibatches(c, 2 * steps), 1, None, 2))
+    def every_second(c):
+        plan = c.minibatches(2 * steps)
+        return Plan(plan.steps[1::2], plan.counts // 2)
+
+    b.method.local_update = lambda c: c.sgd(b.method.loss, batches=every_second(c))
     train_both(a, b, 3)
     assert_same_global(a, b)
 
@@ -30,14 +38,14 @@ def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
 def test_meta_gradient_is_taken_at_w_tilde_and_applied_to_w():
     alpha, beta = 0.5, 0.3
     fed = make_federation("perfedavg", rounds=1, hp_overrides={"alpha": alpha, "beta": beta, "local_steps": 1})
-    fed.load(0)
     model = fed.model
     w = {k: p.detach().clone() for k, p in model.named_parameters()}
-    d, d_prime = list(minibatches(fed.client(0, 0, "data"), 2))
-    g, _ = grad_at(model, w, *d)
-    g_tilde, _ = grad_at(model, {k: w[k] - alpha * g[k] for k in w}, *d_prime)
-    fed.method.local_update(fed.client(0, 0, "data"))
-    for k, p in model.named_parameters():
+    d, d_prime = batches_of(fed.client(0, 0, "data"), 2)
+    g = grad_at(model, w, *d)
+    g_tilde = grad_at(model, {k: w[k] - alpha * g[k] for k in w}, *d_prime)
+    client = fed.client(0, 0, "data")
+    fed.method.local_update(client)
+    for k, p in client.model.state_dict().items():
         assert torch.allclose(p, w[k] - beta * g_tilde[k], atol=1e-6), k
         assert not torch.allclose(p, w[k] - alpha * g[k] - beta * g_tilde[k], atol=1e-4), k  # not from w~
 
@@ -52,8 +60,12 @@ def test_finite_difference_hvp_matches_autograd_to_second_order():
     exact = torch.autograd.grad(sum((g * v[k]).sum() for g, k in zip(grads, w)), list(w.values()))
     exact = torch.cat([e.flatten() for e in exact])
 
+    class Client:  # what hvp_fd needs of a client: gradients at a point on a batch
+        def grad(self, objective, at, step):
+            return grad_at(model, at, x, y), None
+
     def error(delta):
-        fd = hvp_fd(model, w, v, x, y, delta)
+        fd = hvp_fd(Client(), None, w, v, None, delta)
         return (torch.cat([fd[k].flatten() for k in w]) - exact).norm().item()
 
     assert error(1e-3) < 1e-4 * exact.norm().item()
@@ -83,13 +95,11 @@ def test_evaluation_adapts_one_alpha_step_on_train_data_only():
     for d in (data, other):
         fed = make_federation("perfedavg", rounds=1, data=d, hp_overrides={"alpha": alpha})
         fed.train_round(0)
-        fed.load(2)
-        model = fed.method.eval_model(fed.client(2, 0, "finetune"))
-        adapted.append({k: p.detach().clone() for k, p in model.named_parameters()})
+        adapted.append({k: p.clone() for k, p in fed.evaluated(2, 0).model.state_dict().items()})
     assert all(torch.equal(adapted[0][k], adapted[1][k]) for k in adapted[0])
     # exactly one step of size alpha from the global model on the first train batch of the stream
-    batch = next(minibatches(fed.client(2, 0, "finetune"), 1))
-    g, _ = grad_at(fed.model, dict(fed.global_state), *batch)
+    batch = batches_of(fed.client(2, 0, "finetune"), 1)[0]
+    g = grad_at(fed.model, dict(fed.global_state), *batch)
     for k, p in adapted[0].items():
         assert torch.allclose(p, fed.global_state[k] - alpha * g[k], atol=1e-6), k
         assert not torch.allclose(p, fed.global_state[k], atol=1e-4), k
@@ -121,22 +131,22 @@ def test_hf_step_is_w_minus_beta_times_i_minus_alpha_hessian_at_w_times_grad_at_
     alpha, beta, delta = 0.5, 0.3, 1e-5
     fed = make_federation("perfedavg", rounds=1, hp_overrides={"variant": "hf", "alpha": alpha, "beta": beta,
                                                                "delta": delta, "local_steps": 1})
-    fed.load(0)
     model = fed.model
     w = {k: p.detach().clone() for k, p in model.named_parameters()}
     assert all(p.dtype == torch.float64 for p in w.values())
-    d, d_prime, d_second = list(minibatches(fed.client(0, 0, "data"), 3))
-    g, _ = grad_at(model, w, *d)
+    d, d_prime, d_second = batches_of(fed.client(0, 0, "data"), 3)
+    g = grad_at(model, w, *d)
     w_tilde = {k: w[k] - alpha * g[k] for k in w}
-    g_tilde, _ = grad_at(model, w_tilde, *d_prime)
+    g_tilde = grad_at(model, w_tilde, *d_prime)
 
     def meta_step(sign, at):
         hg = hvp_exact(model, at, g_tilde, *d_second)
         return {k: w[k] - beta * (g_tilde[k] - sign * alpha * hg[k]) for k in w}
 
     want, flipped, at_w_tilde = meta_step(1, w), meta_step(-1, w), meta_step(1, w_tilde)
-    fed.method.local_update(fed.client(0, 0, "data"))
-    got = dict(model.named_parameters())
+    client = fed.client(0, 0, "data")
+    fed.method.local_update(client)
+    got = client.model.state_dict()
     tol = 1e-8
     assert max((got[k] - want[k]).abs().max().item() for k in w) < tol
     for near_miss in (flipped, at_w_tilde):

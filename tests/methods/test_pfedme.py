@@ -3,15 +3,19 @@ when lambda is large (the Moreau envelope collapses onto f), and the inner step 
 mu L2 term included."""
 import torch
 
-from fedbench.functional import grad_at, minibatches
 from tests.conftest import make_federation
-from tests.methods.spies import record_uploads
+from tests.methods.spies import grad_at, record_uploads
 
 HP = {"personal_lr": 0.05, "lr": 0.02, "local_steps": 4}
 
 
 def flat(tensors):
     return torch.cat([t.detach().flatten() for t in tensors])
+
+
+def params(model):
+    """A cohort-of-one model's parameter tensors."""
+    return [t[0] for t in model.tensors(params_only=True).values()]
 
 
 def test_server_moves_beta_times_toward_the_mean():
@@ -36,15 +40,14 @@ def test_evaluated_model_is_the_stored_theta_not_w():
     uploads = record_uploads(fed)
     fed.train_round(0)
     seen = dict(uploads)
+    assert fed.method.evaluates == "personal_model"
     for k in range(fed.data.num_clients):
-        fed.load(k)
-        model = fed.method.eval_model(fed.client(k, 0, "finetune"))
-        theta = {n: fed.store.tensors["theta." + n][k] for n, _ in model.named_parameters()}
-        evaluated = flat(p for _, p in model.named_parameters())
+        model = fed.evaluated(k, 0).personal_model.state_dict()
+        theta = {n: fed.store.tensors["personal_model." + n][k] for n in model}
+        evaluated = flat(model.values())
         assert torch.equal(evaluated, flat(theta.values()))
         assert not torch.allclose(evaluated, flat(seen[k][n] for n in theta), atol=1e-4)  # w_{i,R}
         assert not torch.allclose(evaluated, flat(fed.global_state[n] for n in theta), atol=1e-4)
-        assert model is not fed.model  # a separate copy: reloading w cannot overwrite it
 
 
 def test_theta_is_warm_started_across_the_r_iterations():
@@ -54,15 +57,14 @@ def test_theta_is_warm_started_across_the_r_iterations():
     lr, lam = HP["lr"], 15.0
     fed = make_federation("pfedme", rounds=2, hp_overrides=HP | {"local_steps": 3})
     fed.train_round(0)  # now client 0's stored theta is not the global
-    fed.load(0)
     client = fed.client(0, 1, "data")
-    round_start = flat(client.model.parameters()).clone()
+    round_start = flat(params(client.model)).clone()
     sgd, calls = client.sgd, []
 
     def spy(loss, model, **kw):
-        before, w = flat(model.parameters()).clone(), flat(client.model.parameters()).clone()
+        before, w = flat(params(model)).clone(), flat(params(client.model)).clone()
         out = sgd(loss, model=model, **kw)
-        calls.append((before, flat(model.parameters()).clone(), w))
+        calls.append((before, flat(params(model)).clone(), w))
         return out
 
     client.sgd = spy
@@ -78,11 +80,10 @@ def test_large_lambda_makes_theta_track_w():
         # keep lr*lam and personal_lr*lam stable (< 1): the fixed-step solver must converge
         hp = {"lam": lam, "personal_lr": 0.5 / lam, "lr": 0.5 / lam, "local_steps": 4, "mu": 0.0}
         fed = make_federation("pfedme", rounds=1, hp_overrides=hp)
-        fed.load(0)
         client = fed.client(0, 0, "data")
         fed.method.local_update(client)
-        theta = flat(fed.store.tensors["theta." + n][0] for n, _ in client.model.named_parameters())
-        return (theta - flat(client.model.parameters())).norm().item()
+        theta = flat(params(client.personal_model))
+        return (theta - flat(params(client.model))).norm().item()
 
     small, large = gap(1.0), gap(1e4)
     assert large < 1e-3 and large < 1e-3 * small
@@ -96,23 +97,22 @@ def test_inner_steps_include_the_mu_l2_term():
     fed = make_federation("pfedme", rounds=2, hp_overrides={"personal_lr": plr, "lr": lr, "lam": lam, "mu": mu,
                                                             "inner_steps": 2, "local_steps": 1})
     fed.train_round(0)  # client 0's w^t is no longer the initial model
-    fed.load(0)
     client = fed.client(0, 1, "data")
-    w = {n: p.detach().clone() for n, p in client.model.named_parameters()}
-    batch = next(minibatches(fed.client(0, 1, "data"), 1))  # D: the same stream's first minibatch
+    w = {n: p[0].clone() for n, p in client.model.tensors(params_only=True).items()}
+    batch = next(fed.client(0, 1, "data").minibatches(1).xy(fed.data))  # D: the same stream's first minibatch
 
     def solve(mu):
         theta = dict(w)  # theta <- w^t at round start
         for _ in range(2):
-            g, _ = grad_at(client.model, theta, *batch)
+            g = grad_at(fed.model, theta, *batch)
             theta = {n: t - plr * (g[n] + lam * (t - w[n]) + mu * t) for n, t in theta.items()}
         return theta
 
     theta = solve(mu)
     fed.method.local_update(client)
-    for n, p in client.model.named_parameters():
-        got = client.state["theta." + n]
+    for n, p in client.model.state_dict().items():
+        got = client.state["personal_model." + n][0]
         assert torch.allclose(got, theta[n], atol=1e-6), n
         assert torch.allclose(p, w[n] - lr * lam * (w[n] - theta[n]), atol=1e-6), n
     without_mu = solve(0.0)
-    assert max((client.state["theta." + n] - t).abs().max().item() for n, t in without_mu.items()) > 1e-3
+    assert max((client.state["personal_model." + n] - t).abs().max().item() for n, t in without_mu.items()) > 1e-3
