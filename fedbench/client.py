@@ -11,6 +11,7 @@ objective runs client by client or vmapped over the cohort. Nothing here knows a
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -23,6 +24,7 @@ from fedbench.seeding import torch_generator
 from fedbench.sgd import sgd_update
 
 MODELS = ("model", "personal_model")
+_NAMES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()  # ModelHandle.names, per module
 
 
 class View:
@@ -31,10 +33,17 @@ class View:
 
     def __init__(self, models: nn.Module, state: dict, cohort: "Client", trained: frozenset = frozenset()):
         self.model, self.personal_model = models.model, getattr(models, "personal_model", None)
-        self.state, self._cohort = state, cohort
-        self.run, self.round, self.lr = cohort.run, cohort.round, cohort.lr
-        # the model's parameters this step trains (requires_grad cannot tell inside vmap)
-        self.trained = frozenset(n.removeprefix("model.") for n in trained if n.startswith("model."))
+        self.state, self._cohort, self._trained = state, cohort, trained
+        self.run, self.round = cohort.run, cohort.round
+
+    @property
+    def lr(self) -> float:
+        return self._cohort.lr
+
+    @property
+    def trained(self) -> frozenset:
+        """The model's parameters this step trains (requires_grad cannot tell inside vmap)."""
+        return frozenset(n.removeprefix("model.") for n in self._trained if n.startswith("model."))
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -46,21 +55,37 @@ class View:
 
 
 class _Models(nn.Module):
-    """The modules an objective runs: functional_call substitutes one client's tensors for theirs."""
+    """The modules an objective runs, into which `run` puts one client's tensors (or, under vmap, the
+    cohort's batched ones) for the duration of a call: the same substitution as
+    torch.func.functional_call, without its per-call traversal of the modules (which cost more than a
+    small model's forward and backward)."""
 
     def __init__(self, model: nn.Module, personal: nn.Module | None):
         super().__init__()
         self.model = model
         if personal is not None:
             self.personal_model = personal
+        self._slots = {}
+        for name, module in self.named_modules():
+            for kind in ("_parameters", "_buffers"):
+                for attr in getattr(module, kind):
+                    self._slots[f"{name}.{attr}" if name else attr] = (getattr(module, kind), attr)
 
-    def forward(self, fn, cohort, state, x, y, w, trained=frozenset()):
-        view = View(self, state, cohort, trained)
-        if fn is None:  # a prediction
-            return cohort.predict(view, x)
-        if w is None:
-            return fn(view, x, y, "mean")
-        return (fn(view, x, y, "none") * w).sum()
+    def run(self, tensors: dict[str, torch.Tensor], fn, cohort, state, x, y, w, trained=frozenset()):
+        saved = [(self._slots[n], self._slots[n][0][self._slots[n][1]]) for n in tensors]
+        try:
+            for n, t in tensors.items():
+                table, attr = self._slots[n]
+                table[attr] = t
+            view = View(self, state, cohort, trained)
+            if fn is None:  # a prediction
+                return cohort.predict(view, x)
+            if w is None:
+                return fn(view, x, y, "mean")
+            return (fn(view, x, y, "none") * w).sum()
+        finally:
+            for (table, attr), old in saved:
+                table[attr] = old
 
 
 class ModelHandle:
@@ -71,11 +96,14 @@ class ModelHandle:
         self.state, self.prefix, self.module = state, prefix, module  # the cohort's state (no cycle to it)
 
     def names(self, part="all", params_only: bool = True) -> list[str]:
-        keys = self.module.keys(part)
-        if params_only:
-            params = dict(self.module.named_parameters())
-            keys = [k for k in keys if k in params]
-        return [self.prefix + k for k in keys]
+        key = (self.prefix, part if isinstance(part, str) else tuple(part), params_only)
+        if key not in _NAMES.setdefault(self.module, {}):  # the module's structure never changes
+            keys = self.module.keys(part)
+            if params_only:
+                params = dict(self.module.named_parameters())
+                keys = [k for k in keys if k in params]
+            _NAMES[self.module][key] = [self.prefix + k for k in keys]
+        return _NAMES[self.module][key]
 
     def tensors(self, params_only: bool = False) -> dict[str, torch.Tensor]:
         return {n.removeprefix(self.prefix): self.state[n] for n in self.names("all", params_only)}
@@ -114,6 +142,7 @@ class Client:
             if fed.personal_module is not None else None
         self.predict = fed.method.predict
         self._generators: dict[int, torch.Generator] = {}
+        self._row_views: dict[int, tuple[dict, dict]] = {}  # one row's views of the state (Client.call)
 
     # -- facts ------------------------------------------------------------------------------------
     @property
@@ -205,10 +234,12 @@ class Client:
         self.fed.step_models.train()
         saved = {n: self.state[n] for n in names}
         self.state.update({model.prefix + k: t.detach() for k, t in at.items()})
+        self._row_views.clear()
         try:
             grads, loss = self.gradients(objective, names, step)
         finally:
             self.state.update(saved)
+            self._row_views.clear()
         return {k: grads[model.prefix + k] for k in at}, loss
 
     def gradients(self, objective: Callable, names: list[str], step: Step
@@ -221,16 +252,23 @@ class Client:
     # -- inside a step ----------------------------------------------------------------------------
     def call(self, fn, trained: dict[str, torch.Tensor], rows: slice | int, x, y, w=None):
         """`fn` on client row(s) `rows` with the cohort state, `trained` tensors substituted: the
-        models' tensors go through functional_call, the rest is the View's state. A slice of rows
+        models' tensors are put into the modules (_Models.run), the rest is the View's state. A slice of rows
         is vmapped (one call for the clients), an int row is one plain call."""
         models = self.fed.step_models
+        names = frozenset(trained)
+        if isinstance(rows, int):  # the row's views, made once per cohort and row
+            if rows not in self._row_views:
+                row = {n: t[rows] for n, t in self.state.items()}
+                self._row_views[rows] = ({n: v for n, v in row.items() if n.startswith(MODELS)},
+                                         {n: v for n, v in row.items() if not n.startswith(MODELS)})
+            tensors, rest = self._row_views[rows]
+            if trained:
+                tensors = tensors | {n: v for n, v in trained.items() if n.startswith(MODELS)}
+                rest = rest | {n: v for n, v in trained.items() if not n.startswith(MODELS)}
+            return models.run(tensors, fn, self, rest, x, y, w, names)
         state = {n: trained.get(n, t[rows]) for n, t in self.state.items()}
         tensors = {n: v for n, v in state.items() if n.startswith(MODELS)}
         rest = {n: v for n, v in state.items() if not n.startswith(MODELS)}
-        names = frozenset(trained)
-        if isinstance(rows, int):
-            return functional_call(models, tensors, (fn, self, rest, x, y, w, names), strict=False)
-        one = lambda p, s, xx, yy, ww: functional_call(models, p, (fn, self, s, xx, yy, ww, names),  # noqa: E731
-                                                       strict=False)
+        one = lambda p, s, xx, yy, ww: models.run(p, fn, self, s, xx, yy, ww, names)  # noqa: E731
         return vmap(one, in_dims=(0, 0, 0, 0 if y is not None else None, 0 if w is not None else None))(
             tensors, rest, x, y, w)
