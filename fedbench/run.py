@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from fedbench import checkpoint, completion
-from fedbench.config import method_class, prepare, require_batchnorm
+from fedbench.config import method_class, prepare, require_backbone_and_head, require_batchnorm
 from fedbench.runtime import check_deterministic_model, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.engines import build_federation
@@ -28,6 +28,7 @@ def build_method(cfg: DictConfig, model):
     """The method instance for `cfg` on `model` (the same checks as `prepare`, for direct callers)."""
     cls = method_class(cfg.method.name)
     require_batchnorm(cfg, cls, model)
+    require_backbone_and_head(cfg, cls, model)
     return cls(cfg.method, model)
 
 
