@@ -5,7 +5,8 @@ metrics.csv and clients.csv (`record`). `damage` compares the files on disk with
 run marked complete whose files were cut short, rewritten or lost is found out. `finished` is what a
 run does first: a complete, consistent run is skipped; a complete run whose files disagree is moved
 aside into `<run dir>/damaged-<time>/` (kept, with the reason in why.txt) and rerun from round 0.
-Summaries written before these records existed carry no `files` and are taken at their word.
+Summaries written before these records existed carry no `files`: their files need only be readable
+with the columns the report draws from. The report (fedbench.report.collect) uses the same `damage`.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from fedbench import checkpoint
+import pandas as pd
+
 from fedbench.errors import WriteError
 from fedbench.results import RunDir, atomic_write
 
 FILES = ("metrics.csv", "clients.csv")
+REQUIRED_COLUMNS = {"metrics.csv": ("round", "test_acc", "bytes_up", "bytes_down"), "clients.csv": ("test_acc",)}
 ASIDE_PREFIX = "damaged-"
 REASON_FILE = "why.txt"
 
@@ -36,12 +39,26 @@ def record(run_dir: Path) -> dict:
     return {name: file_facts(Path(run_dir) / name) for name in FILES if (Path(run_dir) / name).is_file()}
 
 
+def csv_problem(run_dir: Path) -> str:
+    """Why FILES cannot be read as a finished run's tables ("" when they can)."""
+    for name, columns in REQUIRED_COLUMNS.items():
+        try:
+            frame = pd.read_csv(Path(run_dir) / name)
+        except (OSError, ValueError) as exc:  # ValueError: also UnicodeDecodeError, ParserError
+            return f"{name} is unreadable ({type(exc).__name__})"
+        bad = [c for c in columns if c not in frame or not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            return f"{name} has no numeric column {', '.join(bad)}"
+    return ""
+
+
 def damage(run_dir: Path, summary: dict) -> str:
-    """Why the files of `run_dir` disagree with `summary["files"]`; "" when they agree (or when the
-    summary records nothing, as summaries of older fedbench versions do)."""
+    """Why the files of `run_dir` disagree with `summary["files"]`; "" when they agree. A summary
+    without that record (older fedbench versions) only needs readable files with the columns the
+    report draws from."""
     files = summary.get("files")
     if files is None:
-        return ""
+        return csv_problem(run_dir)
     if not isinstance(files, dict):
         return "summary.json has an unreadable `files` record"
     for name, want in sorted(files.items()):
@@ -80,6 +97,8 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
     to clean or damage to put aside, is left for the locked check (returns None). Locked (this
     process holds fedbench.runlock): a kill between the final summary and the cleanup left a
     checkpoint or temp files, removed now; a damaged complete run is put aside (returns None: rerun)."""
+    from fedbench import checkpoint  # (torch) here: the report reads `damage` without importing torch
+
     summary = rd.summary()
     if not summary or summary.get("status") != "complete":
         return None
