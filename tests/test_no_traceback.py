@@ -112,7 +112,8 @@ def test_read_only_run_directory_mid_run_is_one_line_through_the_command_line(tm
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 74, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("fedbench: error: cannot write ") and "Permission denied" in lines[0]
-    assert "summary.json" not in lines[0]  # the first failure is reported, not marking the run failed    (run,) = run_dirs(tmp_path)
+    assert "summary.json" not in lines[0]  # the first failure is reported, not marking the run failed
+    (run,) = run_dirs(tmp_path)
     assert str(run) in lines[0] and summary(run)["status"] == "running"  # nothing could mark it failed
 
 
