@@ -133,22 +133,23 @@ def load(path: Path, key: str, rounds: int, map_location) -> tuple[dict | None, 
     """(payload, "") for a usable checkpoint at `path`; (None, why) when there is none or it is
     unusable (no checksum or a wrong one, unreadable, another format, another config, or a round
     outside [1, rounds]). `why` never suggests loading the file another way."""
-    path = Path(path)
+    n = len(TAG) + 64
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:  # the body and the trailer apart: one copy of the body in memory
+            body = f.read(max(os.fstat(f.fileno()).st_size - n, 0))
+            trailer = f.read()
     except FileNotFoundError:
         return None, ""
     except OSError as exc:
         return None, f"unreadable ({exc.strerror or type(exc).__name__})"
-    view, n = memoryview(data), len(TAG) + 64
-    if len(data) < n or bytes(view[-n:-64]) != TAG:
+    if len(trailer) != n or trailer[:-64] != TAG:
         return None, "unreadable (no fedbench checksum at its end: cut short, or not written by this fedbench)"
-    if hashlib.sha256(view[:-n]).hexdigest().encode() != bytes(view[-64:]):
+    if hashlib.sha256(body).hexdigest().encode() != trailer[-64:]:
         return None, "its sha256 checksum does not match its content (the file is damaged)"
     try:
         with warnings.catch_warnings():  # torch's notes on odd pickles: the one warning line is the caller's
             warnings.simplefilter("ignore")
-            payload = torch.load(io.BytesIO(view[:-n]), map_location=map_location, weights_only=True)
+            payload = torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
     except Exception as exc:
         return None, f"unreadable although its checksum matches ({type(exc).__name__}; not a plain-tensor checkpoint)"
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
