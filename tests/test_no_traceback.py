@@ -76,16 +76,17 @@ def _dev_full_for(name, monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-def test_full_disk_at_a_checkpoint_is_one_line_and_marks_the_run_failed(tmp_path, data_root, monkeypatch):
-    _dev_full_for(checkpoint.NAME, monkeypatch)
+@pytest.mark.parametrize("full_at", [checkpoint.NAME, "clients.csv"])  # mid-run, and at the final writes
+def test_full_disk_is_one_line_and_marks_the_run_failed(tmp_path, data_root, monkeypatch, full_at):
+    _dev_full_for(full_at, monkeypatch)
     with pytest.raises(WriteError) as info:
         run_inprocess(f"results_dir={tmp_path}", "rounds=4", "eval_every=1", "checkpoint_every=2")
     message = str(info.value)
-    assert "\n" not in message and checkpoint.NAME in message and "No space left on device" in message
+    assert "\n" not in message and full_at in message and "No space left on device" in message
     (run,) = run_dirs(tmp_path)
     s = summary(run)
     assert s["status"] == "failed" and "No space left" in s["error"]
-    assert not list(run.glob(".*.tmp")) and not (run / checkpoint.NAME).exists()
+    assert not list(run.glob(".*.tmp")) and not (run / "clients.csv").exists()
     monkeypatch.undo()
     assert run_inprocess(f"results_dir={tmp_path}", "rounds=4", "eval_every=1", "checkpoint_every=2")["status"] == "complete"
 
