@@ -121,7 +121,9 @@ def _validate_jobs(fixed: list[str], structural: list[list[str]], plain: list[li
 
     from fedbench.config import prepare
     from fedbench.errors import ConfigError
+    from fedbench.sweep_dirs import RunDirClaims
 
+    claims = RunDirClaims()  # a sweep whose jobs would share a run directory is refused here
     first = [f"{axis[0][0]}={_override_str(axis[0][1])}" for axis in plain]
     checked = 0
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="fedbench"):
@@ -140,7 +142,7 @@ def _validate_jobs(fixed: list[str], structural: list[list[str]], plain: list[li
                 cfg = base.copy()
                 for key, value in values:
                     OmegaConf.update(cfg, key, value, merge=True)
-                prepare(cfg, machine=machine)
+                claims.claim(prepare(cfg, machine=machine))
                 checked += 1
                 if checked >= MAX_PRECHECK_JOBS:
                     return

@@ -86,15 +86,20 @@ def _check_top(cfg: DictConfig, machine: bool = True) -> None:
                           f"(data.val_frac={cfg.data.val_frac!r}); every client needs training samples")
 
 
-def _check_writable(key: str, value: str) -> None:
-    """`value` must be (or be creatable as) a writable directory; nothing is left on disk."""
+def _check_directory(key: str, value: str, writable: bool = True) -> None:
+    """`value` must be (or be creatable as) a directory, and writable unless writable=False;
+    nothing is left on disk."""
     path = Path(os.path.expanduser(value)).absolute()
     probe = path
     while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
+    from_env = key == "data.root" and os.path.expanduser(os.environ.get("FEDBENCH_DATA", "")) == value
+    source = " (from $FEDBENCH_DATA)" if from_env else ""
     if not probe.is_dir():
         what = "is not a directory" if probe == path else f"cannot be created: {probe} is not a directory"
-        raise ConfigError(f"{key}={value!r}: {what}; choose a writable directory")
+        raise ConfigError(f"{key}={value!r}{source}: {what}; choose a {'writable ' * writable}directory")
+    if not writable:
+        return
     try:
         if not os.access(probe, os.W_OK | os.X_OK):
             raise PermissionError(f"no write permission on {probe}")
@@ -233,6 +238,29 @@ def _check_official_optimizer(method: DictConfig) -> None:
         check(f"method.official_optimizer.{key}", official.get(key), TOP_SPECS[key])
 
 
+def _parts(part) -> set:
+    return {part} if isinstance(part, str) else set(part)
+
+
+def require_backbone_and_head(cfg: DictConfig, cls: type, model) -> None:
+    """ConfigError when the method treats the backbone and the head differently (its shared or
+    personal part, or its fine-tuned part, names one of them without the other) but one of them has
+    no parameters (e.g. model.hidden=[]): shared and personal would collapse into FedAvg or Local,
+    reported under this method's name."""
+    named = {"shared": getattr(cls, "shared", "all"), "personal": getattr(cls, "personal", "none")}
+    if cfg.method.get("ft_epochs", 0):
+        named["method.ft_part"] = cfg.method.get("ft_part", "all")
+    split = [f"{k}: {v}" for k, v in named.items() if len(_parts(v) & {"backbone", "head"}) == 1]
+    empty = [part for part in ("backbone", "head") if not model.parameters_of(part)]
+    if split and empty:
+        shape = ", ".join(f"model.{k}={_show(cfg.model[k])}" for k in ("channels", "hidden", "head_layers")
+                          if k in cfg.model)
+        raise ConfigError(f"method={cfg.method.name!r} treats the backbone and the head differently "
+                          f"({'; '.join(split)}), but model={cfg.model.name!r} ({shape}) has no parameters in "
+                          f"its {empty[0]}; give it a hidden layer (e.g. model.hidden=[64]) or a smaller "
+                          "model.head_layers")
+
+
 def _check_method(cfg: DictConfig, model) -> None:
     name = cfg.method.name
     cls = method_class(name)
@@ -241,6 +269,7 @@ def _check_method(cfg: DictConfig, model) -> None:
     _check_official_optimizer(cfg.method)
     if model is not None:
         require_batchnorm(cfg, cls, model)
+        require_backbone_and_head(cfg, cls, model)
 
 
 def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
@@ -266,5 +295,6 @@ def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
     model = _check_model(cfg, info)
     _check_method(cfg, model)
     if machine:
-        _check_writable("results_dir", str(cfg.results_dir))
+        _check_directory("results_dir", str(cfg.results_dir))
+        _check_directory("data.root", str(cfg.data.root), writable=False)
     return cfg

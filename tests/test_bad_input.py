@@ -70,6 +70,13 @@ CASES = [
     (["dataset=digits", "partition=natural"], ["partition='natural'", "no natural groups"]),
     (["experiment=nope"], ["experiment='nope'", "fedbsd_ablation"]),
     (["-m", "experiment=fedbsd_ablation", "method.tau=0"], ["method.tau=0", "> 0"]),
+    # a backbone/head method on a model whose backbone holds no parameters: FedAvg or Local in disguise
+    (["method=fedbsd", "model.hidden=[]"], ["method='fedbsd'", "no parameters in its backbone", "model.hidden=[]"]),
+    (["method=fedper", "model.hidden=[]"], ["method='fedper'", "shared: backbone; personal: head"]),
+    (["method=lgfedavg", "model.hidden=[16]", "model.head_layers=2"], ["method='lgfedavg'", "model.head_layers=2"]),
+    (["method=fedbabu", "model.hidden=[]"], ["method='fedbabu'", "shared: backbone"]),
+    (["method=fedavg_ft", "model.hidden=[]", "method.ft_part=backbone"], ["method.ft_part: backbone"]),
+    (["model.hidden=[0]"], ["model.hidden=[0]", "must be a list, each item an integer >= 1"]),
 ]
 if not torch.cuda.is_available():
     CASES.append((["device=cuda"], ["device='cuda'", "no CUDA GPU", "device=cpu"]))
@@ -131,6 +138,7 @@ def test_valid_sweeps_pass(tmp_path):
     precheck(["method=fedbn", "model.bn=true", "rounds=3"])
     precheck(["dataset=cifar10", "model=resnet18", "method=fedbn"])
     precheck(["--help"])  # Hydra's own flags are Hydra's business
+    precheck(["-m", "method=fedavg,local,ditto,fedrod", "model.hidden=[]"])  # no backbone/head split to lose
 
 
 @pytest.mark.parametrize("method", methods.available())
