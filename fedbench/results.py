@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # Keys that do not change the numbers a run produces (execution details), left out of the hash.
 NON_SCIENTIFIC = ("results_dir", "device", "threads", "progress", "checkpoint_every", "deterministic", "engine",
-                  "data.root", "data.download", "data.verify")
+                  "logger", "data.root", "data.download", "data.verify")
 
 
 def scientific_config(cfg: DictConfig) -> dict:

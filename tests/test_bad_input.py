@@ -70,6 +70,14 @@ CASES = [
     (["dataset=digits", "partition=natural"], ["partition='natural'", "no natural groups"]),
     (["experiment=nope"], ["experiment='nope'", "fedbsd_ablation"]),
     (["-m", "experiment=fedbsd_ablation", "method.tau=0"], ["method.tau=0", "> 0"]),
+    (["logger=comet"], ["logger='comet'", "unknown logger", "mlflow, none, tensorboard, wandb"]),
+    (["logger=[tensorboard,comet]"], ["logger='comet'", "unknown logger"]),
+    (["-m", "logger=tensorboard,mlflow"], ["logger=tensorboard,mlflow", "logger=[tensorboard,mlflow]"]),
+    (["logger=mlflow", "logger.mlflow.uri=x"], ["logger.mlflow.uri=x", "unknown key", "tracking_uri"]),
+    (["logger=mlflow", "logger.mlflow.experiment="], ["logger.mlflow.experiment=''", "non-empty string"]),
+    (["logger=wandb", "logger.wandb.mode=sometimes"], ["logger.wandb.mode='sometimes'", "auto, offline, online"]),
+    (["logger.wandb.project=x"], ["logger.wandb.project=x", "not chosen", "logger=wandb"]),
+    (["+logger.comet.key=1"], ["logger.comet", "unknown logger", "logger=[tensorboard,mlflow]"]),
 ]
 if not torch.cuda.is_available():
     CASES.append((["device=cuda"], ["device='cuda'", "no CUDA GPU", "device=cpu"]))
@@ -131,6 +139,7 @@ def test_valid_sweeps_pass(tmp_path):
     precheck(["method=fedbn", "model.bn=true", "rounds=3"])
     precheck(["dataset=cifar10", "model=resnet18", "method=fedbn"])
     precheck(["--help"])  # Hydra's own flags are Hydra's business
+    precheck(["-m", "hydra/launcher=slurm", "logger=[tensorboard,mlflow,wandb]", "seed=0,1"])  # installed on the nodes
 
 
 @pytest.mark.parametrize("method", methods.available())
