@@ -45,6 +45,16 @@ def _digest(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def setting_of(flat: dict) -> dict:
+    """The setting part of a run's flat scientific config: everything but the method and the seed."""
+    return {k: v for k, v in flat.items() if not k.startswith("method.") and k != "seed"}
+
+
+def setting_key(flat: dict) -> str:
+    """The setting's digest (summary.csv's setting_key); trackers group runs by it too."""
+    return _digest(setting_of(flat))
+
+
 def find_run_dirs(results_dir: Path) -> list[Path]:
     """Every directory under results_dir/runs holding a summary.json or a config.yaml."""
     runs = Path(results_dir) / "runs"
@@ -86,8 +96,8 @@ def _label(items: dict) -> str:
 
 def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
     """Add setting_key/setting (label) and variant (method label) columns; return the run frame."""
-    settings = [{k: v for k, v in f.items() if not k.startswith("method.") and k != "seed"} for f in flats]
-    keys = [_digest(s) for s in settings]
+    settings = [setting_of(f) for f in flats]
+    keys = [setting_key(f) for f in flats]
     all_keys = sorted({k for s in settings for k in s})
     varying = [k for k in all_keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
     fixed_in_label = ("dataset.name", "partition.name", "num_clients")
