@@ -14,8 +14,8 @@ finishes with exit code 0 (complete) or 1 (diverged, failed, interrupted).
 Resume: the run id is kept in <run dir>/tracking.json; a resumed run calls wandb.init with that id
 and resume="allow" (offline: a new segment of the same run, which `wandb sync` uploads in order),
 and skips the rounds an earlier segment finished logging (recorded when that segment finished). A
-segment killed with SIGKILL keeps only what W&B had flushed, so the resumed run logs again from its
-checkpoint; W&B keeps the steps of one run increasing and ignores a step it already has.
+segment killed with SIGKILL keeps only what W&B had flushed (every 15 s), so the resumed run logs
+again from its checkpoint (an online W&B run ignores a step below its current one).
 """
 from __future__ import annotations
 
