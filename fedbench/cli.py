@@ -97,7 +97,7 @@ def precheck(args: list[str]) -> None:
             values = [o.get_value_element_as_str()] if not o.is_delete() else []
         if o.key_or_group in groups and o.package is None and not o.is_delete():
             files = {p.stem for p in Path(CONF_DIR, o.key_or_group).glob("*.yaml")}
-            for v in (c for v in values for c in _choices(parser, key, v)):   # a list chooses several
+            for v in (c for v in values for c in _choices(parser, key, v, o.key_or_group)):
                 if v not in files:
                     raise ConfigError(f"{o.key_or_group}={v!r}: unknown {o.key_or_group}; choose one of: "
                                       f"{', '.join(group_options(o.key_or_group))}")
@@ -165,10 +165,20 @@ def _config_sweeps(cfg, given: set, groups) -> list[list[tuple[str, object]]]:
     return axes
 
 
-def _choices(parser, key: str, value: str) -> list[str]:
+MULTI_CHOICE = ("logger",)   # groups of which a run may choose several options: logger=[tensorboard,mlflow]
+
+
+def _choices(parser, key: str, value: str, group: str) -> list[str]:
     """The group options one override value names: one, or several for a list (logger=[a,b])."""
     parsed = parser.parse_override(f"{key}={value}").value() if value.startswith("[") else value
-    return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
+    if not isinstance(parsed, list):
+        return [str(parsed)]
+    if group not in MULTI_CHOICE:
+        from fedbench.errors import ConfigError
+
+        raise ConfigError(f"{key}={value}: a run has one {group}; to run one job per {group} write "
+                          f"-m {key}={','.join(map(str, parsed))}")
+    return [str(v) for v in parsed]
 
 
 def _override_str(value) -> str:

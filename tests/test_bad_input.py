@@ -70,6 +70,7 @@ CASES = [
     (["dataset=digits", "partition=natural"], ["partition='natural'", "no natural groups"]),
     (["experiment=nope"], ["experiment='nope'", "fedbsd_ablation"]),
     (["-m", "experiment=fedbsd_ablation", "method.tau=0"], ["method.tau=0", "> 0"]),
+    (["method=[fedavg,fedper]"], ["method=[fedavg,fedper]", "one method", "-m method=fedavg,fedper"]),
     (["logger=comet"], ["logger='comet'", "unknown logger", "mlflow, none, tensorboard, wandb"]),
     (["logger=[tensorboard,comet]"], ["logger='comet'", "unknown logger"]),
     (["-m", "logger=tensorboard,mlflow"], ["logger=tensorboard,mlflow", "logger=[tensorboard,mlflow]"]),

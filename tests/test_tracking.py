@@ -141,7 +141,7 @@ def test_a_failing_tracker_warns_once_and_the_run_and_its_files_go_on(tmp_path, 
 
 
 def test_a_missing_package_is_one_line_naming_the_extra(tmp_path):
-    code = ("import sys; sys.modules['mlflow'] = None; sys.argv = ['fedbench', 'logger=[tensorboard,mlflow]', "
+    code = ("import sys; sys.modules['mlflow'] = None; sys.argv = ['fedbench', 'logger=mlflow', "
             f"'results_dir={tmp_path}']; from fedbench.cli import main; main()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr

@@ -6,9 +6,9 @@ What every tracker gets (fedbench.tracking.identity): the resolved config as fla
 metrics.csv row with the round as the step, and at the end the summary's headline numbers and status;
 a run name (method, setting, seed) and a group (the setting) so a sweep's runs group by setting.
 
-run.py calls this package at three points only: `open_trackers` when the run starts or resumes,
-`Trackers.log_row` after each metrics.csv row, `Trackers.finish` after summary.json is written (also
-for a failed or interrupted run). A tracker that fails there (unwritable directory, full disk, a
+run.py calls this package on four lines marked [tracking]: `open_trackers` when the run starts or
+resumes, `Trackers.log_row` after each metrics.csv row, and `Trackers.finish` after summary.json is
+written, for a finished run and for a failed or interrupted one. A tracker that fails there (unwritable directory, full disk, a
 server gone) is dropped with one warning line, and the run and its own files go on untouched
 (fedbench.tracking.composite). The libraries are an optional extra (pip install -e '.[tracking]');
 fedbench.config checks that a chosen one is installed before any work.
