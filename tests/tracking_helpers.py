@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -114,9 +115,12 @@ def wandb_id(run: Path) -> str:
 
 
 def wandb_segments(results: Path, run_id: str) -> list[list]:
-    """Every offline segment of W&B run `run_id` (one per start or resume), oldest first."""
-    files = sorted(Path(results, "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
-    return [wandb_records(f) for f in files]
+    """Every offline segment of W&B run `run_id` (one per start or resume), oldest first: W&B names
+    them offline-run-<time>-<id>, with -1, -2, ... appended when one started in the same second."""
+    name = re.compile(rf"offline-run-(\d+_\d+)-{re.escape(run_id)}(?:-(\d+))?")
+    found = [(m.group(1), int(m.group(2) or 0), f) for f in Path(results, "wandb").glob(f"*/run-{run_id}.wandb")
+             if (m := name.fullmatch(f.parent.name))]
+    return [wandb_records(f) for _, _, f in sorted(found)]
 
 
 def wandb_history(records: list) -> dict[int, dict]:
