@@ -60,7 +60,7 @@ def group_options(group: str) -> list[str]:
 
 
 def _check_top(cfg: DictConfig, machine: bool = True) -> None:
-    known = set(_yaml_keys("config.yaml")) | set(GROUPS) | {"hydra"}
+    known = set(_yaml_keys("config.yaml")) | set(GROUPS) | {"hydra", "logger"}
     for key in cfg:
         if key not in known:
             raise ConfigError(f"{key}={_show(cfg.get(key))}: unknown key; valid top-level keys: "
@@ -84,6 +84,33 @@ def _check_top(cfg: DictConfig, machine: bool = True) -> None:
     if cfg.data.val_frac + cfg.data.test_frac >= 1:
         raise ConfigError(f"data.test_frac={cfg.data.test_frac!r}: data.val_frac + data.test_frac must be < 1 "
                           f"(data.val_frac={cfg.data.val_frac!r}); every client needs training samples")
+
+
+def _check_logger(cfg: DictConfig, machine: bool) -> None:
+    """logger: the chosen trackers (keys of cfg.logger, conf/logger/), their keys, their packages."""
+    from fedbench.tracking import EXTRA, LOGGERS, is_installed
+
+    node = cfg.get("logger")
+    choose = f"choose from: none, {', '.join(LOGGERS)}, or several as logger=[tensorboard,mlflow]"
+    if node is None:
+        return
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"logger={_show(node)}: not a logger; {choose}")
+    for name in node:
+        if name not in LOGGERS:
+            raise ConfigError(f"logger.{name}: unknown logger; {choose}")
+        specs, sub = LOGGERS[name].specs, node.get(name)
+        if not isinstance(sub, DictConfig):
+            raise ConfigError(f"logger.{name}={_show(sub)}: must hold the keys of conf/logger/{name}.yaml "
+                              f"({', '.join(specs) or 'none'}); choose it with logger={name}")
+        for key in sub:
+            if key not in specs:
+                raise ConfigError(f"logger.{name}.{key}={_show(sub.get(key))}: unknown key for logger={name}; "
+                                  f"valid keys: {', '.join(specs) or '(none)'}")
+            check(f"logger.{name}.{key}", sub.get(key), specs[key])
+        if machine and not is_installed(name):
+            raise ConfigError(f"logger={name}: the package {LOGGERS[name].pip_name!r} is not installed; "
+                              f"install fedbench's tracking extra: {EXTRA}")
 
 
 def _check_directory(key: str, value: str, writable: bool = True) -> None:
@@ -294,6 +321,7 @@ def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
     _check_partition(cfg, info)
     model = _check_model(cfg, info)
     _check_method(cfg, model)
+    _check_logger(cfg, machine)
     if machine:
         _check_directory("results_dir", str(cfg.results_dir))
         _check_directory("data.root", str(cfg.data.root), writable=False)

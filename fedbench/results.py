@@ -21,7 +21,7 @@ from fedbench.errors import WriteError
 
 # Keys that do not change the numbers a run produces (execution details), left out of the hash.
 NON_SCIENTIFIC = ("results_dir", "device", "threads", "progress", "checkpoint_every", "deterministic", "engine",
-                  "data.root", "data.download", "data.verify", "method.search")
+                  "logger", "data.root", "data.download", "data.verify", "method.search")
 
 
 def scientific_config(cfg: DictConfig) -> dict:

@@ -23,6 +23,7 @@ from fedbench.optimizer import resolve_optimizer
 from fedbench.results import RunDir, config_hash, run_dir
 from fedbench.runlock import RunLock
 from fedbench.seeding import stream_seed
+from fedbench.tracking import open_trackers
 
 
 def build_method(cfg: DictConfig, model):
@@ -117,6 +118,7 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
     checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
     rd.write_summary(base | {"status": "running"})
+    trackers = open_trackers(cfg, rd.path, resumed_from_round=first)  # [tracking] start or resume (untimed)
     every = int(cfg.get("checkpoint_every", 0) or 0)
     status, stop_round, loss = "complete", None, float("nan")
     start = time.perf_counter()
@@ -144,6 +146,7 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
                     timing.append({"round": t + 1, "wall_s": elapsed()})
                     rd.write_csv("metrics.csv", pd.DataFrame(rows))
                     rd.write_csv("timing.csv", pd.DataFrame(timing))
+                    trackers.log_row(t + 1, rows[-1])  # [tracking] this evaluation round, after metrics.csv
                     bar.set_postfix(acc=f"{rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
                 due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
                 if due or signals.pending is not None:
@@ -152,9 +155,10 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
         except BaseException as exc:
             stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
                        or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
-            rd.try_write_summary(base | {"status": "interrupted" if stopped else "failed",
-                                         "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
-                                         "wall_time_s": elapsed()})
+            ended = base | {"status": "interrupted" if stopped else "failed",
+                            "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"), "wall_time_s": elapsed()}
+            rd.try_write_summary(ended)
+            trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
             raise
     wall = elapsed()
     summary = base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
@@ -176,6 +180,7 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
         summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
         rd.write_summary(summary)
     checkpoint.remove(ckpt_path)
+    trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
     print(summary_line(summary, rd), file=sys.stderr)
     return summary
 

@@ -52,6 +52,17 @@ def _digest(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def setting_of(flat: dict) -> dict:
+    """The setting part of a run's flat scientific config: everything but the method's configuration
+    (configuration_key) and the seed."""
+    return {k: v for k, v in flat.items() if not configuration_key(k) and k != "seed"}
+
+
+def setting_key(flat: dict) -> str:
+    """The setting's digest (summary.csv's setting_key); trackers group runs by it too."""
+    return _digest(setting_of(flat))
+
+
 def find_run_dirs(results_dir: Path) -> list[Path]:
     """Every directory under results_dir/runs holding a summary.json or a config.yaml."""
     runs = Path(results_dir) / "runs"
@@ -118,8 +129,8 @@ def configuration_key(key: str) -> bool:
 def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
     """Add setting_key/setting (label), variant (method label) and the method's differing
     configuration keys as columns; return the run frame."""
-    settings = [{k: v for k, v in f.items() if not configuration_key(k) and k != "seed"} for f in flats]
-    keys = [_digest(s) for s in settings]
+    settings = [setting_of(f) for f in flats]
+    keys = [setting_key(f) for f in flats]
     all_keys = sorted({k for s in settings for k in s})
     varying = [k for k in all_keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
     fixed_in_label = ("dataset.name", "partition.name", "num_clients")
