@@ -1,6 +1,7 @@
-"""What each top-level, method-harness, partition and model config key may hold (specs in
-fedbench.specs' language), so that fedbench.config can check a whole config before any data is
-loaded. Dataset keys and the static facts of each dataset are in their records (fedbench.data.datasets)."""
+"""What each top-level, method-harness and model config key may hold (specs in fedbench.specs'
+language), so that fedbench.config can check a whole config before any data is loaded. Dataset and
+partition keys, and the static facts of each dataset, are in their records
+(fedbench.data.datasets, fedbench.data.partitions)."""
 from __future__ import annotations
 
 from typing import Any
@@ -51,14 +52,6 @@ HARNESS_METHOD_SPECS: dict[str, Any] = {
     "ft_momentum": "[0, 1) or null",
     "ft_batch_size": "int [1, inf) or null",
     "ft_part": ("all", "head", "backbone"),
-}
-
-PARTITION_SPECS: dict[str, dict[str, Any]] = {
-    "iid": {"quantity_skew": "[0, inf)", "min_samples": "int [0, inf)"},
-    "dirichlet": {"alpha": "(0, inf)", "min_samples": "int [0, inf)"},
-    "pathological": {"classes_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
-    "shards": {"shards_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
-    "natural": {"min_samples": "int [0, inf)"},
 }
 
 MODEL_SPECS: dict[str, Any] = {"hidden": "list of int [1, inf)", "channels": "list of int [1, inf)",

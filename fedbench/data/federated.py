@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedbench.data.cache import cached_partition
 from fedbench.data.datasets import DATASETS, load_dataset
-from fedbench.data.partition import partition_indices
+from fedbench.data.partitions import partition_indices
 from fedbench.data.splits import split_all
 from fedbench.data.types import ClientData, FederatedData
 from fedbench.seeding import numpy_rng
