@@ -3,12 +3,13 @@ that names the key, the value and what is allowed.
 
 `prepare(cfg)` checks everything that can be checked without loading data: every top-level key's
 type and range, the method/dataset/partition/model names, their parameters (method hyperparameters
-through the method class's declarative `ranges`, e.g. `ranges = {"lam": "[0, inf)"}`), whether the
-model fits the dataset's input shape and has the BatchNorm a method needs, whether a partition can
-give every client its minimum number of samples (for datasets of known size), the device, and
-whether results_dir is writable. It creates nothing on disk. What needs the data itself (e.g. a
-Dirichlet split that cannot meet min_samples) is checked by the data stage, still before the run
-directory is created.
+through the method class's declarative `ranges`, e.g. `ranges = {"lam": "[0, inf)"}`; dataset and
+partition parameters through their records' `ranges`, fedbench.data.datasets / .partitions), whether
+the model fits the dataset's input shape and has the BatchNorm a method needs, whether the partition
+can be built for the dataset (its record's feasibility check against the dataset record's facts), the
+device, and whether results_dir is writable. It creates nothing on disk. What needs the data itself
+(e.g. a Dirichlet split that cannot meet min_samples) is checked by the data stage, still before the
+run directory is created.
 
 Range specs (a small, readable language; alternatives joined by " or "):
   "(0, inf)", "[0, 1)", "int [1, inf)"   numbers in an interval (int: integers only; bools never)
@@ -27,8 +28,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fedbench.config_specs import (DATASET_SPECS, HARNESS_METHOD_SPECS, MODEL_SPECS, PARTITION_SPECS,
-                                   TOP_SPECS, dataset_info)
+from fedbench.config_specs import HARNESS_METHOD_SPECS, MODEL_SPECS, TOP_SPECS
+from fedbench.data.datasets import DATASETS
+from fedbench.data.partitions import PARTITIONS, check_feasible
+from fedbench.data.records import require_params
 from fedbench.errors import ConfigError
 from fedbench.specs import _show, check
 
@@ -138,48 +141,26 @@ def _check_directory(key: str, value: str, writable: bool = True) -> None:
                           "directory") from None
 
 
-def _check_dataset(cfg: DictConfig) -> dict | None:
-    from fedbench.data.registry import DATASETS
-
-    name = cfg.dataset.name
-    if name not in DATASETS:
-        raise ConfigError(f"dataset={name!r}: unknown dataset; choose one of: {', '.join(sorted(DATASETS))}")
-    _check_node("dataset", cfg.dataset, DATASET_SPECS.get(name, {}), _yaml_keys(f"dataset/{name}.yaml"))
-    if name == "synthetic" and cfg.dataset.get("max_samples", 1000) < cfg.dataset.get("min_samples_per_client", 50):
-        raise ConfigError(f"dataset.max_samples={cfg.dataset.max_samples!r}: must be >= "
-                          f"dataset.min_samples_per_client={cfg.dataset.min_samples_per_client!r}")
-    return dataset_info(cfg.dataset)
+def _check_record(group: str, registry, node: DictConfig):
+    """The record of `node`'s option (dataset, partition); every key of its ranges present and valid."""
+    record = registry.get(node.name)
+    _check_node(group, node, record.ranges)
+    require_params(group, record.name, node, record.ranges)
+    return record
 
 
-def _check_partition(cfg: DictConfig, info: dict | None) -> None:
-    from fedbench.data.partition import PARTITIONERS
+def _check_dataset(cfg: DictConfig) -> dict:
+    """The dataset's parameters against its record; returns its facts (`DatasetRecord.info`)."""
+    record = _check_record("dataset", DATASETS, cfg.dataset)
+    if record.check is not None:
+        record.check(cfg.dataset)
+    return record.info(cfg.dataset)
 
-    p, k = cfg.partition, cfg.num_clients
-    if p.name not in PARTITIONERS:
-        raise ConfigError(f"partition={p.name!r}: unknown partition; choose one of: {', '.join(sorted(PARTITIONERS))}")
-    _check_node("partition", p, PARTITION_SPECS.get(p.name, {}), _yaml_keys(f"partition/{p.name}.yaml"))
-    if info is None:
-        return
-    if p.name == "pathological" and p.get("classes_per_client", 2) > info["classes"]:
-        raise ConfigError(f"partition.classes_per_client={p.classes_per_client!r}: must be an integer in "
-                          f"[1, {info['classes']}] (dataset={cfg.dataset.name} has {info['classes']} classes)")
-    if p.name == "natural" and not info["groups"]:
-        raise ConfigError(f"partition={p.name!r}: dataset={cfg.dataset.name} has no natural groups (writers, "
-                          "devices); use partition=iid, dirichlet, pathological or shards, or dataset=femnist "
-                          "or synthetic")
-    n = info["size"]
-    if n is None:
-        return
-    need = k * int(p.get("min_samples", 1) or 0)
-    if p.name in ("iid", "dirichlet") and need > n:
-        raise ConfigError(f"num_clients={k}: with partition.min_samples={p.get('min_samples')} the clients need "
-                          f"{need} samples but dataset={cfg.dataset.name} has {n}; use num_clients <= "
-                          f"{n // max(int(p.get('min_samples', 1) or 1), 1)} or a smaller partition.min_samples")
-    if k > n:
-        raise ConfigError(f"num_clients={k}: dataset={cfg.dataset.name} has only {n} samples; use fewer clients")
-    if p.name == "shards" and k * p.get("shards_per_client", 2) > n:
-        raise ConfigError(f"partition.shards_per_client={p.shards_per_client!r}: num_clients x shards_per_client = "
-                          f"{k * p.shards_per_client} shards exceed the {n} samples of dataset={cfg.dataset.name}")
+
+def _check_partition(cfg: DictConfig, info: dict) -> None:
+    """The partition's parameters against its record, and whether it can be built for this dataset."""
+    record = _check_record("partition", PARTITIONS, cfg.partition)
+    check_feasible(record.name, cfg.partition, cfg.num_clients, info)
 
 
 @functools.lru_cache(maxsize=32)
@@ -315,9 +296,10 @@ def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
     if rotations not in (1, 2, 4):
         raise ConfigError(f"data.rotations={rotations!r}: must be 1 (none), 2 or 4 (client k's images turned by "
                           "(k mod R) x 360/R degrees)")
-    if rotations > 1 and info is not None and not info["images"]:
+    if rotations > 1 and not info["images"]:
+        images = ", ".join(r.name for r in DATASETS.records() if r.images)
         raise ConfigError(f"data.rotations={rotations}: dataset={cfg.dataset.name} has no images to rotate; use "
-                          "data.rotations=1 or an image dataset (digits, cifar10, cifar100, femnist)")
+                          f"data.rotations=1 or an image dataset ({images})")
     _check_partition(cfg, info)
     model = _check_model(cfg, info)
     _check_method(cfg, model)
