@@ -4,7 +4,9 @@ A checkpoint is `<run dir>/checkpoint.pt`, written every `checkpoint_every` roun
 signal arrives, always at a round boundary, atomically (temp file in the same directory, fsync,
 rename, fsync of the directory): a kill at any moment leaves either the previous checkpoint or the
 new one, never half a file. It is a `torch.save` of a dict holding only tensors and plain Python
-values, read back with `torch.load(weights_only=True)` (no code runs on load). It holds:
+values followed by TAG and the sha256 of those bytes; a file whose checksum does not match (a
+damaged disk, a copy cut short) is ignored with one warning line and the run starts from round 0.
+It is read back with `torch.load(weights_only=True)` (no code runs on load). It holds:
   round       rounds completed; the run continues at this round
   key         the run's full config hash (seed included): a checkpoint of another config is ignored
   federation  Federation.state_dict(): global state, fixed tensors, the client store (personal
@@ -27,21 +29,26 @@ SIGTERM stops the run (exit code 143, "rerun to resume") and SIGUSR1/SIGUSR2 onl
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import random
 import signal
 import sys
-import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fedbench.errors import FedbenchError
+from fedbench.results import atomic_open
 
 NAME = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2
+TAG = b"FEDBENCH-SHA256 "  # the file ends with TAG + the hex sha256 of everything before it
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 
 
@@ -79,20 +86,39 @@ def _tuples(value):
 
 
 # -- the file ------------------------------------------------------------------------------------
+class _HashingWriter:
+    """A file-like that torch.save writes through: the sha256 of every byte, and the OSError (full
+    disk) that torch's writer would otherwise turn into a RuntimeError."""
+
+    def __init__(self, f) -> None:
+        self.f, self.sha, self.error = f, hashlib.sha256(), None
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save(path: Path, payload: dict) -> None:
-    """torch.save `payload` to `path` atomically: temp file, fsync, rename, fsync the directory."""
+    """torch.save `payload` to `path` followed by TAG and the sha256 of what precedes it, atomically
+    (results.atomic_open: temp file, fsync, rename), then fsync the directory. A failure to write
+    (full disk, read-only directory) is one WriteError line; the previous checkpoint stays."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        out = _HashingWriter(f)
+        try:
+            torch.save(payload, out)
+        except Exception:
+            if out.error is not None:
+                raise out.error from None
+            raise
+        f.write(TAG + out.sha.hexdigest().encode())
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -105,14 +131,27 @@ def save(path: Path, payload: dict) -> None:
 
 def load(path: Path, key: str, rounds: int, map_location) -> tuple[dict | None, str]:
     """(payload, "") for a usable checkpoint at `path`; (None, why) when there is none or it is
-    unusable (unreadable, another format, another config, or a round outside [1, rounds])."""
-    path = Path(path)
-    if not path.exists():
-        return None, ""
+    unusable (no checksum or a wrong one, unreadable, another format, another config, or a round
+    outside [1, rounds]). `why` never suggests loading the file another way."""
+    n = len(TAG) + 64
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:  # the body and the trailer apart: one copy of the body in memory
+            body = f.read(max(os.fstat(f.fileno()).st_size - n, 0))
+            trailer = f.read()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or type(exc).__name__})"
+    if len(trailer) != n or trailer[:-64] != TAG:
+        return None, "unreadable (no fedbench checksum at its end: cut short, or not written by this fedbench)"
+    if hashlib.sha256(body).hexdigest().encode() != trailer[-64:]:
+        return None, "its sha256 checksum does not match its content (the file is damaged)"
+    try:
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the one warning line is the caller's
+            warnings.simplefilter("ignore")
+            payload = torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
     except Exception as exc:
-        return None, " ".join(f"unreadable ({type(exc).__name__}: {exc})".split())[:300]
+        return None, f"unreadable although its checksum matches ({type(exc).__name__}; not a plain-tensor checkpoint)"
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         return None, f"format {payload.get('format') if isinstance(payload, dict) else '?'} is not {FORMAT}"
     if payload.get("key") != key:
@@ -123,14 +162,17 @@ def load(path: Path, key: str, rounds: int, map_location) -> tuple[dict | None, 
 
 
 def remove(path: Path) -> None:
-    Path(path).unlink(missing_ok=True)
+    """Delete the checkpoint if the disk allows (a read-only directory keeps it; a rerun retries)."""
+    with contextlib.suppress(OSError):
+        Path(path).unlink(missing_ok=True)
 
 
 def remove_temp_files(run_dir: Path) -> None:
     """Delete the `.<name>.*.tmp` files that a kill in the middle of an atomic write leaves behind
-    (the files they were to replace are intact). Only one process works in a run directory."""
+    (the files they were to replace are intact). Call only while holding the run's lock
+    (fedbench.runlock): the temp files of a process writing this directory are never removed."""
     for stale in Path(run_dir).glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+        remove(stale)
 
 
 # -- signals -------------------------------------------------------------------------------------

@@ -82,6 +82,10 @@ def precheck(args: list[str]) -> None:
                 remote = str(o.value()) in REMOTE_LAUNCHERS
             continue
         key = o.get_key_element()
+        if o.key_or_group == "logger" and o.is_sweep_override():
+            raise ConfigError(f"{o.input_line}: a sweep over loggers would run the same job once per logger, "
+                              "in one run directory; to log to several trackers at once write "
+                              "logger=[tensorboard,mlflow]")
         if o.is_sweep_override():
             if not multirun:
                 raise ConfigError(f"{o.input_line}: several values need -m (--multirun) to run one job per "
@@ -93,7 +97,7 @@ def precheck(args: list[str]) -> None:
             values = [o.get_value_element_as_str()] if not o.is_delete() else []
         if o.key_or_group in groups and o.package is None and not o.is_delete():
             files = {p.stem for p in Path(CONF_DIR, o.key_or_group).glob("*.yaml")}
-            for v in values:
+            for v in (c for v in values for c in _choices(parser, key, v, o.key_or_group)):
                 if v not in files:
                     raise ConfigError(f"{o.key_or_group}={v!r}: unknown {o.key_or_group}; choose one of: "
                                       f"{', '.join(group_options(o.key_or_group))}")
@@ -121,7 +125,9 @@ def _validate_jobs(fixed: list[str], structural: list[list[str]], plain: list[li
 
     from fedbench.config import prepare
     from fedbench.errors import ConfigError
+    from fedbench.sweep_dirs import RunDirClaims
 
+    claims = RunDirClaims()  # a sweep whose jobs would share a run directory is refused here
     first = [f"{axis[0][0]}={_override_str(axis[0][1])}" for axis in plain]
     checked = 0
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="fedbench"):
@@ -140,7 +146,7 @@ def _validate_jobs(fixed: list[str], structural: list[list[str]], plain: list[li
                 cfg = base.copy()
                 for key, value in values:
                     OmegaConf.update(cfg, key, value, merge=True)
-                prepare(cfg, machine=machine)
+                claims.claim(prepare(cfg, machine=machine))
                 checked += 1
                 if checked >= MAX_PRECHECK_JOBS:
                     return
@@ -161,6 +167,22 @@ def _config_sweeps(cfg, given: set, groups) -> list[list[tuple[str, object]]]:
     return axes
 
 
+MULTI_CHOICE = ("logger",)   # groups of which a run may choose several options: logger=[tensorboard,mlflow]
+
+
+def _choices(parser, key: str, value: str, group: str) -> list[str]:
+    """The group options one override value names: one, or several for a list (logger=[a,b])."""
+    parsed = parser.parse_override(f"{key}={value}").value() if value.startswith("[") else value
+    if not isinstance(parsed, list):
+        return [str(parsed)]
+    if group not in MULTI_CHOICE:
+        from fedbench.errors import ConfigError
+
+        raise ConfigError(f"{key}={value}: a run has one {group}; to run one job per {group} write "
+                          f"-m {key}={','.join(map(str, parsed))}")
+    return [str(v) for v in parsed]
+
+
 def _override_str(value) -> str:
     from hydra.core.override_parser.types import Override
 
@@ -177,14 +199,16 @@ def _unknown_key(message: str, job: list[str], compose) -> str | None:
     key = m.group(1)
     bad = next((o for o in job if o.split("=", 1)[0] == key), f"{key}=...")
     parent, _, leaf = key.rpartition(".")
+    node = None
     try:
         cfg = compose(config_name="config", overrides=[o for o in job if o != bad])
-        from omegaconf import OmegaConf
-
         node = OmegaConf.select(cfg, parent) if parent else cfg
         valid = ", ".join(sorted(str(k) for k in node.keys() if k != "name")) if node is not None else "?"
     except Exception:
         valid = "?"
+    name = key.split(".")[1] if key.startswith("logger.") and key.count(".") >= 2 else ""
+    if node is None and name and Path(CONF_DIR, "logger", f"{name}.yaml").is_file():
+        return f"{bad}: logger {name!r} is not chosen; add logger={name} (or several: logger=[tensorboard,{name}])"
     where = f"{parent}" if parent else "the top level"
     return f"{bad}: unknown key {leaf!r} in {where}; valid keys: {valid}"
 

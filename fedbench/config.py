@@ -3,12 +3,13 @@ that names the key, the value and what is allowed.
 
 `prepare(cfg)` checks everything that can be checked without loading data: every top-level key's
 type and range, the method/dataset/partition/model names, their parameters (method hyperparameters
-through the method class's declarative `ranges`, e.g. `ranges = {"lam": "[0, inf)"}`), whether the
-model fits the dataset's input shape and has the BatchNorm a method needs, whether a partition can
-give every client its minimum number of samples (for datasets of known size), the device, and
-whether results_dir is writable. It creates nothing on disk. What needs the data itself (e.g. a
-Dirichlet split that cannot meet min_samples) is checked by the data stage, still before the run
-directory is created.
+through the method class's declarative `ranges`, e.g. `ranges = {"lam": "[0, inf)"}`; dataset and
+partition parameters through their records' `ranges`, fedbench.data.datasets / .partitions), whether
+the model fits the dataset's input shape and has the BatchNorm a method needs, whether the partition
+can be built for the dataset (its record's feasibility check against the dataset record's facts), the
+device, and whether results_dir is writable. It creates nothing on disk. What needs the data itself
+(e.g. a Dirichlet split that cannot meet min_samples) is checked by the data stage, still before the
+run directory is created.
 
 Range specs (a small, readable language; alternatives joined by " or "):
   "(0, inf)", "[0, 1)", "int [1, inf)"   numbers in an interval (int: integers only; bools never)
@@ -27,8 +28,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fedbench.config_specs import (DATASET_SPECS, HARNESS_METHOD_SPECS, MODEL_SPECS, PARTITION_SPECS,
-                                   TOP_SPECS, dataset_info)
+from fedbench.config_specs import HARNESS_METHOD_SPECS, MODEL_SPECS, TOP_SPECS
+from fedbench.data.datasets import DATASETS
+from fedbench.data.partitions import PARTITIONS, check_feasible
+from fedbench.data.records import require_params
 from fedbench.errors import ConfigError
 from fedbench.specs import _show, check
 
@@ -60,7 +63,7 @@ def group_options(group: str) -> list[str]:
 
 
 def _check_top(cfg: DictConfig, machine: bool = True) -> None:
-    known = set(_yaml_keys("config.yaml")) | set(GROUPS) | {"hydra"}
+    known = set(_yaml_keys("config.yaml")) | set(GROUPS) | {"hydra", "logger"}
     for key in cfg:
         if key not in known:
             raise ConfigError(f"{key}={_show(cfg.get(key))}: unknown key; valid top-level keys: "
@@ -86,15 +89,47 @@ def _check_top(cfg: DictConfig, machine: bool = True) -> None:
                           f"(data.val_frac={cfg.data.val_frac!r}); every client needs training samples")
 
 
-def _check_writable(key: str, value: str) -> None:
-    """`value` must be (or be creatable as) a writable directory; nothing is left on disk."""
+def _check_logger(cfg: DictConfig, machine: bool) -> None:
+    """logger: the chosen trackers (keys of cfg.logger, conf/logger/), their keys, their packages."""
+    from fedbench.tracking import EXTRA, LOGGERS, is_installed
+
+    node = cfg.get("logger")
+    choose = f"choose from: none, {', '.join(LOGGERS)}, or several as logger=[tensorboard,mlflow]"
+    if node is None:
+        return
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"logger={_show(node)}: not a logger; {choose}")
+    for name in node:
+        if name not in LOGGERS:
+            raise ConfigError(f"logger.{name}: unknown logger; {choose}")
+        specs, sub = LOGGERS[name].specs, node.get(name)
+        if not isinstance(sub, DictConfig):
+            raise ConfigError(f"logger.{name}={_show(sub)}: must hold the keys of conf/logger/{name}.yaml "
+                              f"({', '.join(specs) or 'none'}); choose it with logger={name}")
+        for key in sub:
+            if key not in specs:
+                raise ConfigError(f"logger.{name}.{key}={_show(sub.get(key))}: unknown key for logger={name}; "
+                                  f"valid keys: {', '.join(specs) or '(none)'}")
+            check(f"logger.{name}.{key}", sub.get(key), specs[key])
+        if machine and not is_installed(name):
+            raise ConfigError(f"logger={name}: the package {LOGGERS[name].pip_name!r} is not installed; "
+                              f"install fedbench's tracking extra: {EXTRA}")
+
+
+def _check_directory(key: str, value: str, writable: bool = True) -> None:
+    """`value` must be (or be creatable as) a directory, and writable unless writable=False;
+    nothing is left on disk."""
     path = Path(os.path.expanduser(value)).absolute()
     probe = path
     while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
+    from_env = key == "data.root" and os.path.expanduser(os.environ.get("FEDBENCH_DATA", "")) == value
+    source = " (from $FEDBENCH_DATA)" if from_env else ""
     if not probe.is_dir():
         what = "is not a directory" if probe == path else f"cannot be created: {probe} is not a directory"
-        raise ConfigError(f"{key}={value!r}: {what}; choose a writable directory")
+        raise ConfigError(f"{key}={value!r}{source}: {what}; choose a {'writable ' * writable}directory")
+    if not writable:
+        return
     try:
         if not os.access(probe, os.W_OK | os.X_OK):
             raise PermissionError(f"no write permission on {probe}")
@@ -106,48 +141,26 @@ def _check_writable(key: str, value: str) -> None:
                           "directory") from None
 
 
-def _check_dataset(cfg: DictConfig) -> dict | None:
-    from fedbench.data.registry import DATASETS
-
-    name = cfg.dataset.name
-    if name not in DATASETS:
-        raise ConfigError(f"dataset={name!r}: unknown dataset; choose one of: {', '.join(sorted(DATASETS))}")
-    _check_node("dataset", cfg.dataset, DATASET_SPECS.get(name, {}), _yaml_keys(f"dataset/{name}.yaml"))
-    if name == "synthetic" and cfg.dataset.get("max_samples", 1000) < cfg.dataset.get("min_samples_per_client", 50):
-        raise ConfigError(f"dataset.max_samples={cfg.dataset.max_samples!r}: must be >= "
-                          f"dataset.min_samples_per_client={cfg.dataset.min_samples_per_client!r}")
-    return dataset_info(cfg.dataset)
+def _check_record(group: str, registry, node: DictConfig):
+    """The record of `node`'s option (dataset, partition); every key of its ranges present and valid."""
+    record = registry.get(node.name)
+    _check_node(group, node, record.ranges)
+    require_params(group, record.name, node, record.ranges)
+    return record
 
 
-def _check_partition(cfg: DictConfig, info: dict | None) -> None:
-    from fedbench.data.partition import PARTITIONERS
+def _check_dataset(cfg: DictConfig) -> dict:
+    """The dataset's parameters against its record; returns its facts (`DatasetRecord.info`)."""
+    record = _check_record("dataset", DATASETS, cfg.dataset)
+    if record.check is not None:
+        record.check(cfg.dataset)
+    return record.info(cfg.dataset)
 
-    p, k = cfg.partition, cfg.num_clients
-    if p.name not in PARTITIONERS:
-        raise ConfigError(f"partition={p.name!r}: unknown partition; choose one of: {', '.join(sorted(PARTITIONERS))}")
-    _check_node("partition", p, PARTITION_SPECS.get(p.name, {}), _yaml_keys(f"partition/{p.name}.yaml"))
-    if info is None:
-        return
-    if p.name == "pathological" and p.get("classes_per_client", 2) > info["classes"]:
-        raise ConfigError(f"partition.classes_per_client={p.classes_per_client!r}: must be an integer in "
-                          f"[1, {info['classes']}] (dataset={cfg.dataset.name} has {info['classes']} classes)")
-    if p.name == "natural" and not info["groups"]:
-        raise ConfigError(f"partition={p.name!r}: dataset={cfg.dataset.name} has no natural groups (writers, "
-                          "devices); use partition=iid, dirichlet, pathological or shards, or dataset=femnist "
-                          "or synthetic")
-    n = info["size"]
-    if n is None:
-        return
-    need = k * int(p.get("min_samples", 1) or 0)
-    if p.name in ("iid", "dirichlet") and need > n:
-        raise ConfigError(f"num_clients={k}: with partition.min_samples={p.get('min_samples')} the clients need "
-                          f"{need} samples but dataset={cfg.dataset.name} has {n}; use num_clients <= "
-                          f"{n // max(int(p.get('min_samples', 1) or 1), 1)} or a smaller partition.min_samples")
-    if k > n:
-        raise ConfigError(f"num_clients={k}: dataset={cfg.dataset.name} has only {n} samples; use fewer clients")
-    if p.name == "shards" and k * p.get("shards_per_client", 2) > n:
-        raise ConfigError(f"partition.shards_per_client={p.shards_per_client!r}: num_clients x shards_per_client = "
-                          f"{k * p.shards_per_client} shards exceed the {n} samples of dataset={cfg.dataset.name}")
+
+def _check_partition(cfg: DictConfig, info: dict) -> None:
+    """The partition's parameters against its record, and whether it can be built for this dataset."""
+    record = _check_record("partition", PARTITIONS, cfg.partition)
+    check_feasible(record.name, cfg.partition, cfg.num_clients, info)
 
 
 @functools.lru_cache(maxsize=32)
@@ -233,6 +246,29 @@ def _check_official_optimizer(method: DictConfig) -> None:
         check(f"method.official_optimizer.{key}", official.get(key), TOP_SPECS[key])
 
 
+def _parts(part) -> set:
+    return {part} if isinstance(part, str) else set(part)
+
+
+def require_backbone_and_head(cfg: DictConfig, cls: type, model) -> None:
+    """ConfigError when the method treats the backbone and the head differently (its shared or
+    personal part, or its fine-tuned part, names one of them without the other) but one of them has
+    no parameters (e.g. model.hidden=[]): shared and personal would collapse into FedAvg or Local,
+    reported under this method's name."""
+    named = {"shared": getattr(cls, "shared", "all"), "personal": getattr(cls, "personal", "none")}
+    if cfg.method.get("ft_epochs", 0):
+        named["method.ft_part"] = cfg.method.get("ft_part", "all")
+    split = [f"{k}: {v}" for k, v in named.items() if len(_parts(v) & {"backbone", "head"}) == 1]
+    empty = [part for part in ("backbone", "head") if not model.parameters_of(part)]
+    if split and empty:
+        shape = ", ".join(f"model.{k}={_show(cfg.model[k])}" for k in ("channels", "hidden", "head_layers")
+                          if k in cfg.model)
+        raise ConfigError(f"method={cfg.method.name!r} treats the backbone and the head differently "
+                          f"({'; '.join(split)}), but model={cfg.model.name!r} ({shape}) has no parameters in "
+                          f"its {empty[0]}; give it a hidden layer (e.g. model.hidden=[64]) or a smaller "
+                          "model.head_layers")
+
+
 def _check_method(cfg: DictConfig, model) -> None:
     name = cfg.method.name
     cls = method_class(name)
@@ -241,6 +277,7 @@ def _check_method(cfg: DictConfig, model) -> None:
     _check_official_optimizer(cfg.method)
     if model is not None:
         require_batchnorm(cfg, cls, model)
+        require_backbone_and_head(cfg, cls, model)
 
 
 def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
@@ -259,12 +296,15 @@ def prepare(cfg: DictConfig, machine: bool = True) -> DictConfig:
     if rotations not in (1, 2, 4):
         raise ConfigError(f"data.rotations={rotations!r}: must be 1 (none), 2 or 4 (client k's images turned by "
                           "(k mod R) x 360/R degrees)")
-    if rotations > 1 and info is not None and not info["images"]:
+    if rotations > 1 and not info["images"]:
+        images = ", ".join(r.name for r in DATASETS.records() if r.images)
         raise ConfigError(f"data.rotations={rotations}: dataset={cfg.dataset.name} has no images to rotate; use "
-                          "data.rotations=1 or an image dataset (digits, cifar10, cifar100, femnist)")
+                          f"data.rotations=1 or an image dataset ({images})")
     _check_partition(cfg, info)
     model = _check_model(cfg, info)
     _check_method(cfg, model)
+    _check_logger(cfg, machine)
     if machine:
-        _check_writable("results_dir", str(cfg.results_dir))
+        _check_directory("results_dir", str(cfg.results_dir))
+        _check_directory("data.root", str(cfg.data.root), writable=False)
     return cfg

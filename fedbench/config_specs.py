@@ -1,10 +1,10 @@
-"""What each config key may hold (specs in fedbench.specs' language), and static facts about each
-dataset, so that fedbench.config can check a whole config before any data is loaded."""
+"""What each top-level, method-harness and model config key may hold (specs in fedbench.specs'
+language), so that fedbench.config can check a whole config before any data is loaded. Dataset and
+partition keys, and the static facts of each dataset, are in their records
+(fedbench.data.datasets, fedbench.data.partitions)."""
 from __future__ import annotations
 
 from typing import Any
-
-from omegaconf import DictConfig
 
 # Top-level keys (and data.*): their specs. Keys absent from the config are not checked.
 TOP_SPECS: dict[str, Any] = {
@@ -54,34 +54,6 @@ HARNESS_METHOD_SPECS: dict[str, Any] = {
     "ft_part": ("all", "head", "backbone"),
 }
 
-PARTITION_SPECS: dict[str, dict[str, Any]] = {
-    "iid": {"quantity_skew": "[0, inf)", "min_samples": "int [0, inf)"},
-    "dirichlet": {"alpha": "(0, inf)", "min_samples": "int [0, inf)"},
-    "pathological": {"classes_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
-    "shards": {"shards_per_client": "int [1, inf)", "min_samples": "int [0, inf)"},
-    "natural": {"min_samples": "int [0, inf)"},
-}
-
-DATASET_SPECS: dict[str, dict[str, Any]] = {
-    "digits": {}, "cifar10": {}, "cifar100": {}, "femnist": {},
-    "synthetic": {"alpha": "[0, inf)", "beta": "[0, inf)", "num_features": "int [1, inf)",
-                  "num_classes": "int [2, inf)", "iid": "bool", "min_samples_per_client": "int [1, inf)",
-                  "max_samples": "int [1, inf)"},
-}
-
 MODEL_SPECS: dict[str, Any] = {"hidden": "list of int [1, inf)", "channels": "list of int [1, inf)",
                                "bn": "bool", "head_layers": "int [1, inf)"}
 
-
-def dataset_info(ds: DictConfig) -> dict | None:
-    """Static facts about a dataset (input shape, classes, pooled size or None, natural groups?)
-    so that model and partition settings can be checked before any data is loaded."""
-    fixed = {"digits": ((64,), 10, 1797, False), "cifar10": ((3, 32, 32), 10, 60000, False),
-             "cifar100": ((3, 32, 32), 100, 60000, False), "femnist": ((1, 28, 28), 62, None, True)}
-    if ds.name == "synthetic":
-        shape, classes, size, groups = (int(ds.get("num_features", 60)),), int(ds.get("num_classes", 10)), None, True
-    elif ds.name in fixed:
-        shape, classes, size, groups = fixed[ds.name]
-    else:
-        return None
-    return {"shape": shape, "classes": classes, "size": size, "groups": groups, "images": ds.name != "synthetic"}

@@ -13,3 +13,15 @@ class ConfigError(FedbenchError):
 
 class DataMissingError(FedbenchError):
     """Dataset files are absent: the message names the expected path and how to get them."""
+
+
+class WriteError(FedbenchError):
+    """A file could not be written (full disk, read-only or vanished directory): the message names
+    the file and what to do."""
+
+    exit_code = 74  # EX_IOERR
+
+    @classmethod
+    def of(cls, path, exc: OSError) -> "WriteError":
+        return cls(f"cannot write {path} ({exc.strerror or type(exc).__name__}): free some disk space or make "
+                   f"its directory writable, then run the same command again")

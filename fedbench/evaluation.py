@@ -66,6 +66,8 @@ def summarize(acc: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, fl
     """Unweighted mean, weighted mean, std and bottom decile of per-client accuracies."""
     ok = ~np.isnan(acc)
     a, w = acc[ok], weights[ok]
+    if not len(a):  # no client has samples in this split (e.g. data.val_frac=0)
+        return dict.fromkeys([prefix, f"{prefix}_weighted", f"{prefix}_std", f"{prefix}_bottom10"], float("nan"))
     return {prefix: float(a.mean()), f"{prefix}_weighted": float((a * w).sum() / w.sum()),
             f"{prefix}_std": float(a.std()), f"{prefix}_bottom10": bottom_decile(a)}
 

@@ -7,6 +7,7 @@ device or thread count), so runs that differ in e.g. lr never share a directory.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from fedbench.errors import WriteError
+
 # Keys that do not change the numbers a run produces (execution details), left out of the hash.
 NON_SCIENTIFIC = ("results_dir", "device", "threads", "progress", "checkpoint_every", "deterministic", "engine",
-                  "data.root", "data.download", "data.verify", "method.search")
+                  "logger", "data.root", "data.download", "data.verify", "method.search")
 
 
 def scientific_config(cfg: DictConfig) -> dict:
@@ -54,20 +57,34 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "w"):
+    """Yield a file whose content replaces `path` only once it is complete: a temp file in the same
+    directory, fsync, group-readable mode (mkstemp makes 0600; results are shared on clusters),
+    rename. Readers never see half a file; on any failure `path` is as it was, the temp file is
+    gone, and an OSError (full disk, read-only directory) becomes one WriteError line naming `path`."""
+    path, tmp = Path(path), None
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared on clusters
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise WriteError.of(path, exc) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (atomic_open)."""
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 class RunDir:
@@ -75,10 +92,12 @@ class RunDir:
         self.path = Path(path)
 
     def summary(self) -> dict | None:
+        """summary.json as a dict; None when it is absent or unreadable (not UTF-8, not JSON, not an object)."""
         try:
-            return json.loads((self.path / "summary.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            summary = json.loads((self.path / "summary.json").read_text())
+        except (OSError, ValueError):  # ValueError: also JSONDecodeError and UnicodeDecodeError
             return None
+        return summary if isinstance(summary, dict) else None
 
     def is_complete(self) -> bool:
         s = self.summary()
@@ -92,3 +111,10 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+
+    def try_write_summary(self, summary: dict) -> None:
+        """write_summary where the disk still allows it (a run that failed to write marks itself failed)."""
+        try:
+            self.write_summary(summary)
+        except WriteError:
+            pass

@@ -11,8 +11,8 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from fedbench import checkpoint
-from fedbench.config import method_class, prepare, require_batchnorm
+from fedbench import checkpoint, completion
+from fedbench.config import method_class, prepare, require_backbone_and_head, require_batchnorm
 from fedbench.runtime import check_deterministic_model, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.engines import build_federation
@@ -22,13 +22,16 @@ from fedbench.run_settings import RunSettings
 from fedbench.models import build_model
 from fedbench.optimizer import resolve_optimizer
 from fedbench.results import RunDir, config_hash, run_dir
+from fedbench.runlock import RunLock
 from fedbench.seeding import stream_seed
+from fedbench.tracking import open_trackers
 
 
 def build_method(cfg: DictConfig, model):
     """The method instance for `cfg` on `model` (the same checks as `prepare`, for direct callers)."""
     cls = method_class(cfg.method.name)
     require_batchnorm(cfg, cls, model)
+    require_backbone_and_head(cfg, cls, model)
     return cls(cfg.method, model)
 
 
@@ -56,20 +59,27 @@ def run(cfg: DictConfig) -> dict:
     not recomputed; an interrupted one resumes from its checkpoint (fedbench.checkpoint).
 
     Files: metrics.csv and clients.csv hold only numbers that are a function of the config (one
-    seed gives byte-identical files); wall-clock time lives in timing.csv and summary.json."""
+    seed gives byte-identical files); wall-clock time lives in timing.csv and summary.json.
+    One process at a time writes a run directory: it holds fedbench.runlock's lock from its first
+    write (after the data stage) to its return; a second one stops with RunInProgress."""
     cfg = prepare(cfg)
     rd = RunDir(run_dir(cfg))
+    with RunLock(rd.path) as lock:
+        return _run(cfg, rd, lock)
+
+
+def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
     ckpt_path = rd.path / checkpoint.NAME
-    if rd.is_complete():
-        checkpoint.remove(ckpt_path)  # left behind when a kill came between summary and cleanup
-        checkpoint.remove_temp_files(rd.path)
-        print(f"fedbench: skip, already complete: {rd.path}", file=sys.stderr)
-        return rd.summary()
+    if (done := completion.finished(rd, locked=False)) is not None:  # read-only: no data, no lock
+        return done
     set_determinism(bool(cfg.get("deterministic", False)))
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     data = load_federated(cfg, device)
+    lock.acquire()
+    if (done := completion.finished(rd, locked=True)) is not None:  # finished while we loaded the data
+        return done
     torch.manual_seed(stream_seed(cfg.seed, "init"))
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     method = build_method(cfg, model)
@@ -104,10 +114,12 @@ def run(cfg: DictConfig) -> dict:
         rows, timing, first, spent = list(state["rows"]), list(state["timing"]), state["round"], state["wall_s"]
         ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
         base["resumed_from_round"] = first
+        base["engine"] = "+".join(dict.fromkeys([*state.get("engines", []), fed.engine]))  # every engine used
         print(f"fedbench: resuming {rd.path} from round {first}", file=sys.stderr)
     checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
     rd.write_summary(base | {"status": "running"})
+    trackers = open_trackers(cfg, rd.path, resumed_from_round=first)  # [tracking] start or resume (untimed)
     every = int(cfg.get("checkpoint_every", 0) or 0)
     status, stop_round, loss = "complete", None, float("nan")
     start = time.perf_counter()
@@ -117,7 +129,8 @@ def run(cfg: DictConfig) -> dict:
         last = {k: torch.as_tensor(v) for k, v in ev.items()} if ev is not None else None
         checkpoint.save(ckpt_path, {"format": checkpoint.FORMAT, "key": key, "round": done,
                                     "federation": fed.state_dict(), "rng": checkpoint.capture_rng(),
-                                    "rows": rows, "timing": timing, "last_eval": last, "wall_s": elapsed()})
+                                    "rows": rows, "timing": timing, "last_eval": last, "wall_s": elapsed(),
+                                    "engines": base["engine"].split("+")})
 
     with checkpoint.StopSignals() as signals:
         try:
@@ -134,6 +147,7 @@ def run(cfg: DictConfig) -> dict:
                     timing.append({"round": t + 1, "wall_s": elapsed()})
                     rd.write_csv("metrics.csv", pd.DataFrame(rows))
                     rd.write_csv("timing.csv", pd.DataFrame(timing))
+                    trackers.log_row(t + 1, rows[-1])  # [tracking] this evaluation round, after metrics.csv
                     bar.set_postfix(acc=f"{rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
                 due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
                 if due or signals.pending is not None:
@@ -142,9 +156,10 @@ def run(cfg: DictConfig) -> dict:
         except BaseException as exc:
             stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
                        or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
-            rd.write_summary(base | {"status": "interrupted" if stopped else "failed",
-                                     "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
-                                     "wall_time_s": elapsed()})
+            ended = base | {"status": "interrupted" if stopped else "failed",
+                            "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"), "wall_time_s": elapsed()}
+            rd.try_write_summary(ended)
+            trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
             raise
     wall = elapsed()
     summary = base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
@@ -154,16 +169,19 @@ def run(cfg: DictConfig) -> dict:
         summary["diverged_round"] = stop_round
     if rows:
         summary |= headline(pd.DataFrame(rows), cfg.eval_final_k)
-    if ev is not None:
-        clients = pd.DataFrame({"client": range(data.num_clients),
-                                "n_train": [len(c.train) for c in data.clients],
-                                "n_val": [len(c.val) for c in data.clients],
-                                "n_test": [len(c.test) for c in data.clients],
-                                "test_acc": ev["test_acc"], "val_acc": ev["val_acc"],
-                                "test_loss": ev["test_loss"], "times_sampled": fed.times_sampled})
-        rd.write_csv("clients.csv", clients)
-    rd.write_summary(summary)
+    with completion.marked_failed_on_write_error(rd, base | {"wall_time_s": wall}):
+        if ev is not None:
+            clients = pd.DataFrame({"client": range(data.num_clients),
+                                    "n_train": [len(c.train) for c in data.clients],
+                                    "n_val": [len(c.val) for c in data.clients],
+                                    "n_test": [len(c.test) for c in data.clients],
+                                    "test_acc": ev["test_acc"], "val_acc": ev["val_acc"],
+                                    "test_loss": ev["test_loss"], "times_sampled": fed.times_sampled})
+            rd.write_csv("clients.csv", clients)
+        summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
+        rd.write_summary(summary)
     checkpoint.remove(ckpt_path)
+    trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
     print(summary_line(summary, rd), file=sys.stderr)
     return summary
 

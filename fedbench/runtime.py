@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -57,10 +58,14 @@ def resolve_threads(value) -> int:
     Why 1 when the run may use every core of the machine: nothing says those cores are free. On a
     shared 2-core machine, PyTorch's spinning intra-op threads made training 7-25x slower than one
     thread while other processes ran, and one thread was as fast or faster for the small models of
-    pFL even then (README, Performance). threads=N uses N anyway."""
+    pFL even then (README, Performance). threads=N uses N anyway; more than the cores this process
+    may run on (its CPU affinity) gets a warning line, as spinning threads then only slow it down."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if value not in (None, "auto"):
+        if int(value) > allowed:  # more threads than cores only adds contention
+            print(f"fedbench: warning: threads={value} is more than the {allowed} cores this run may use; "
+                  f"expect it to be slower than threads={allowed}", file=sys.stderr)
         return int(value)
     if os.environ.get("SLURM_CPUS_PER_TASK"):
         return int(os.environ["SLURM_CPUS_PER_TASK"])
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return allowed if allowed < (os.cpu_count() or allowed) else 1

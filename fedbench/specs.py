@@ -33,7 +33,7 @@ def _alternative(text: str):
         return (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
     if text.startswith("list of "):
         item, what = _alternative(text[len("list of "):])
-        return (lambda v: isinstance(v, (list, tuple, ListConfig)) and all(item(x) for x in v)), f"a list of {what}s"
+        return (lambda v: isinstance(v, (list, tuple, ListConfig)) and all(item(x) for x in v)), f"a list, each item {what}"
     integer = text.startswith("int ")
     if integer:
         text = text[4:].strip()

@@ -70,6 +70,22 @@ CASES = [
     (["dataset=digits", "partition=natural"], ["partition='natural'", "no natural groups"]),
     (["experiment=nope"], ["experiment='nope'", "fedbsd_ablation"]),
     (["-m", "experiment=fedbsd_ablation", "method.tau=0"], ["method.tau=0", "> 0"]),
+    # a backbone/head method on a model whose backbone holds no parameters: FedAvg or Local in disguise
+    (["method=fedbsd", "model.hidden=[]"], ["method='fedbsd'", "no parameters in its backbone", "model.hidden=[]"]),
+    (["method=fedper", "model.hidden=[]"], ["method='fedper'", "shared: backbone; personal: head"]),
+    (["method=lgfedavg", "model.hidden=[16]", "model.head_layers=2"], ["method='lgfedavg'", "model.head_layers=2"]),
+    (["method=fedbabu", "model.hidden=[]"], ["method='fedbabu'", "shared: backbone"]),
+    (["method=fedavg_ft", "model.hidden=[]", "method.ft_part=backbone"], ["method.ft_part: backbone"]),
+    (["model.hidden=[0]"], ["model.hidden=[0]", "must be a list, each item an integer >= 1"]),
+    (["method=[fedavg,fedper]"], ["method=[fedavg,fedper]", "one method", "-m method=fedavg,fedper"]),
+    (["logger=comet"], ["logger='comet'", "unknown logger", "mlflow, none, tensorboard, wandb"]),
+    (["logger=[tensorboard,comet]"], ["logger='comet'", "unknown logger"]),
+    (["-m", "logger=tensorboard,mlflow"], ["logger=tensorboard,mlflow", "logger=[tensorboard,mlflow]"]),
+    (["logger=mlflow", "logger.mlflow.uri=x"], ["logger.mlflow.uri=x", "unknown key", "tracking_uri"]),
+    (["logger=mlflow", "logger.mlflow.experiment="], ["logger.mlflow.experiment=''", "non-empty string"]),
+    (["logger=wandb", "logger.wandb.mode=sometimes"], ["logger.wandb.mode='sometimes'", "auto, offline, online"]),
+    (["logger.wandb.project=x"], ["logger.wandb.project=x", "not chosen", "logger=wandb"]),
+    (["+logger.comet.key=1"], ["logger.comet", "unknown logger", "logger=[tensorboard,mlflow]"]),
 ]
 if not torch.cuda.is_available():
     CASES.append((["device=cuda"], ["device='cuda'", "no CUDA GPU", "device=cpu"]))
@@ -131,6 +147,8 @@ def test_valid_sweeps_pass(tmp_path):
     precheck(["method=fedbn", "model.bn=true", "rounds=3"])
     precheck(["dataset=cifar10", "model=resnet18", "method=fedbn"])
     precheck(["--help"])  # Hydra's own flags are Hydra's business
+    precheck(["-m", "method=fedavg,local,ditto,fedrod", "model.hidden=[]"])  # no backbone/head split to lose
+    precheck(["-m", "hydra/launcher=slurm", "logger=[tensorboard,mlflow,wandb]", "seed=0,1"])  # installed on the nodes
 
 
 @pytest.mark.parametrize("method", methods.available())

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fedbench.data.cache import cache_path, cached_partition
-from fedbench.data.partition import dirichlet
+from fedbench.data.partitions.dirichlet import dirichlet
 from fedbench.data.splits import split_all
 from fedbench.data.types import Partition
 

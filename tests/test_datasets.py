@@ -10,17 +10,19 @@ import pytest
 import torchvision.datasets.cifar
 from omegaconf import OmegaConf
 
-from fedbench.data.cifar import _STATS, load_cifar10, load_cifar100
-from fedbench.data.femnist import load_femnist
-from fedbench.data.offline import load_digits, load_synthetic
-from fedbench.data.registry import DATASETS, load_dataset
+from fedbench.data.datasets import DATASETS, load_dataset
+from fedbench.data.datasets.cifar import _STATS, load_cifar10, load_cifar100
+from fedbench.data.datasets.digits import load_digits
+from fedbench.data.datasets.femnist import load_femnist
+from fedbench.data.datasets.synthetic import load_synthetic
 from fedbench.errors import ConfigError, DataMissingError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+SYNTHETIC = OmegaConf.load(CONF / "synthetic.yaml")  # the defaults live only in the yaml
 
 
 def synth(seed=0, num_clients=20, **params):
-    return load_synthetic(params, None, False, True, seed, num_clients)
+    return load_synthetic(OmegaConf.merge(SYNTHETIC, params), None, False, True, seed, num_clients)
 
 
 def label_heterogeneity(ds):
@@ -240,7 +242,7 @@ def test_femnist_malformed_json_is_one_line(tmp_path):
 
 # ---------------------------------------------------------------- registry and configs
 def test_registry_dispatches_and_rejects_unknown_names():
-    params = OmegaConf.create({"name": "synthetic", "num_features": 8, "max_samples": 60})
+    params = OmegaConf.merge(SYNTHETIC, {"num_features": 8, "max_samples": 60})
     ds = load_dataset("synthetic", params, None, False, True, 0, 4)
     assert ds.x.shape[1] == 8 and len(np.unique(ds.groups)) == 4
     with pytest.raises(ConfigError, match=r"dataset='mnist' is not a dataset; choose one of: digits, synthetic"):

@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fedbench.data.partition import (PARTITIONERS, dirichlet, iid, natural, partition_indices,
-                                     pathological, shards)
+from fedbench.data.partitions import PARTITIONS, partition_indices
+from fedbench.data.partitions.dirichlet import _dirichlet_counts, dirichlet
+from fedbench.data.partitions.iid import iid
+from fedbench.data.partitions.natural import natural
+from fedbench.data.partitions.pathological import pathological
+from fedbench.data.partitions.shards import shards
 from fedbench.data.splits import split_all, split_client, split_sizes
 from fedbench.errors import ConfigError
 
@@ -20,12 +24,12 @@ def make_labels(n=3000, seed=0):
 
 
 LABELS = make_labels()
-CASES = {
-    "iid": {},
+CASES = {  # every parameter given: defaults live only in conf/partition/*.yaml
+    "iid": {"quantity_skew": 0.0, "min_samples": 1},
     "iid_skew": {"quantity_skew": 1.5, "min_samples": 5},
     "dirichlet": {"alpha": 0.3, "min_samples": 10},
-    "pathological": {"classes_per_client": 2},
-    "shards": {"shards_per_client": 2},
+    "pathological": {"classes_per_client": 2, "min_samples": 1},
+    "shards": {"shards_per_client": 2, "min_samples": 1},
 }
 
 
@@ -96,7 +100,6 @@ def test_small_alpha_is_more_skewed():
 
 
 def test_dirichlet_gives_no_share_to_clients_at_the_cap():
-    from fedbench.data.partition import _dirichlet_counts
     rng = np.random.default_rng(0)
     gamma, order, sizes = rng.standard_gamma(0.2, (C, 40)), rng.permutation(C), np.full(C, 100)
     counts = _dirichlet_counts(gamma, order, sizes, cap=1000 / 40)
@@ -109,7 +112,7 @@ def test_dirichlet_gives_no_share_to_clients_at_the_cap():
 
 
 def test_quantity_skew_spreads_sizes():
-    even = iid(LABELS, 40, np.random.default_rng(0))
+    even = iid(LABELS, 40, np.random.default_rng(0), quantity_skew=0.0, min_samples=1)
     skew = iid(LABELS, 40, np.random.default_rng(0), quantity_skew=1.0, min_samples=5)
     assert max(map(len, even)) - min(map(len, even)) <= 1
     sizes = np.array([len(p) for p in skew])
@@ -143,25 +146,26 @@ def test_dispatch_accepts_dictconfig_and_dict():
     a = partition_indices("dirichlet", LABELS, None, 20, conf, np.random.default_rng(4))
     b = dirichlet(LABELS, 20, np.random.default_rng(4), alpha=0.5, min_samples=3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert set(PARTITIONERS) == {"iid", "dirichlet", "pathological", "shards", "natural"}
+    assert set(PARTITIONS.names()) == {"iid", "dirichlet", "pathological", "shards", "natural"}
 
 
 @pytest.mark.parametrize("name,params,num_clients,words", [
     ("bogus", {}, 10, ["partition='bogus'", "dirichlet", "shards"]),
-    ("dirichlet", {"alpha": 0}, 10, ["partition.alpha=0"]),
-    ("dirichlet", {"alpha": -1.0}, 10, ["partition.alpha"]),
+    ("dirichlet", {"alpha": 0, "min_samples": 1}, 10, ["partition.alpha=0"]),
+    ("dirichlet", {"alpha": -1.0, "min_samples": 1}, 10, ["partition.alpha"]),
     ("dirichlet", {"alpha": 0.5, "min_samples": 400}, 10, ["num_clients=10", "partition.min_samples=400"]),
     ("dirichlet", {"alpha": 0.05, "min_samples": 300}, 10, ["partition.min_samples", "fewer clients",
                                                            "larger partition.alpha"]),
-    ("pathological", {"classes_per_client": 0}, 10, ["partition.classes_per_client=0"]),
-    ("pathological", {"classes_per_client": 11}, 10, ["partition.classes_per_client=11", "(10)"]),
-    ("pathological", {"classes_per_client": 2.5}, 10, ["partition.classes_per_client"]),
+    ("pathological", {"classes_per_client": 0, "min_samples": 1}, 10, ["partition.classes_per_client=0"]),
+    ("pathological", {"classes_per_client": 11, "min_samples": 1}, 10, ["partition.classes_per_client=11", "(10)"]),
+    ("pathological", {"classes_per_client": 2.5, "min_samples": 1}, 10, ["partition.classes_per_client"]),
     ("pathological", {"classes_per_client": 1, "min_samples": 200}, 10,
      ["num_clients=10", "partition.min_samples=200"]),
-    ("shards", {"shards_per_client": 400}, 10, ["partition.shards_per_client=400"]),
-    ("iid", {"quantity_skew": -1}, 10, ["partition.quantity_skew"]),
-    ("iid", {}, 0, ["num_clients=0"]),
-    ("natural", {}, 10, ["natural", "no natural groups"]),
+    ("shards", {"shards_per_client": 400, "min_samples": 1}, 10, ["partition.shards_per_client=400"]),
+    ("iid", {"quantity_skew": -1, "min_samples": 1}, 10, ["partition.quantity_skew"]),
+    ("iid", {"quantity_skew": 0.0, "min_samples": 1}, 0, ["num_clients=0"]),
+    ("natural", {"min_samples": 1}, 10, ["natural", "no natural groups"]),
+    ("dirichlet", {"alpha": 0.5}, 10, ["partition.min_samples: missing", "conf/partition/dirichlet.yaml"]),
 ])
 def test_bad_params_raise_one_line_config_error(name, params, num_clients, words):
     with pytest.raises(ConfigError) as err:

@@ -28,16 +28,32 @@ def _rows(run) -> int:
         return 0
 
 
-def _wait_rows(results, at_least: int, proc, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = run_dirs(results)
-        if runs and _rows(runs[0]) >= at_least:
-            return runs[0]
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before round {at_least}: {proc.stderr.read()}")
+def _reached(results, at_least: int, proc) -> bool:
+    runs = run_dirs(results)
+    if runs and _rows(runs[0]) >= at_least:
+        return True
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before round {at_least}: {proc.stderr.read()}")
+    return False
+
+
+def _signal_at_rows(victims: dict, procs: dict, timeout=300) -> None:
+    """Send each victim (results dir -> (rows, signal)) its signal once it has that many rows,
+    watching all of them at once (waiting for one while another runs on could let it finish)."""
+    pending, deadline = dict(victims), time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for results, (at, sig) in list(pending.items()):
+            if _reached(results, at, procs[results]):
+                procs[results].send_signal(sig)
+                del pending[results]
         time.sleep(0.02)
-    pytest.fail("the run made no progress")
+    if pending:
+        pytest.fail("the run made no progress")
+
+
+def _wait_rows(results, at_least: int, proc, timeout=300):
+    _signal_at_rows({results: (at_least, 0)}, {results: proc}, timeout)  # signal 0: only checks the process
+    return run_dirs(results)[0]
 
 
 def test_kill9_and_sigterm_then_rerun_gives_identical_files(tmp_path, data_root):
@@ -51,9 +67,7 @@ def test_kill9_and_sigterm_then_rerun_gives_identical_files(tmp_path, data_root)
     procs = {d: popen_cli(*args, f"results_dir={d}") for d in (ref, killed, termed)}
 
     victims = {killed: (kill_at, signal.SIGKILL), termed: (term_at, signal.SIGTERM)}
-    for results, (at, sig) in victims.items():
-        _wait_rows(results, at, procs[results])
-        procs[results].send_signal(sig)
+    _signal_at_rows(victims, procs)
     code, err = finish(procs[termed])
     assert code == 143, err
     lines = [ln for ln in err.splitlines() if ln.startswith("fedbench")]

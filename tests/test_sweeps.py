@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, run_cli
+from tests.tracking_helpers import mlflow_runs, need, tb_events, tb_scalars
 
 SMALL = ["rounds=2", "num_clients=6", "eval_every=1"]
 
@@ -53,19 +54,24 @@ def test_slot_sets_affinity_gpus_and_thread_count():
 
 
 def test_local_sweep_resubmitted_skips_complete_and_reruns_failed(tmp_path, data_root):
+    need("tensorboard", "mlflow")
     results = tmp_path / "results"
     sweep = ["-m", "hydra/launcher=local", "method=fedavg,local", f"results_dir={results}", *SMALL]
-    first = run_cli(*sweep)
+    first = run_cli(*sweep, "logger=[tensorboard,mlflow]")                # every job logs itself
     assert first.returncode == 0, first.stderr[-3000:]
     runs = summaries(results)
     assert len(runs) == 2 and all(s["status"] == "complete" for s in runs.values())
+    logged = mlflow_runs(results)
+    assert sorted(r.data.tags["method"] for r in logged) == ["fedavg", "local"]
+    assert {r.info.status for r in logged} == {"FINISHED"} and len({r.data.tags["group"] for r in logged}) == 1
+    assert all([s for s, _ in tb_scalars(tb_events(results / run), "test_acc")] == [1, 2] for run in runs)
     cores = len(os.sched_getaffinity(0))
     assert all(s["threads"] == max(1, cores // 2) for s in runs.values())   # 2 runs share the cores
     assert (results / "summary.csv").is_file()                     # the callback reported
     stamps = mtimes(results)
 
     sweep.append("hydra.callbacks.report.enabled=false")          # (saves time; the runs are the same)
-    second = run_cli(*sweep)                                        # identical: runs nothing new
+    second = run_cli(*sweep)                      # the same runs (the logger is not in the hash): nothing new
     assert second.returncode == 0, second.stderr[-3000:]
     assert mtimes(results) == stamps and summaries(results) == runs
     logs = "".join(p.read_text() for p in (results / "sweeps").rglob("*_log.err"))
@@ -103,12 +109,17 @@ def test_real_slurm_sweep_ends_with_report(tmp_path, data_root):
             pytest.fail(f"FEDBENCH_REQUIRE_SLURM=1 but no Slurm cluster: {why}")
         pytest.skip(f"no Slurm cluster ({why}); start one with ../shared/slurm_local.sh start")
     results = tmp_path / "results"
+    need("mlflow")
     proc = run_cli("-m", "hydra/launcher=slurm", "method=fedavg,local", "seed=0,1", "rounds=3", "num_clients=6",
                    f"results_dir={results}", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-                   "hydra.launcher.timeout_min=5", timeout=400)
+                   "hydra.launcher.timeout_min=5", "logger=mlflow", timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = summaries(results)
     assert len(runs) == 4 and all(s["status"] == "complete" for s in runs.values()), runs
+    logged = mlflow_runs(results)                                  # every Slurm job logged its run
+    assert sorted((r.data.tags["method"], r.data.tags["seed"]) for r in logged) == \
+        [("fedavg", "0"), ("fedavg", "1"), ("local", "0"), ("local", "1")]
+    assert {r.info.status for r in logged} == {"FINISHED"}
     assert {(s["method"], s["seed"]) for s in runs.values()} == {(m, k) for m in ("fedavg", "local") for k in (0, 1)}
     assert all(s["threads"] == 1 for s in runs.values())          # SLURM_CPUS_PER_TASK=1
     for run in runs:

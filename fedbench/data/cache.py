@@ -181,9 +181,10 @@ def cached_partition(cache_dir: Path, key: dict, build: Callable[[], Partition],
         log.warning("partition cache %s is unusable (%s); rebuilding it", target, reason)
     built = build()
     built = Partition(*[[np.asarray(a, dtype=np.int64) for a in getattr(built, s)] for s in SPLITS])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         _write_entry(tmp, built, key, num_classes, labels)
         for _ in range(10):
             try:
@@ -198,6 +199,10 @@ def cached_partition(cache_dir: Path, key: dict, build: Callable[[], Partition],
             _remove_aside(target)          # still the unusable one: replace it
         log.warning("partition cache %s could not be replaced; using the partition uncached", target)
         return built, target
+    except OSError as exc:  # a read-only data root or a full disk: the run goes on without the cache
+        log.warning("partition cache %s could not be written (%s); using the partition uncached", target,
+                    exc.strerror or exc)
+        return built, target
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -8,8 +8,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fedbench.data.cache import cached_partition
-from fedbench.data.partition import partition_indices
-from fedbench.data.registry import load_dataset
+from fedbench.data.datasets import DATASETS, load_dataset
+from fedbench.data.partitions import partition_indices
 from fedbench.data.splits import split_all
 from fedbench.data.types import ClientData, FederatedData
 from fedbench.seeding import numpy_rng
@@ -31,11 +31,11 @@ def standardized(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
-def rotated(x: np.ndarray, partition, rotations: int, image_shape=None) -> np.ndarray:
+def rotated(x: np.ndarray, partition, rotations: int, image_shape) -> np.ndarray:
     """A feature-shift federation (FedBN's regime, the rotated-MNIST of clustered FL): every image of
     client k turned by (k mod rotations) quarter turns x 4/rotations (exact: np.rot90, no
-    interpolation); labels and splits unchanged."""
-    images = (x.reshape((len(x),) + tuple(image_shape)) if image_shape else x).copy()
+    interpolation); labels and splits unchanged. `image_shape`: (C, H, W) behind each row of x."""
+    images = x.reshape((len(x),) + tuple(image_shape)).copy()
     for k in range(partition.num_clients):
         quarter = (k % rotations) * (4 // rotations)
         if quarter:
@@ -62,7 +62,7 @@ def load_federated(cfg: DictConfig, device: torch.device) -> FederatedData:
         raw.x = standardized(raw.x, np.concatenate(partition.train))
     rotations = int(cfg.data.get("rotations", 1))
     if rotations > 1:
-        raw.x = rotated(raw.x, partition, rotations, raw.image_shape)
+        raw.x = rotated(raw.x, partition, rotations, DATASETS.get(cfg.dataset.name).image_shape)
     as_idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
     clients = [ClientData(as_idx(tr), as_idx(va), as_idx(te))
                for tr, va, te in zip(partition.train, partition.val, partition.test)]

@@ -20,7 +20,7 @@ def _systematic(length: int, m: int, rng: np.random.Generator) -> np.ndarray:
     sampling): on a list grouped by class, each class gets its proportional share +-1."""
     if m >= length:
         return np.arange(length, dtype=np.int64)
-    if m <= 0:
+    if m <= 0:  # e.g. data.val_frac=0, or a client too small to spare a validation sample
         return np.zeros(0, dtype=np.int64)
     pos = np.floor((np.arange(m) + rng.random()) * (length / m)).astype(np.int64)
     return np.minimum(pos, length - 1)

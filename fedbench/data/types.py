@@ -18,8 +18,7 @@ class RawDataset:
             the `natural` partition uses it.
     standardize: True when x still needs centring: the data stage then standardizes each channel
             with the mean and std of the clients' TRAIN samples (fedbench.data.federated).
-    image_shape: the (C, H, W) image behind flat rows (digits: (1, 8, 8)); None when x already has
-            its image shape or holds no images.
+    The dataset's static facts (image shape, pooled size, ...) are in its DatasetRecord.
     """
 
     name: str
@@ -28,7 +27,6 @@ class RawDataset:
     num_classes: int
     groups: np.ndarray | None = None
     standardize: bool = False
-    image_shape: tuple[int, int, int] | None = None  # (C, H, W) of a flattened image dataset (digits)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -3,13 +3,14 @@
 Reads every run directory under <results-dir>/runs and writes <results-dir>/summary.csv,
 <results-dir>/tables/*.md|*.tex|issues.md and <results-dir>/plots/*.png.
 Exit status: 0 when at least one run was usable, 1 when runs exist but none completed,
-2 on bad input (no results dir, no runs, unknown filter key).
+2 on bad input (no results dir, no runs, unknown filter key), 74 when an output cannot be written.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from fedbench.errors import WriteError
 from fedbench.report import METRICS, SELECT, ReportError, build_report
 
 
@@ -35,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = build_report(args.results_dir, args.metric, args.filters, args.out,
                               echo=lambda line: print(line, file=sys.stderr), select=args.select)
-    except ReportError as exc:
+    except (ReportError, WriteError) as exc:
         print(f"fedbench.report: error: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, ReportError) else exc.exit_code
     if report.usable == 0:
         print("fedbench.report: error: no usable run (none complete); see tables/issues.md", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Aggregate runs over seeds, and find what must never be averaged in.
 
 Only runs whose summary says `complete` and that have the chosen headline number count. Failed,
-diverged and unfinished runs are listed instead, and so is every (setting, method) cell that lacks a
+diverged, damaged and unfinished runs are listed instead, and so is every (setting, method) cell that lacks a
 seed which some run of that setting has (the setting's expected seeds). Statistics over seeds: the
 mean and the sample standard deviation (ddof=1; undefined for one seed).
 """
@@ -60,7 +60,10 @@ def problem_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     for _, r in bad.iterrows():
         status = r["status"]
         if status == "diverged":
-            reasons.append(f"diverged at round {r.get('diverged_round')}")
+            at = pd.to_numeric(r.get("diverged_round"), errors="coerce")
+            reasons.append(f"diverged at round {int(at) if pd.notna(at) else '?'}")
+        elif status == "damaged":
+            reasons.append(f"damaged: {r.get('error')}")
         elif status == "failed":
             reasons.append(f"failed: {r.get('error')}")
         elif status == "running":

@@ -21,8 +21,9 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from fedbench import completion
 from fedbench.optimizer import OPTIMIZER_KEYS
-from fedbench.results import scientific_config
+from fedbench.results import RunDir, scientific_config
 
 HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
@@ -51,6 +52,17 @@ def _digest(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def setting_of(flat: dict) -> dict:
+    """The setting part of a run's flat scientific config: everything but the method's configuration
+    (configuration_key) and the seed."""
+    return {k: v for k, v in flat.items() if not configuration_key(k) and k != "seed"}
+
+
+def setting_key(flat: dict) -> str:
+    """The setting's digest (summary.csv's setting_key); trackers group runs by it too."""
+    return _digest(setting_of(flat))
+
+
 def find_run_dirs(results_dir: Path) -> list[Path]:
     """Every directory under results_dir/runs holding a summary.json or a config.yaml."""
     runs = Path(results_dir) / "runs"
@@ -59,25 +71,41 @@ def find_run_dirs(results_dir: Path) -> list[Path]:
 
 
 def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
-    """(row, flat scientific config) of one run directory; unreadable files give status 'missing'."""
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
-        summary = {"status": "missing", "error": f"summary.json unreadable: {type(exc).__name__}"}
+    """(row, flat scientific config) of one run directory. An absent summary gives status 'missing';
+    an unreadable one, a complete run whose files disagree with its summary or cannot be read, and a
+    copy a rerun put aside (completion.put_aside) give status 'damaged', with the reason in `error`."""
+    summary = RunDir(path).summary()
+    if summary is None:
+        exists = (path / "summary.json").exists()
+        summary = {"status": "damaged" if exists else "missing",
+                   "error": "summary.json is not a JSON object in UTF-8" if exists else "summary.json is missing"}
     try:
         config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+        if not isinstance(config, dict):
+            raise ValueError("not a mapping")
         config = scientific_config(OmegaConf.create(config))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         config = {}
         summary.setdefault("error", f"config.yaml unreadable: {type(exc).__name__}")
-        summary["status"] = "missing"
+        if summary["status"] != "damaged":
+            summary["status"] = "missing"
+    if any(p.startswith(completion.ASIDE_PREFIX) for p in path.relative_to(results_dir).parts):
+        try:
+            why = (path / completion.REASON_FILE).read_text(errors="replace").strip()
+        except OSError:
+            why = "reason not recorded"
+        summary |= {"status": "damaged", "error": f"files kept aside by a rerun ({why}); delete the folder "
+                                                  "once you no longer need them"}
+    elif summary.get("status") == STATUS_OK and (why := completion.damage(path, summary)):
+        summary |= {"status": "damaged", "error": f"{why}; running the same command again keeps these files "
+                                                  "aside and recomputes the run"}
     row = {"run_dir": str(path.relative_to(results_dir))}
     row |= {k: summary.get(k) for k in RUN_FIELDS}
     if isinstance(row["overrides"], list):  # python -m fedbench <overrides> reproduces the run
         row["overrides"] = shlex.join(str(o) for o in row["overrides"])
     for when in ("final", "best"):
         row |= {f"{when}_{h}": summary.get(f"{when}_{h}", math.nan) for h in HEADLINE}
-    sent = [summary.get(k) for k in ("bytes_up", "bytes_down") if summary.get(k) is not None]
+    sent = [v for k in ("bytes_up", "bytes_down") if isinstance(v := summary.get(k), (int, float))]
     row["bytes_total"] = sum(sent) if sent else None
     for key in ("dataset", "partition", "method"):
         if row[key] is None and isinstance(config.get(key), dict):
@@ -101,8 +129,8 @@ def configuration_key(key: str) -> bool:
 def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
     """Add setting_key/setting (label), variant (method label) and the method's differing
     configuration keys as columns; return the run frame."""
-    settings = [{k: v for k, v in f.items() if not configuration_key(k) and k != "seed"} for f in flats]
-    keys = [_digest(s) for s in settings]
+    settings = [setting_of(f) for f in flats]
+    keys = [setting_key(f) for f in flats]
     all_keys = sorted({k for s in settings for k in s})
     varying = [k for k in all_keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
     fixed_in_label = ("dataset.name", "partition.name", "num_clients")

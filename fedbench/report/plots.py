@@ -39,9 +39,10 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def _read(results_dir: Path, run_dir: str, name: str) -> pd.DataFrame | None:
+    """The CSV file, or None when it cannot be read (collect has already put such runs aside)."""
     try:
         return pd.read_csv(results_dir / run_dir / name)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
+    except (OSError, ValueError):  # ValueError: also EmptyDataError, ParserError, UnicodeDecodeError
         return None
 
 
@@ -50,7 +51,7 @@ def seed_curves(results_dir: Path, runs: pd.DataFrame, y: str) -> tuple[pd.Serie
     frames = []
     for seed, run_dir in zip(runs["seed"], runs["run_dir"]):
         m = _read(results_dir, run_dir, "metrics.csv")
-        if m is not None and y in m:
+        if m is not None and {y, "bytes_up", "bytes_down"} <= set(m.columns):
             frames.append(m.assign(seed=seed, mb=(m["bytes_up"] + m["bytes_down"]) / 1e6))
     if not frames:
         empty = pd.Series(dtype=float)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
 from fedbench.errors import DataMissingError
 
@@ -72,3 +73,7 @@ def load_femnist(params, root, download, verify, seed, num_clients) -> RawDatase
     groups = np.repeat(np.arange(len(writers), dtype=np.int64), counts)
     return RawDataset(name="femnist", x=x.reshape(-1, 1, 28, 28), y=y, num_classes=NUM_CLASSES, groups=groups,
                       standardize=True)
+
+
+register(DatasetRecord(name="femnist", load=load_femnist, ranges={}, input_shape=(1, 28, 28), num_classes=NUM_CLASSES,
+                       size=None, groups=True, image_shape=(1, 28, 28)))

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
 from fedbench.errors import DataMissingError
 
@@ -13,6 +14,7 @@ _STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+_CLASSES = {"cifar10": 10, "cifar100": 100}
 _PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
@@ -72,8 +74,7 @@ def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
     x /= 255.0
     x -= mean
     x /= std
-    num_classes = 10 if name == "cifar10" else 100
-    return RawDataset(name=name, x=x, y=y, num_classes=num_classes, groups=None)
+    return RawDataset(name=name, x=x, y=y, num_classes=_CLASSES[name], groups=None)
 
 
 def load_cifar10(params, root, download, verify, seed, num_clients) -> RawDataset:
@@ -86,3 +87,13 @@ def load_cifar100(params, root, download, verify, seed, num_clients) -> RawDatas
     """CIFAR-100 (60000 images, 100 fine classes) from `<root>/cifar-100-python/`; x: float32
     (N, 3, 32, 32), per-channel standardised. verify=False skips torchvision's md5 checks."""
     return _load("cifar100", root, download, verify)
+
+
+def _record(name: str, load) -> DatasetRecord:
+    """Both CIFARs: 60000 RGB 32x32 images (train and test pooled), no parameters, no natural groups."""
+    return DatasetRecord(name=name, load=load, ranges={}, input_shape=(3, 32, 32), num_classes=_CLASSES[name],
+                         size=60000, groups=False, image_shape=(3, 32, 32))
+
+
+register(_record("cifar10", load_cifar10))
+register(_record("cifar100", load_cifar100))

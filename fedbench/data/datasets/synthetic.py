@@ -1,33 +1,25 @@
-"""Datasets that need no download: scikit-learn's 8x8 digits and FedProx's Synthetic(alpha, beta)."""
+"""FedProx's Synthetic(alpha, beta): generated, one device per client, no download."""
 from __future__ import annotations
 
 import numpy as np
 
+from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
 from fedbench.errors import ConfigError
 from fedbench.seeding import numpy_rng
-
-
-def load_digits(params, root, download, verify, seed, num_clients) -> RawDataset:
-    """scikit-learn's bundled 8x8 handwritten digits (1797 real images, 10 classes).
-
-    x: float32 (N, 64), pixels (0..16) centred as the field does: (x / 16 - 0.5) / 0.5, in [-1, 1]
-    (PFLlib's digits, torchvision's usual MNIST-style Normalize((0.5,), (0.5,))). Inputs in [0, 1]
-    slow every method down, FedAvg under label skew most (2 classes per client, 100 rounds: 67.4% vs
-    85.8%). No natural groups.
-    """
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    x = ((bunch.data / 16.0 - 0.5) / 0.5).astype(np.float32)
-    y = bunch.target.astype(np.int64)
-    return RawDataset(name="digits", x=x, y=y, num_classes=10, groups=None, image_shape=(1, 8, 8))
 
 
 def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name}={value!r} must be a positive integer")
     return int(value)
+
+
+def check_sizes(params) -> None:
+    """The size cap must allow the per-client minimum."""
+    if params["max_samples"] < params["min_samples_per_client"]:
+        raise ConfigError(f"dataset.max_samples={params['max_samples']!r}: must be >= "
+                          f"dataset.min_samples_per_client={params['min_samples_per_client']!r}")
 
 
 def load_synthetic(params, root, download, verify, seed, num_clients) -> RawDataset:
@@ -46,19 +38,15 @@ def load_synthetic(params, root, download, verify, seed, num_clients) -> RawData
     so alpha leaves the labels unchanged; client heterogeneity comes from the independent W_k and from
     beta (feature means). groups[i] = generating client of sample i, for the `natural` partition.
     """
-    params = params if params is not None else {}
-    alpha = float(params.get("alpha", 1.0))
-    beta = float(params.get("beta", 1.0))
-    iid = bool(params.get("iid", False))
-    d = _positive_int(params.get("num_features", 60), "dataset.num_features")
-    c = _positive_int(params.get("num_classes", 10), "dataset.num_classes")
-    n_min = _positive_int(params.get("min_samples_per_client", 50), "dataset.min_samples_per_client")
-    n_max = _positive_int(params.get("max_samples", 1000), "dataset.max_samples")
+    alpha, beta, iid = float(params["alpha"]), float(params["beta"]), bool(params["iid"])
+    d = _positive_int(params["num_features"], "dataset.num_features")
+    c = _positive_int(params["num_classes"], "dataset.num_classes")
+    n_min = _positive_int(params["min_samples_per_client"], "dataset.min_samples_per_client")
+    n_max = _positive_int(params["max_samples"], "dataset.max_samples")
     k = _positive_int(num_clients, "num_clients")
     if alpha < 0 or beta < 0:
         raise ConfigError(f"dataset.alpha={alpha} and dataset.beta={beta} must be >= 0")
-    if n_max < n_min:
-        raise ConfigError(f"dataset.max_samples={n_max} must be >= dataset.min_samples_per_client={n_min}")
+    check_sizes(params)
 
     rng = numpy_rng(seed, "partition", 1000)
     sizes = np.minimum(rng.lognormal(4.0, 2.0, k).astype(np.int64) + n_min, n_max)
@@ -86,3 +74,11 @@ def load_synthetic(params, root, download, verify, seed, num_clients) -> RawData
         num_classes=c,
         groups=groups,
     )
+
+
+register(DatasetRecord(
+    name="synthetic", load=load_synthetic,
+    ranges={"alpha": "[0, inf)", "beta": "[0, inf)", "num_features": "int [1, inf)", "num_classes": "int [2, inf)",
+            "iid": "bool", "min_samples_per_client": "int [1, inf)", "max_samples": "int [1, inf)"},
+    input_shape=lambda params: (params["num_features"],), num_classes=lambda params: params["num_classes"],
+    size=None, groups=True, offline=True, check=check_sizes))

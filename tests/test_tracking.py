@@ -1,0 +1,150 @@
+"""Trackers (logger=tensorboard|mlflow|wandb, several at once): what each library's own reader gets
+back is what metrics.csv and summary.json say; the logger never changes the run directory or the
+numbers; an unknown logger or a missing package is one line; a failing tracker warns once and the
+run goes on."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fedbench.report.collect import assign_groups, load_run
+from fedbench.results import config_hash, run_dir
+from tests.runs_helpers import ROOT, SMALL, compose_cfg, run_dirs, run_inprocess, summary
+from tests.tracking_helpers import (metrics, mlflow_history, mlflow_runs, need, offline_wandb, tb_events,
+                                   tb_hparams, tb_scalars, tb_text, wandb_history, wandb_id, wandb_of,
+                                   wandb_segments, wandb_summary)
+
+ARGS = [*SMALL, "rounds=6", "eval_every=2"]
+ROUNDS = [2, 4, 6]
+COLUMNS = ["test_acc", "test_acc_weighted", "test_acc_std", "test_acc_bottom10", "val_acc", "val_acc_weighted",
+           "val_acc_std", "val_acc_bottom10", "test_loss", "train_loss", "bytes_up", "bytes_down"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One command line, `python -m fedbench logger=[tensorboard,mlflow]`, offline."""
+    need("tensorboard", "mlflow")
+    tmp = tmp_path_factory.mktemp("cli")
+    results = tmp / "results"
+    env = dict(os.environ, FEDBENCH_DATA=str(tmp / "data"))
+    proc = subprocess.run([sys.executable, "-m", "fedbench", *ARGS, f"results_dir={results}",
+                           "logger=[tensorboard,mlflow]"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    (run,) = run_dirs(results)
+    return results, run
+
+
+def test_tensorboard_event_reader_returns_every_evaluation_round(cli_run):
+    results, run = cli_run
+    acc = tb_events(run)
+    rows, s = metrics(run), summary(run)
+    assert set(COLUMNS) <= set(acc.Tags()["scalars"])
+    for column in COLUMNS:
+        got = tb_scalars(acc, column)
+        assert [step for step, _ in got] == ROUNDS, column
+        assert [v for _, v in got] == pytest.approx(list(rows[column]), rel=1e-5), column
+    assert tb_scalars(acc, "final_acc") == [(6, pytest.approx(s["final_acc"], rel=1e-5))]
+    assert tb_scalars(acc, "best_round") == [(6, s["best_round"])]
+    hp = tb_hparams(acc)
+    assert hp["lr"] == 0.05 and hp["method.name"] == "fedavg" and hp["config_hash"] == s["config_hash"]
+    assert "status: complete" in tb_text(acc, "status")
+    assert "fedavg/digits/dirichlet_alpha0.1_min_samples5/N6/seed0" in tb_text(acc, "run")
+
+
+def test_mlflow_client_returns_params_and_metric_history(cli_run):
+    results, run = cli_run
+    (found,) = mlflow_runs(results)
+    rows, s = metrics(run), summary(run)
+    assert found.info.status == "FINISHED"
+    assert found.info.run_name == "fedavg/digits/dirichlet_alpha0.1_min_samples5/N6/seed0"
+    params, tags = found.data.params, found.data.tags
+    assert params["lr"] == "0.05" and params["num_clients"] == "6" and params["method.name"] == "fedavg"
+    assert params["config_hash"] == s["config_hash"] and "logger.mlflow.experiment" not in params
+    row, flat = load_run(run, results)
+    setting_key = assign_groups([row], [flat])["setting_key"][0]          # summary.csv's setting_key
+    assert tags["group"] == f"digits/dirichlet_alpha0.1_min_samples5/N6/{setting_key}"
+    assert tags["status"] == "complete" and tags["method"] == "fedavg" and tags["seed"] == "0"
+    for column in COLUMNS:
+        history = mlflow_history(results, found.info.run_id, column)
+        assert [step for step, _ in history] == ROUNDS, column
+        assert [v for _, v in history] == pytest.approx(list(rows[column]), rel=1e-5), column
+    assert mlflow_history(results, found.info.run_id, "final_acc") == [(6, pytest.approx(s["final_acc"]))]
+
+
+def test_the_logger_changes_neither_hash_nor_run_directory(cli_run, capsys):
+    results, run = cli_run
+    plain, logged = compose_cfg(*ARGS), compose_cfg(*ARGS, "logger=[tensorboard,mlflow,wandb]")
+    assert config_hash(plain, exclude_seed=False) == config_hash(logged, exclude_seed=False)
+    assert run_dir(plain) == run_dir(logged)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    again = run_inprocess(*ARGS[len(SMALL):], f"results_dir={results}")      # no logger: not recomputed
+    assert again["status"] == "complete" and "already complete" in capsys.readouterr().err
+    assert run_dirs(results) == [run] and {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_wandb_offline_run_directory_holds_the_history(tmp_path, data_root, monkeypatch, capsys):
+    need("wandb")
+    offline_wandb(monkeypatch, tmp_path)
+    s = run_inprocess(*ARGS[len(SMALL):], f"results_dir={tmp_path}", "logger=wandb", "logger.wandb.project=pfl")
+    assert "is offline" in capsys.readouterr().err
+    (run,) = run_dirs(tmp_path)
+    (records,) = wandb_segments(tmp_path, wandb_id(run))
+    history, rows = wandb_history(records), metrics(run)
+    assert sorted(history) == ROUNDS
+    for column in COLUMNS:
+        assert [history[r][column] for r in ROUNDS] == pytest.approx(list(rows[column]), rel=1e-5), column
+    (meta,) = wandb_of(records, "run")
+    assert meta.project == "pfl" and meta.display_name == "fedavg/digits/dirichlet_alpha0.1_min_samples5/N6/seed0"
+    assert meta.run_group.startswith("digits/dirichlet_alpha0.1_min_samples5/N6/") and meta.job_type == "fedavg"
+    config = {u.key: u.value_json for c in wandb_of(records, "config") for u in c.update} | \
+             {u.key: u.value_json for u in meta.config.update}
+    assert config["lr"] == "0.05" and config["config_hash"] == f'"{s["config_hash"]}"'
+    final = wandb_summary(records)
+    assert final["status"] == "complete" and final["final_acc"] == pytest.approx(s["final_acc"])
+    assert [e.exit_code for e in wandb_of(records, "exit")] == [0]
+
+
+def test_a_failing_tracker_warns_once_and_the_run_and_its_files_go_on(tmp_path, data_root, monkeypatch, capsys):
+    """MLflow cannot start (its store would be under a file), TensorBoard's disk fails at round 4:
+    one warning each, the run completes, and its files equal those of a run without trackers."""
+    need("tensorboard", "mlflow")
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_inprocess(*ARGS[len(SMALL):], f"results_dir={tmp_path / 'ref'}")
+    (ref,) = run_dirs(tmp_path / "ref")
+    add_scalar = SummaryWriter.add_scalar
+
+    def full_disk(self, tag, value, step=None, *args, **kwargs):
+        if step >= 4:   # the disk stays full
+            raise OSError(28, "No space left on device")
+        return add_scalar(self, tag, value, step, *args, **kwargs)
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full_disk)
+    (tmp_path / "file").write_text("not a directory")
+    capsys.readouterr()
+    s = run_inprocess(*ARGS[len(SMALL):], f"results_dir={tmp_path / 'run'}", "logger=[tensorboard,mlflow]",
+                      f"logger.mlflow.tracking_uri={tmp_path / 'file' / 'mlruns'}")
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("fedbench: warning: mlflow logging stopped while starting")
+    assert "tensorboard logging stopped while logging round 4" in warnings[1] and "No space left" in warnings[1]
+    assert s["status"] == "complete"
+    (run,) = run_dirs(tmp_path / "run")
+    for name in ("metrics.csv", "clients.csv"):
+        assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+    assert tb_scalars(tb_events(run), "test_acc")[0][0] == 2      # what it logged before the failure stays
+
+
+def test_a_missing_package_is_one_line_naming_the_extra(tmp_path):
+    code = ("import sys; sys.modules['mlflow'] = None; sys.argv = ['fedbench', 'logger=mlflow', "
+            f"'results_dir={tmp_path}']; from fedbench.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["fedbench: error: logger=mlflow: the package 'mlflow-skinny' is not "
+                                        "installed; install fedbench's tracking extra: pip install -e '.[tracking]'"]
+    assert not list(tmp_path.iterdir())
