@@ -114,7 +114,7 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
         rows, timing, first, spent = list(state["rows"]), list(state["timing"]), state["round"], state["wall_s"]
         ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
         base["resumed_from_round"] = first
-        base["engine"] = "+".join(dict.fromkeys([*state.get("engines", []), fed.engine]))  # every engine used
+        base["engine"] = "+".join(dict.fromkeys([*state.get("engines", []), fed.engine.name]))  # every engine used
         print(f"fedbench: resuming {rd.path} from round {first}", file=sys.stderr)
     checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
