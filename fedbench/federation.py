@@ -23,7 +23,7 @@ import torch
 from fedbench.client import Client, _Models
 from fedbench.data.types import FederatedData
 from fedbench.evaluation import evaluate_assembled, segment_sums
-from fedbench.finetune import finetune, finetune_settings
+from fedbench.toolkit.finetune import finetune, finetune_settings
 from fedbench.run_settings import RunSettings
 from fedbench.seeding import numpy_rng
 from fedbench.store import ClientStore, nbytes

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -69,16 +70,61 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
-    ckpt_path = rd.path / checkpoint.NAME
     if (done := completion.finished(rd, locked=False)) is not None:  # read-only: no data, no lock
         return done
+    run = start_or_resume(cfg, rd, lock)
+    if isinstance(run, dict):  # finished by another process while we loaded the data
+        return run
+    status, stop_round = round_loop(run)
+    return finish(run, status, stop_round)
+
+
+@dataclass
+class Run:
+    """A run in progress: its config and directory, data and federation, the rows so far, the round
+    it continues at, and the compute time spent before this process (resumed runs)."""
+
+    cfg: DictConfig
+    rd: RunDir
+    data: object
+    fed: Federation
+    base: dict
+    key: str
+    trackers: object = None
+    rows: list = field(default_factory=list)
+    timing: list = field(default_factory=list)
+    ev: dict | None = None
+    first: int = 0
+    spent: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def checkpoint_path(self):
+        return self.rd.path / checkpoint.NAME
+
+    def elapsed(self) -> float:
+        """Compute time over all of the run's segments."""
+        return self.spent + time.perf_counter() - self.started
+
+    def save_checkpoint(self, done: int) -> None:
+        last = {k: torch.as_tensor(v) for k, v in self.ev.items()} if self.ev is not None else None
+        checkpoint.save(self.checkpoint_path, {
+            "format": checkpoint.FORMAT, "key": self.key, "round": done, "federation": self.fed.state_dict(),
+            "rng": checkpoint.capture_rng(), "rows": self.rows, "timing": self.timing, "last_eval": last,
+            "wall_s": self.elapsed(), "engines": self.base["engine"].split("+")})
+
+
+def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
+    """Data, model, method and federation; then the checkpoint's state if there is a usable one; the
+    run directory's config, a `running` summary and the trackers. A dict: the run was finished by
+    another process meanwhile (its summary)."""
     set_determinism(bool(cfg.get("deterministic", False)))
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     data = load_federated(cfg, device)
     lock.acquire()
-    if (done := completion.finished(rd, locked=True)) is not None:  # finished while we loaded the data
+    if (done := completion.finished(rd, locked=True)) is not None:
         return done
     torch.manual_seed(stream_seed(cfg.seed, "init"))
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
@@ -88,100 +134,106 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
     new_federation = lambda: build_federation(engine, RunSettings.from_cfg(cfg), data, model, method,  # noqa: E731
                                               cfg.rounds, cfg.join_ratio)
     fed = new_federation()
-
-    key = config_hash(cfg, exclude_seed=False)
     base = {"method": cfg.method.name, "dataset": cfg.dataset.name, "partition": cfg.partition.name,
             "seed": cfg.seed, "model": cfg.model.name, "num_clients": cfg.num_clients, "rounds": cfg.rounds,
             "config_hash": config_hash(cfg), "device": str(device), "threads": threads,
             "deterministic": bool(cfg.get("deterministic", False)),
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
-            "overrides": job_overrides()}  # the command line that reproduces it: python -m fedbench <overrides>
-    base["engine"] = fed.engine.name
-    rows, timing, ev, first, spent = [], [], None, 0, 0.0
-    state, why = checkpoint.load(ckpt_path, key, cfg.rounds, device)
+            "overrides": job_overrides(),  # the command line that reproduces it: python -m fedbench <overrides>
+            "engine": fed.engine.name}
+    run = Run(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
+    state, why = checkpoint.load(run.checkpoint_path, run.key, cfg.rounds, device)
     if why:
-        print(f"fedbench: warning: ignoring checkpoint {ckpt_path}: {why}; starting from round 0", file=sys.stderr)
+        print(f"fedbench: warning: ignoring checkpoint {run.checkpoint_path}: {why}; starting from round 0",
+              file=sys.stderr)
     if state is not None:
         try:
             fed.load_state_dict(state["federation"])
         except (ValueError, KeyError) as exc:
-            print(f"fedbench: warning: ignoring checkpoint {ckpt_path}: {exc}; starting from round 0", file=sys.stderr)
-            fed = new_federation()
-            state = None
+            print(f"fedbench: warning: ignoring checkpoint {run.checkpoint_path}: {exc}; starting from round 0",
+                  file=sys.stderr)
+            run.fed, state = new_federation(), None
     if state is not None:
         checkpoint.restore_rng(state["rng"])
-        rows, timing, first, spent = list(state["rows"]), list(state["timing"]), state["round"], state["wall_s"]
-        ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
-        base["resumed_from_round"] = first
+        run.rows, run.timing, run.first, run.spent = list(state["rows"]), list(state["timing"]), state["round"], \
+            state["wall_s"]
+        run.ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
+        base["resumed_from_round"] = run.first
         base["engine"] = "+".join(dict.fromkeys([*state.get("engines", []), fed.engine.name]))  # every engine used
-        print(f"fedbench: resuming {rd.path} from round {first}", file=sys.stderr)
+        print(f"fedbench: resuming {rd.path} from round {run.first}", file=sys.stderr)
     checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
     rd.write_summary(base | {"status": "running"})
-    trackers = open_trackers(cfg, rd.path, resumed_from_round=first)  # [tracking] start or resume (untimed)
+    run.trackers = open_trackers(cfg, rd.path, resumed_from_round=run.first)  # [tracking] start or resume
+    run.started = time.perf_counter()  # (tracker start-up is not compute time)
+    return run
+
+
+def round_loop(run: Run) -> tuple[str, int | None]:
+    """The rounds from run.first on: train, stop on divergence, evaluate every eval_every rounds
+    (metrics.csv, timing.csv, trackers), checkpoint every checkpoint_every rounds and on a stop
+    signal. Returns (status, the round it diverged at). A failure or interruption marks the summary
+    and is raised."""
+    cfg, fed, rd = run.cfg, run.fed, run.rd
     every = int(cfg.get("checkpoint_every", 0) or 0)
-    status, stop_round, loss = "complete", None, float("nan")
-    start = time.perf_counter()
-    elapsed = lambda: spent + time.perf_counter() - start  # noqa: E731  (compute time over all segments)
-
-    def save_checkpoint(done: int) -> None:
-        last = {k: torch.as_tensor(v) for k, v in ev.items()} if ev is not None else None
-        checkpoint.save(ckpt_path, {"format": checkpoint.FORMAT, "key": key, "round": done,
-                                    "federation": fed.state_dict(), "rng": checkpoint.capture_rng(),
-                                    "rows": rows, "timing": timing, "last_eval": last, "wall_s": elapsed(),
-                                    "engines": base["engine"].split("+")})
-
     with checkpoint.StopSignals() as signals:
         try:
-            bar = tqdm(range(first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
-                       file=sys.stderr, initial=first, total=cfg.rounds)
+            bar = tqdm(range(run.first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
+                       file=sys.stderr, initial=run.first, total=cfg.rounds)
             for t in bar:
                 loss = fed.train_round(t)
                 if not math.isfinite(loss) or not fed.finite():
-                    status, stop_round = "diverged", t + 1
-                    break
+                    return "diverged", t + 1
                 if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-                    ev = fed.evaluate(t)
-                    rows.append(metrics_row(t + 1, ev, loss, fed, data))
-                    timing.append({"round": t + 1, "wall_s": elapsed()})
-                    rd.write_csv("metrics.csv", pd.DataFrame(rows))
-                    rd.write_csv("timing.csv", pd.DataFrame(timing))
-                    trackers.log_row(t + 1, rows[-1])  # [tracking] this evaluation round, after metrics.csv
-                    bar.set_postfix(acc=f"{rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
+                    run.ev = fed.evaluate(t)
+                    run.rows.append(metrics_row(t + 1, run.ev, loss, fed, run.data))
+                    run.timing.append({"round": t + 1, "wall_s": run.elapsed()})
+                    rd.write_csv("metrics.csv", pd.DataFrame(run.rows))
+                    rd.write_csv("timing.csv", pd.DataFrame(run.timing))
+                    run.trackers.log_row(t + 1, run.rows[-1])  # [tracking] this evaluation round, after metrics.csv
+                    bar.set_postfix(acc=f"{run.rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
                 due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
                 if due or signals.pending is not None:
-                    save_checkpoint(t + 1)
-                    signals.dispatch(t + 1, ckpt_path)
+                    run.save_checkpoint(t + 1)
+                    signals.dispatch(t + 1, run.checkpoint_path)
         except BaseException as exc:
             stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
                        or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
-            ended = base | {"status": "interrupted" if stopped else "failed",
-                            "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"), "wall_time_s": elapsed()}
+            ended = run.base | {"status": "interrupted" if stopped else "failed",
+                                "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
+                                "wall_time_s": run.elapsed()}
             rd.try_write_summary(ended)
-            trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
+            run.trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
             raise
-    wall = elapsed()
-    summary = base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
-                      "bytes_down": fed.bytes_down, "rounds_done": stop_round or cfg.rounds,
-                      "coverage": float((fed.times_sampled > 0).mean())}
+    return "complete", None
+
+
+def finish(run: Run, status: str, stop_round: int | None) -> dict:
+    """The summary (headline numbers, bytes, coverage), clients.csv, the files' checksums; the
+    checkpoint removed; the trackers closed."""
+    cfg, fed, data, rd = run.cfg, run.fed, run.data, run.rd
+    wall = run.elapsed()
+    summary = run.base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
+                          "bytes_down": fed.bytes_down, "rounds_done": stop_round or cfg.rounds,
+                          "coverage": float((fed.times_sampled > 0).mean())}
     if stop_round:
         summary["diverged_round"] = stop_round
-    if rows:
-        summary |= headline(pd.DataFrame(rows), cfg.eval_final_k)
-    with completion.marked_failed_on_write_error(rd, base | {"wall_time_s": wall}):
-        if ev is not None:
+    if run.rows:
+        summary |= headline(pd.DataFrame(run.rows), cfg.eval_final_k)
+    with completion.marked_failed_on_write_error(rd, run.base | {"wall_time_s": wall}):
+        if run.ev is not None:
             clients = pd.DataFrame({"client": range(data.num_clients),
                                     "n_train": [len(c.train) for c in data.clients],
                                     "n_val": [len(c.val) for c in data.clients],
                                     "n_test": [len(c.test) for c in data.clients],
-                                    "test_acc": ev["test_acc"], "val_acc": ev["val_acc"],
-                                    "test_loss": ev["test_loss"], "times_sampled": fed.times_sampled})
+                                    "test_acc": run.ev["test_acc"], "val_acc": run.ev["val_acc"],
+                                    "test_loss": run.ev["test_loss"], "times_sampled": fed.times_sampled})
             rd.write_csv("clients.csv", clients)
         summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
         rd.write_summary(summary)
-    checkpoint.remove(ckpt_path)
-    trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
+    checkpoint.remove(run.checkpoint_path)
+    run.trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
     print(summary_line(summary, rd), file=sys.stderr)
     return summary
 

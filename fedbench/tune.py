@@ -27,7 +27,6 @@ from omegaconf import OmegaConf
 
 from fedbench.config import CONF_DIR, group_options
 from fedbench.errors import ConfigError
-from fedbench.optimizer import OPTIMIZER_KEYS
 
 MAX_OWN_KEYS = 2
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fedbench.losses import proximal
+from fedbench.toolkit.losses import proximal
 from methods import register
 from methods.fedavg import FedAvg
 

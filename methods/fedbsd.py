@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fedbench.losses import distillation
+from fedbench.toolkit.losses import distillation
 from methods import register
 from methods.fedavg import FedAvg
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from fedbench.losses import proximal
+from fedbench.toolkit.losses import proximal
 from methods import register
 from methods.fedavg import FedAvg
 

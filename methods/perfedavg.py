@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from fedbench.functional import axpy, hvp_fd
+from fedbench.toolkit.functional import axpy, hvp_fd
 from methods import register
 from methods.fedavg import FedAvg
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedbench.losses import proximal
+from fedbench.toolkit.losses import proximal
 from methods import register
 from methods.fedavg import FedAvg
 

@@ -12,7 +12,7 @@ import torch
 import methods
 from fedbench.cli import precheck
 from fedbench.config import method_specs, prepare
-from fedbench.config_specs import HARNESS_METHOD_SPECS
+from fedbench.config.keys import HARNESS_METHOD_SPECS
 from fedbench.errors import ConfigError
 from tests.runs_helpers import compose_cfg, finish, popen_cli, run_dirs, run_inprocess  # noqa: F401
 

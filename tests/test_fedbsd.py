@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedbench.losses import DISTILL_LOSSES, distillation
+from fedbench.toolkit.losses import DISTILL_LOSSES, distillation
 from tests.conftest import make_federation
 
 

@@ -136,6 +136,12 @@ def test_quick_bench_prints_every_row(tmp_path):
             assert re.search(rf"^\| {method} \| {runner} \| [0-9.]+ \|", text, re.M), (method, runner, text)
         assert re.search(rf"^{method}: default engine \(auto\) = vmap; harness/floor = [0-9.]+ .* "
                          rf"typical/harness = [0-9.]+ .* typical/sequential = [0-9.]+", text, re.M)
+    import methods
+
+    for method in methods.available():  # every method, both engines where it is vectorizable
+        row = re.search(rf"^\| {method} \| ([0-9.]+) \| (\S+)[^|]*\| (vmap|sequential) \|", text, re.M)
+        assert row, (method, text)
+        assert (row.group(2) == "n/a") == (method == "fedbn") and row.group(3) == ("sequential" if method == "fedbn" else "vmap")
     for clients in (100, 1000):
         assert re.search(rf"^\| {clients} \| fedbsd \| sequential \| \d+ \|", text, re.M), text
     assert "data path, 1,000 clients" in text

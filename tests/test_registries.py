@@ -21,7 +21,7 @@ from fedbench.data.partitions import PARTITIONS, PartitionRecord
 from fedbench.data.partitions.common import MIN_SAMPLES
 from fedbench.data.types import RawDataset
 from fedbench.errors import ConfigError
-from fedbench.specs import check
+from fedbench.config.specs import check
 from tests.runs_helpers import compose_cfg
 from tests.test_datasets import write_cifar10, write_cifar100, write_femnist
 

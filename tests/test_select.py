@@ -94,3 +94,12 @@ def test_select_is_validation_only(tuned, capsys):
     assert exc.value.code == 2
     assert report_main(["--results-dir", str(tuned), "--select", "val"]) == 0
     assert (tuned / "tables" / "selected.csv").exists()
+
+
+def test_a_configuration_still_running_neither_wins_nor_breaks_the_selection(tmp_path):
+    root = tmp_path / "r"
+    write_run(root, "fedavg", 0, 0.5, lr=0.01, val=0.5)
+    write_run(root, "fedavg", 0, 0.9, lr=0.1, val=0.9, status="running")  # no result yet
+    build_report(root, echo=lambda s: None, select="val")
+    sel = pd.read_csv(root / "tables" / "selected.csv")
+    assert sel["lr"].tolist() == [0.01] and sel["configs_tried"].tolist() == [2]

@@ -46,8 +46,8 @@ def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame,
                       for v, g in group.groupby("variant", sort=True)}
         known = [set(s.index) for s in per_config.values() if len(s)]
         common = set.intersection(*known) if known else set()
-        scores = {v: (float(s.loc[sorted(common)].mean()) if common else (float(s.mean()) if len(s) else math.nan))
-                  for v, s in per_config.items()}
+        scores = {v: (math.nan if not len(s) else float(s.loc[sorted(common)].mean()) if common else float(s.mean()))
+                  for v, s in per_config.items()}  # a configuration without a result yet cannot win
         ranked = [v for v in sorted(scores) if not math.isnan(scores[v])]
         row = {"setting": group["setting"].iloc[0], "method": method, "configs_tried": len(per_config),
                "setting_key": setting_key}

@@ -35,7 +35,7 @@ class Logger:
     module: str                 # fedbench.tracking.<module>, imported only when the logger is chosen
     package: str                # the top-level import the library provides
     pip_name: str               # what pip installs it as
-    specs: dict = field(default_factory=dict)   # keys under logger.<name> (fedbench.specs language)
+    specs: dict = field(default_factory=dict)   # keys under logger.<name> (fedbench.config.specs language)
 
 
 LOGGERS: dict[str, Logger] = {

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fedbench.client
-from fedbench.finetune import finetune_settings
+from fedbench.toolkit.finetune import finetune_settings
 from tests.conftest import make_federation, tiny_data
 from tests.methods.spies import record_evaluated
 

@@ -9,7 +9,7 @@ from torch.func import functional_call
 
 from fedbench.batches import Plan
 from fedbench.data.types import FederatedData
-from fedbench.functional import hvp_fd
+from fedbench.toolkit.functional import hvp_fd
 from tests.conftest import make_federation, tiny_data
 from tests.methods.side_by_side import assert_same_global, train_both
 from tests.methods.spies import grad_at

@@ -24,7 +24,7 @@ class DatasetRecord:
                  the dataset config group holding every key of `ranges`; root the data folder;
                  download/verify allow downloading / checking md5 sums; seed and num_clients drive
                  generated data
-    ranges       every key of the yaml but `name` -> its spec (fedbench.specs); the values (defaults
+    ranges       every key of the yaml but `name` -> its spec (fedbench.config.specs); the values (defaults
                  included) come only from the yaml
     input_shape  the shape of one sample as the model sees it
     num_classes  the number of classes

@@ -33,7 +33,7 @@ class PartitionRecord:
     split   (labels or groups, num_clients, rng, params) -> one sorted int64 index array per client;
             params is the partition config group holding every key of `ranges`; rng is the seed's
             "partition" stream
-    ranges  every key of the yaml but `name` -> its spec (fedbench.specs); the values (defaults
+    ranges  every key of the yaml but `name` -> its spec (fedbench.config.specs); the values (defaults
             included) come only from the yaml. Always includes min_samples: the harness checks
             after the split that every client got at least that many samples
     check   optional (params, num_clients, info) -> None raising ConfigError when this partition

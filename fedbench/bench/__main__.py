@@ -20,8 +20,9 @@ All four compute the same model: the bench checks that their final global parame
 Runners are interleaved block by block (one evaluation period each), so background load on a shared
 machine hits all of them alike; reported ratios are of total times. Then it measures memory at 100
 and 1,000 clients (FedProx Synthetic data, a personal head per client) and the cold data path
-(generate, partition, split) for 1,000 clients. Timings are never asserted: tests only check that
-the quick mode runs and prints every row.
+(generate, partition, split) for 1,000 clients. Between the two, every method's seconds per round on
+both engines, beside PFLlib's on the same setting (fedbench.bench.methods). Timings are never
+asserted: tests only check that the quick mode runs and prints every row.
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ import time
 
 import torch
 
-from fedbench.bench_checks import sync as _sync, engines_check, threads_check
-from fedbench.bench_runners import SETTING, Floor, Harness, Setting, Typical, compose
+from fedbench.bench.checks import sync as _sync, engines_check, threads_check
+from fedbench.bench.methods import MATCHED, SETTING as METHOD_SETTING, method_rows, method_table
+from fedbench.bench.runners import SETTING, Floor, Harness, Setting, Typical, compose
 
 
 # -- measuring --------------------------------------------------------------------------------------
@@ -196,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             results[method] = (spent, agree, why, auto)
         print()
         print(table(results, rounds))
+        matched = "; ".join(f"{m} {' '.join(o)}" for m, o in MATCHED.items())
+        print(f"\nevery method on both engines, on the setting of PFLlib's numbers ({' '.join(METHOD_SETTING)}; "
+              f"matched work: {matched}), {2 if args.quick else 20} timed rounds, each with an evaluation of "
+              "every client:", flush=True)
+        print(method_table(method_rows(root, device, 2 if args.quick else 20)))
         if not args.no_memory:
             print()
             rows = []

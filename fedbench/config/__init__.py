@@ -23,19 +23,20 @@ import functools
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fedbench.config_specs import HARNESS_METHOD_SPECS, MODEL_SPECS, TOP_SPECS
+from fedbench.config.keys import MODEL_SPECS, TOP_SPECS
 from fedbench.data.datasets import DATASETS
 from fedbench.data.partitions import PARTITIONS, check_feasible
 from fedbench.data.records import require_params
 from fedbench.errors import ConfigError
-from fedbench.specs import _show, check
+from fedbench.config.method_checks import (_check_official_optimizer, method_class, method_specs,
+                                            require_backbone_and_head, require_batchnorm)
+from fedbench.config.specs import _show, check
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("method", "dataset", "partition", "model")
 
 def _check_node(prefix: str, node: DictConfig, specs: dict, allowed_extra=(), extra_note: str = "") -> None:
@@ -194,79 +195,6 @@ def _check_model(cfg: DictConfig, info: dict | None):
             raise ConfigError(msg) from None
         raise ConfigError(f"model={m.name!r} does not fit dataset={cfg.dataset.name} (inputs of shape "
                           f"{tuple(info['shape'])}): {msg}") from None
-
-
-def method_specs(cls) -> dict[str, Any]:
-    """Every method hyperparameter spec a method class has: the harness's and its own `ranges`."""
-    specs = dict(HARNESS_METHOD_SPECS)
-    for klass in reversed(cls.__mro__):
-        specs.update(getattr(klass, "ranges", None) or {})
-    return specs
-
-
-def method_class(name: str) -> type:
-    """The registered method class `name`; ConfigError listing the valid names otherwise."""
-    import methods
-
-    names = methods.available()
-    if name not in names:
-        raise ConfigError(f"method={name!r}: unknown method; choose one of: {', '.join(names)}")
-    return methods.get(name)
-
-
-def require_batchnorm(cfg: DictConfig, cls: type, model) -> None:
-    """ConfigError (with the override that fixes it) when the method needs BatchNorm and `model` has none."""
-    name = cfg.method.name
-    if getattr(cls, "needs_batchnorm", False) and not model.has_batchnorm():
-        hint = ("model.bn=true" if "bn" in cfg.model else
-                "model=cnn model.bn=true" if str(OmegaConf.select(cfg, "dataset.name", default="")).startswith("cifar")
-                else "+model.bn=true")
-        raise ConfigError(f"method={name!r} needs a model with BatchNorm, but model={cfg.model.name!r} has none; "
-                          f"use {hint} (or model=resnet18)")
-
-
-def _check_official_optimizer(method: DictConfig) -> None:
-    """method.official_optimizer holds run-level optimizer keys with valid values; official=true
-    needs one."""
-    from fedbench.optimizer import OPTIMIZER_KEYS
-
-    official = method.get("official_optimizer")
-    if method.get("official", False) and not official:
-        raise ConfigError(f"method.official=true: method={method.name} has no official_optimizer in "
-                          f"conf/method/{method.name}.yaml; it trains with the run's optimizer (drop method.official)")
-    if official is None:
-        return
-    if not isinstance(official, DictConfig):
-        raise ConfigError(f"method.official_optimizer={_show(official)}: must be a mapping of optimizer keys "
-                          f"({', '.join(OPTIMIZER_KEYS)})")
-    for key in official:
-        if key not in OPTIMIZER_KEYS:
-            raise ConfigError(f"method.official_optimizer.{key}: unknown optimizer key; valid keys: "
-                              f"{', '.join(OPTIMIZER_KEYS)}")
-        check(f"method.official_optimizer.{key}", official.get(key), TOP_SPECS[key])
-
-
-def _parts(part) -> set:
-    return {part} if isinstance(part, str) else set(part)
-
-
-def require_backbone_and_head(cfg: DictConfig, cls: type, model) -> None:
-    """ConfigError when the method treats the backbone and the head differently (its shared or
-    personal part, or its fine-tuned part, names one of them without the other) but one of them has
-    no parameters (e.g. model.hidden=[]): shared and personal would collapse into FedAvg or Local,
-    reported under this method's name."""
-    named = {"shared": getattr(cls, "shared", "all"), "personal": getattr(cls, "personal", "none")}
-    if cfg.method.get("ft_epochs", 0):
-        named["method.ft_part"] = cfg.method.get("ft_part", "all")
-    split = [f"{k}: {v}" for k, v in named.items() if len(_parts(v) & {"backbone", "head"}) == 1]
-    empty = [part for part in ("backbone", "head") if not model.parameters_of(part)]
-    if split and empty:
-        shape = ", ".join(f"model.{k}={_show(cfg.model[k])}" for k in ("channels", "hidden", "head_layers")
-                          if k in cfg.model)
-        raise ConfigError(f"method={cfg.method.name!r} treats the backbone and the head differently "
-                          f"({'; '.join(split)}), but model={cfg.model.name!r} ({shape}) has no parameters in "
-                          f"its {empty[0]}; give it a hidden layer (e.g. model.hidden=[64]) or a smaller "
-                          "model.head_layers")
 
 
 def _check_method(cfg: DictConfig, model) -> None:

@@ -24,7 +24,7 @@ PFLLIB = {"fedavg": 0.429, "lgfedavg": 0.209, "fedrod": 0.498, "ditto": 0.713, "
 
 def time_method(method: str, root: str, device, rounds: int, block: int = 5) -> dict:
     """Seconds per round of `method` on each engine that can run it, and the default engine's name."""
-    from fedbench.bench_runners import Setting
+    from fedbench.bench.runners import Setting
     from fedbench.engines import auto_engine, vmap_support
 
     s = Setting(method, SETTING + MATCHED.get(method, []), root, device, rounds + 1)

@@ -1,4 +1,4 @@
-"""What each top-level, method-harness and model config key may hold (specs in fedbench.specs'
+"""What each top-level, method-harness and model config key may hold (specs in fedbench.config.specs'
 language), so that fedbench.config can check a whole config before any data is loaded. Dataset and
 partition keys, and the static facts of each dataset, are in their records
 (fedbench.data.datasets, fedbench.data.partitions)."""
