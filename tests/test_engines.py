@@ -233,3 +233,12 @@ def test_engines_agree_under_a_step_lr_schedule():
     for t in range(4):
         const.train_round(t)
     assert any(not torch.allclose(const.global_state[k], seq.global_state[k]) for k in seq.global_state)
+
+
+@pytest.mark.parametrize("method", VECTORIZED)
+def test_every_vectorizable_method_completes_a_run_on_the_vmap_engine(method, tmp_path, data_root):
+    from tests.runs_helpers import run_inprocess
+
+    s = run_inprocess(f"method={method}", f"results_dir={tmp_path}", "engine=vmap", "rounds=2", "eval_every=1",
+                      *[f"method.{k}={v}" for k, v in QUICK.get(method, {}).items()])
+    assert s["status"] == "complete" and s["engine"] == "vmap" and 0 <= s["final_acc"] <= 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from fedbench.report import build_report
 from fedbench.report.__main__ import main as report_main
@@ -103,3 +104,15 @@ def test_a_configuration_still_running_neither_wins_nor_breaks_the_selection(tmp
     build_report(root, echo=lambda s: None, select="val")
     sel = pd.read_csv(root / "tables" / "selected.csv")
     assert sel["lr"].tolist() == [0.01] and sel["configs_tried"].tolist() == [2]
+
+
+def test_a_model_switch_a_method_requires_is_its_configuration_not_a_setting(tmp_path):
+    """FedBN runs with model.bn=true (it needs BatchNorm): it is compared in the same setting column."""
+    root = tmp_path / "r"
+    write_run(root, "fedavg", 0, 0.5)
+    d = write_run(root, "fedbn", 0, 0.6)
+    cfg = OmegaConf.load(d / "config.yaml")
+    cfg.model.bn = True
+    OmegaConf.save(cfg, d / "config.yaml")
+    report = build_report(root, echo=lambda s: None, select="val")
+    assert report.settings == 1

@@ -120,10 +120,15 @@ def _label(items: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in items.items())
 
 
+# Config keys a method's requirements may change (FedBN needs BatchNorm layers: model.bn=true), which
+# therefore belong to the method's configuration rather than to the setting it is compared on.
+METHOD_REQUIREMENT_KEYS = ("model.bn",)
+
+
 def configuration_key(key: str) -> bool:
-    """True for a flat config key that belongs to the method's configuration (its hyperparameters and
-    the optimizer it trains with), not to the setting."""
-    return key.startswith("method.") or key in OPTIMIZER_KEYS
+    """True for a flat config key that belongs to the method's configuration (its hyperparameters, the
+    optimizer it trains with, a model switch it requires), not to the setting."""
+    return key.startswith("method.") or key in OPTIMIZER_KEYS or key in METHOD_REQUIREMENT_KEYS
 
 
 def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
