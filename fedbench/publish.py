@@ -1,0 +1,105 @@
+"""`python -m fedbench.publish [--results-dir results] [--dry-run]`: the published comparison and the
+FedBSD ablation, regenerated from nothing by one command.
+
+  1. The comparison (fedbench.tune): every method, its 12 configurations on seed 0 on each of
+     SETTINGS (one Hydra multirun per method, hydra/launcher=local), then each configuration selected
+     on validation accuracy on seeds 1 and 2; report --select val into <results-dir>.
+  2. The FedBSD ablation on ABLATION_SETTING, 3 seeds, one factor at a time around FedBSD's selected
+     configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10, loss mse instead of kl, tau 4
+     instead of 1, student_init personal, eval_backbone global; reported into <results-dir>/ablation
+     (its own directory: its variants must not join the tuning budget of the selection).
+  3. <results-dir>/summary.csv holds every run of both (column `study`), and plots/ablation_fedbsd.png
+     the ablation.
+Runs already complete are read, not recomputed, so a stopped publication resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SETTINGS = ("digits_pathological2", "digits_skew", "digits_rotated")
+# feature and label shift: where a client's own (distilled) backbone has the most to gain or lose
+ABLATION_SETTING = "digits_rotated"
+ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0"]), "loss": ("method.loss", ["mse"]),
+            "tau": ("method.tau", ["4.0"]), "student_init": ("method.student_init", ["personal"]),
+            "eval_backbone": ("method.eval_backbone", ["global"])}
+# the other factors' values in the base configuration (conf/method/fedbsd.yaml)
+ABLATION_BASE = {"method.loss": "kl", "method.tau": "1.0", "method.student_init": "global",
+                 "method.eval_backbone": "local"}
+COMMON = ["progress=false", "hydra/launcher=local"]
+
+
+def fedbench(*argv: str, dry_run: bool = False, module: str = "fedbench") -> None:
+    print(f"python -m {module} " + " ".join(argv), file=sys.stderr, flush=True)
+    if not dry_run and subprocess.call([sys.executable, "-m", module, *argv]) != 0:
+        raise SystemExit(f"fedbench.publish: error: python -m {module} failed (rerun to resume)")
+
+
+def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
+    """FedBSD's configuration selected on validation on the preset `setting` (its lr and lam), from the
+    comparison's runs (the ones whose overrides name the preset)."""
+    from fedbench.report.collect import collect
+    from fedbench.report.select import select_by_validation
+
+    runs = collect(results, ["method=fedbsd"])
+    runs = runs[runs["overrides"].fillna("").str.split().map(lambda o: f"experiment={setting}" in o)]
+    selected, _ = select_by_validation(runs, "final")
+    if len(selected) != 1 or pd.isna(selected.iloc[0]["variant"]):
+        raise SystemExit(f"fedbench.publish: error: no FedBSD selection on {setting} in {results}")
+    row = selected.iloc[0]
+    return {"lr": f"{row['lr']:g}", "method.lam": f"{row['method.lam']:g}"}
+
+
+def ablation_runs(results: Path, base: dict[str, str], dry_run: bool) -> None:
+    """One multirun per factor, the other keys at FedBSD's selected configuration."""
+    out = results / "ablation"
+    for key, values in ABLATION.values():
+        fixed = {k: v for k, v in base.items() if k != key}
+        fedbench("-m", "method=fedbsd", f"experiment={ABLATION_SETTING}", "seed=0,1,2", f"{key}={','.join(values)}",
+                 *[f"{k}={v}" for k, v in fixed.items()], f"results_dir={out}", *COMMON,
+                 "hydra.callbacks.report.enabled=false", dry_run=dry_run)
+
+
+def merge_summaries(results: Path) -> Path:
+    """<results>/summary.csv: the comparison's runs and the ablation's, with a `study` column."""
+    parts = []
+    for study, path in (("comparison", results / "summary.csv"), ("ablation", results / "ablation" / "summary.csv")):
+        frame = pd.read_csv(path)
+        parts.append(frame.drop(columns=["study"], errors="ignore").assign(study=study))
+    merged = pd.concat(parts, ignore_index=True)
+    merged = merged[["study"] + [c for c in merged.columns if c != "study"]]
+    path = results / "summary.csv"
+    merged.to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fedbench.publish", description=__doc__.split("\n\n")[0])
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    args = p.parse_args(argv)
+    results, start = Path(args.results_dir), time.perf_counter()
+    fedbench("--final-seeds", "1,2", f"experiment={','.join(SETTINGS)}", "seed=0", f"results_dir={results}",
+             *COMMON, dry_run=args.dry_run, module="fedbench.tune")
+    base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
+        selected_fedbsd(results, ABLATION_SETTING)
+    ablation_runs(results, base, args.dry_run)
+    fedbench("--results-dir", str(results / "ablation"), dry_run=args.dry_run, module="fedbench.report")
+    if args.dry_run:
+        return 0
+    from fedbench.report.ablation import plot_ablation
+
+    merge_summaries(results)  # fedbench.tune wrote the comparison's report (--select val)
+    plot_ablation(results / "ablation" / "summary.csv", base | ABLATION_BASE, ABLATION,
+                  results / "plots" / "ablation_fedbsd.png")
+    print(f"fedbench.publish: done in {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The publication pipeline's own pieces (the runs themselves are fedbench.tune's and the CLI's,
+tested elsewhere): its commands, the merged summary.csv, the ablation plot."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from fedbench.publish import ABLATION, ABLATION_BASE, merge_summaries
+from fedbench.report.ablation import plot_ablation
+from tests.conftest import ROOT
+
+
+def test_dry_run_lists_the_tuning_then_one_ablation_multirun_per_factor():
+    out = subprocess.run([sys.executable, "-m", "fedbench.publish", "--dry-run", "--results-dir", "r"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith("python -m fedbench.tune --final-seeds 1,2 ")
+    assert "experiment=digits_pathological2,digits_skew,digits_rotated" in lines[0] and "hydra/launcher=local" in lines[0]
+    ablation = [line for line in lines if "results_dir=r/ablation" in line]
+    assert len(ablation) == len(ABLATION) and all("seed=0,1,2" in line for line in ablation)
+    assert "method.lam=0.0,0.1,1.0,10.0" in ablation[0] and "method.lam=" not in ablation[0].split("10.0", 1)[1]
+    assert lines[-1] == "python -m fedbench.report --results-dir r/ablation"
+
+
+def test_summary_holds_both_studies_and_the_ablation_plot_is_drawn(tmp_path):
+    (tmp_path / "ablation").mkdir()
+    pd.DataFrame({"method": ["fedavg", "fedbsd"], "seed": [0, 0], "final_acc": [0.5, 0.6]}).to_csv(
+        tmp_path / "summary.csv", index=False)
+    rows = []
+    for seed in range(3):
+        base_row = {"method.lam": 1.0, "method.loss": "kl", "method.tau": 1.0, "method.student_init": "global",
+                    "method.eval_backbone": "local", "seed": seed, "status": "complete"}
+        rows += [{**base_row, "method.lam": lam, "final_acc": 0.7 + lam / 100} for lam in (0.0, 0.1, 1.0, 10.0)]
+        rows += [{**base_row, key: value, "final_acc": 0.5} for key, value in (
+            ("method.loss", "mse"), ("method.tau", 4.0), ("method.student_init", "personal"),
+            ("method.eval_backbone", "global"))]
+    pd.DataFrame(rows).to_csv(tmp_path / "ablation" / "summary.csv", index=False)
+    merged = pd.read_csv(merge_summaries(tmp_path))
+    assert list(merged.columns[:2]) == ["study", "method"]
+    assert (merged["study"] == "comparison").sum() == 2 and (merged["study"] == "ablation").sum() == len(rows)
+    base = {"lr": "0.1", "method.lam": "1.0"} | ABLATION_BASE
+    path = plot_ablation(tmp_path / "ablation" / "summary.csv", base, ABLATION, tmp_path / "plots" / "ablation.png")
+    assert path.stat().st_size > 10_000
