@@ -54,3 +54,23 @@ def test_comparison_settings_compose_and_validate(preset, expect):
     with open_dict(cfg):
         del cfg["hydra"]
     prepare(cfg, machine=False)
+
+
+@pytest.mark.parametrize("preset,expect", [
+    ("pfllib_cifar100", {"dataset.name": "cifar100", "partition.alpha": 0.1, "num_clients": 20, "join_ratio": 1.0,
+                         "model.name": "cnn"}),
+    ("fedrep_cifar10", {"dataset.name": "cifar10", "partition.classes_per_client": 2, "num_clients": 100,
+                        "join_ratio": 0.1}),
+    ("fedrep_cifar10_5", {"dataset.name": "cifar10", "partition.classes_per_client": 5, "num_clients": 100,
+                          "join_ratio": 0.1}),
+])
+def test_gpu_protocol_proxies_compose_and_validate(preset, expect):
+    from omegaconf import OmegaConf, open_dict
+
+    from fedbench.config import prepare
+
+    cfg = _compose(f"experiment={preset}")
+    assert {k: OmegaConf.select(cfg, k) for k in expect} == expect
+    with open_dict(cfg):
+        del cfg["hydra"]
+    prepare(cfg, machine=False)
