@@ -34,7 +34,7 @@ from fedbench.data.records import require_params
 from fedbench.errors import ConfigError
 from fedbench.config.method_checks import (_check_official_optimizer, method_class, method_specs,
                                             require_backbone_and_head, require_batchnorm)
-from fedbench.config.specs import _show, check
+from fedbench.config.specs import _show, check, check_mapping
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("method", "dataset", "partition", "model")
@@ -107,11 +107,7 @@ def _check_logger(cfg: DictConfig, machine: bool) -> None:
         if not isinstance(sub, DictConfig):
             raise ConfigError(f"logger.{name}={_show(sub)}: must hold the keys of conf/logger/{name}.yaml "
                               f"({', '.join(specs) or 'none'}); choose it with logger={name}")
-        for key in sub:
-            if key not in specs:
-                raise ConfigError(f"logger.{name}.{key}={_show(sub.get(key))}: unknown key for logger={name}; "
-                                  f"valid keys: {', '.join(specs) or '(none)'}")
-            check(f"logger.{name}.{key}", sub.get(key), specs[key])
+        check_mapping(f"logger.{name}", sub, specs, f"{', '.join(specs) or '(none)'} (logger={name})")
         if machine and not is_installed(name):
             raise ConfigError(f"logger={name}: the package {LOGGERS[name].pip_name!r} is not installed; "
                               f"install fedbench's tracking extra: {EXTRA}")

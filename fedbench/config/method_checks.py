@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from fedbench.config.keys import HARNESS_METHOD_SPECS, TOP_SPECS
-from fedbench.config.specs import _show, check
+from fedbench.config.specs import _show, check_mapping
 from fedbench.errors import ConfigError
 
 
@@ -55,11 +55,8 @@ def _check_official_optimizer(method: DictConfig) -> None:
     if not isinstance(official, DictConfig):
         raise ConfigError(f"method.official_optimizer={_show(official)}: must be a mapping of optimizer keys "
                           f"({', '.join(OPTIMIZER_KEYS)})")
-    for key in official:
-        if key not in OPTIMIZER_KEYS:
-            raise ConfigError(f"method.official_optimizer.{key}: unknown optimizer key; valid keys: "
-                              f"{', '.join(OPTIMIZER_KEYS)}")
-        check(f"method.official_optimizer.{key}", official.get(key), TOP_SPECS[key])
+    check_mapping("method.official_optimizer", official, {k: TOP_SPECS[k] for k in OPTIMIZER_KEYS},
+                  ", ".join(OPTIMIZER_KEYS))
 
 
 def _parts(part) -> set:

@@ -77,3 +77,12 @@ def check(key: str, value, spec) -> None:
     """ConfigError `key=value: must be <what spec allows>` unless `value` satisfies `spec`."""
     if not satisfies(value, spec):
         raise ConfigError(f"{key}={_show(value)}: must be {describe(spec)}")
+
+
+def check_mapping(prefix: str, node, specs: dict, valid: str) -> None:
+    """Every key of the mapping `node` is one of `specs` and satisfies its spec: one ConfigError line
+    naming `prefix.key` otherwise (`valid` lists the allowed keys in the message)."""
+    for key in node:
+        if key not in specs:
+            raise ConfigError(f"{prefix}.{key}={_show(node.get(key))}: unknown key; valid keys: {valid}")
+        check(f"{prefix}.{key}", node.get(key), specs[key])
