@@ -131,7 +131,8 @@ class ModelHandle:
 
 class Client:
     """A cohort of clients `ids` (rows of every tensor, in decreasing order of train-split size) in
-    round `round`; `phase` train or eval; `stream` names the data-order stream (data, finetune)."""
+    round `round`, holding working copies of their tensors (`state`, as Federation.cohort loads them
+    for training or evaluation); `stream` names the data-order stream (data, finetune)."""
 
     def __init__(self, fed, ids: np.ndarray, round: int, state: dict[str, torch.Tensor], stream: str,
                  vmapped: bool):
@@ -195,7 +196,8 @@ class Client:
             weight_decay: float | None = None, batch_size: int | None = None,
             state_steps: dict[str, tuple[float, float, float]] | None = None) -> np.ndarray:
         """Minibatch SGD on `objective(client, x, y, reduction)` over the parameters of `model`'s part
-        `train` (a part name, a list of parts, or a list of models' parameter name lists), every other
+        `train` (a part name or a list of parts; or a list of cohort-state names, such as
+        `client.model.names() + client.personal_model.names()` to train both models), every other
         tensor frozen (so momentum or weight decay cannot move it); a fresh optimizer per call, the
         arithmetic of torch.optim.SGD. Unset hyperparameters are the run's optimizer (lr: this
         round's). `state_steps` {name: (lr, low, high)}: per-client state tensors that also take
