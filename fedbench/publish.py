@@ -51,8 +51,8 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
     selected, _ = select_by_validation(runs, "final")
     if len(selected) != 1 or pd.isna(selected.iloc[0]["variant"]):
         raise SystemExit(f"fedbench.publish: error: no FedBSD selection on {setting} in {results}")
-    row = selected.iloc[0]
-    return {"lr": f"{row['lr']:g}", "method.lam": f"{row['method.lam']:g}"}
+    row = selected.iloc[0]  # as floats, the form the ablation's values take (10.0, not 10: another config hash)
+    return {"lr": repr(float(row["lr"])), "method.lam": repr(float(row["method.lam"]))}
 
 
 def ablation_runs(results: Path, base: dict[str, str], dry_run: bool) -> None:

@@ -116,3 +116,16 @@ def test_a_model_switch_a_method_requires_is_its_configuration_not_a_setting(tmp
     OmegaConf.save(cfg, d / "config.yaml")
     report = build_report(root, echo=lambda s: None, select="val")
     assert report.settings == 1
+
+
+def test_configurations_not_chosen_are_not_reported_missing_seeds(tmp_path):
+    """Tuned on seed 0, the winner on seeds 1 and 2: only a chosen configuration lacking seeds is an
+    issue."""
+    root = tmp_path / "r"
+    write_run(root, "fedavg", 0, 0.6, lr=0.01, val=0.5)
+    for seed in range(3):
+        write_run(root, "fedavg", seed, 0.8, lr=0.1, val=0.9)
+    write_run(root, "local", 0, 0.7, lr=0.1, val=0.9)  # chosen, but only seed 0
+    build_report(root, echo=lambda s: None, select="val")
+    issues = (root / "tables" / "issues.md").read_text()
+    assert "fedavg" not in issues and "local: 1/3 seeds" in issues

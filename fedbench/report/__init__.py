@@ -52,6 +52,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     from fedbench.report.aggregate import good_runs, problem_runs
     from fedbench.report.collect import collect
     from fedbench.report.plots import write_plots
+    from fedbench.report.select import select_by_validation
     from fedbench.report.tables import write_issues, write_tables
     from fedbench.results import atomic_write
 
@@ -69,9 +70,14 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     ok = good_runs(runs, metric)
     tables_dir = out / "tables"
     report = Report(path, runs=len(runs), usable=len(ok), settings=runs["setting_key"].nunique())
-    report.issues = write_issues(problem_runs(runs, metric), runs, metric, tables_dir / "issues.md")
-    if len(ok) and select:
-        report.tables, report.plots = write_selected(results_dir, runs, metric, tables_dir, out / "plots")
+    # with a selection, the configurations not chosen have only their tuning seeds by design: only the
+    # chosen ones are checked for missing seeds
+    selection = select_by_validation(runs, metric) if select and len(ok) else None
+    report.issues = write_issues(problem_runs(runs, metric), runs if selection is None else selection[1], metric,
+                                 tables_dir / "issues.md")
+    if selection is not None:
+        report.tables, report.plots = write_selected(results_dir, runs, *selection, metric, tables_dir,
+                                                     out / "plots")
     elif len(ok):
         report.tables = write_tables(runs, metric, tables_dir)
         report.plots = write_plots(results_dir, runs, ok, out / "plots")
@@ -86,17 +92,16 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     return report
 
 
-def write_selected(results_dir: Path, runs, metric: str, tables_dir: Path, plots_dir: Path):
+def write_selected(results_dir: Path, runs, selected, picked, metric: str, tables_dir: Path, plots_dir: Path):
     """--select val: tables/selected.csv (+ selected_hparams.md), the tables and leaderboard of the
-    selected configurations, and their plots. Returns (tables, plots)."""
+    selected configurations (`selected`, their runs `picked`), and their plots. Returns (tables, plots)."""
     from fedbench.report.aggregate import good_runs
     from fedbench.report.leaderboard import write_leaderboard
     from fedbench.report.plots import write_plots
-    from fedbench.report.select import config_columns, select_by_validation
+    from fedbench.report.select import config_columns
     from fedbench.report.tables import write_tables
     from fedbench.results import atomic_write
 
-    selected, picked = select_by_validation(runs, metric)
     path = tables_dir / "selected.csv"
     atomic_write(path, selected.drop(columns="setting_key").to_csv(index=False, float_format="%.6g"))
     tables = [path]

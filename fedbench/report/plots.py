@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+TAB20 = colormaps["tab20"]
 
 PREFIXES = ("curves_", "bytes_", "clients_", "partition_")
 
@@ -80,15 +83,16 @@ def plot_setting_lines(results_dir: Path, ok: pd.DataFrame, out: Path, name: str
         mean, std, mb = seed_curves(results_dir, runs, "test_acc")
         if mean.empty:
             continue
-        color = f"C{i % 10}"
+        color = TAB20(i % 20)  # 20 distinct colours, a line style per ten (15 methods stay apart)
+        style = ("-", "--", ":")[(i // 10) % 3]
         label = f"{variant} (n={len(runs)})"
         for ax, x in ((ax_r, mean.index.to_numpy()), (ax_b, mb.to_numpy())):
-            ax.plot(x, mean.to_numpy(), color=color, marker="o", markersize=3, label=label)
+            ax.plot(x, mean.to_numpy(), color=color, linestyle=style, marker="o", markersize=3, label=label)
             ax.fill_between(x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.2)
             if len(x) == 1:  # one evaluation: a band has no width, show the spread as an error bar
                 ax.errorbar(x, mean.to_numpy(), yerr=std.to_numpy(), color=color, capsize=4)
     for ax in (ax_r, ax_b):
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncol=2 if ok["variant"].nunique() > 8 else 1)
     return [save(fig_r, out / f"curves_{name}.png"), save(fig_b, out / f"bytes_{name}.png")]
 
 
@@ -105,7 +109,8 @@ def plot_clients(results_dir: Path, ok: pd.DataFrame, out: Path, name: str) -> l
         return []
     fig, ax = _figure(ok["setting"].iloc[0], "method", "client test accuracy at the last evaluation (%)")
     ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=45 if len(labels) > 6 else 0,
+                  ha="right" if len(labels) > 6 else "center")
     return [save(fig, out / f"clients_{name}.png")]
 
 
