@@ -148,3 +148,43 @@ def test_a_missing_package_is_one_line_naming_the_extra(tmp_path):
     assert proc.stderr.splitlines() == ["fedbench: error: logger=mlflow: the package 'mlflow-skinny' is not "
                                         "installed; install fedbench's tracking extra: pip install -e '.[tracking]'"]
     assert not list(tmp_path.iterdir())
+
+
+def _create_mlflow_run(args):
+    """In a fresh process: wait for the common start time, then open an MLflow Tracker (which creates
+    the experiment on first use) and return (experiment id, run id)."""
+    import time as _time
+    from pathlib import Path as _Path
+
+    from omegaconf import OmegaConf as _OC
+
+    from fedbench.tracking.identity import RunIdentity
+    from fedbench.tracking.to_mlflow import Tracker
+
+    results, name, start = args
+    run_dir = _Path(results) / name
+    run_dir.mkdir(parents=True)
+    run = RunIdentity(name=name, group="g", setting="s", method=name, seed=0, run_dir=run_dir,
+                      results_dir=_Path(results), tags={"method": name})
+    settings = _OC.create({"tracking_uri": None, "experiment": "fedbench"})
+    while _time.time() < start:
+        pass
+    tracker = Tracker(settings, run, resumed_from_round=0)
+    return tracker.client.get_run(tracker.run_id).info.experiment_id, tracker.run_id
+
+
+def test_jobs_starting_together_share_one_mlflow_experiment(tmp_path):
+    """Two jobs of a sweep open the same fresh file store at the same instant: without a lock MLflow's
+    file store makes two experiments of one name (29 of 30 pairs here), and one job's run is hidden."""
+    import multiprocessing
+    import time
+
+    need("mlflow")
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(abs, [1, 2])                                   # both workers up before the clock starts
+        for trial in range(5):
+            results = tmp_path / f"r{trial}"
+            start = time.time() + 1.5
+            made = pool.map(_create_mlflow_run, [(str(results), m, start) for m in ("fedavg", "local")])
+            assert len({e for e, _ in made}) == 1, made
+            assert sorted(r.data.tags["method"] for r in mlflow_runs(results)) == ["fedavg", "local"]
