@@ -10,7 +10,8 @@ FedBSD ablation, regenerated from nothing by one command.
      (its own directory: its variants must not join the tuning budget of the selection).
   3. <results-dir>/summary.csv holds every run of both (column `study`), and plots/ablation_fedbsd.png
      the ablation.
-Runs already complete are read, not recomputed, so a stopped publication resumes where it stopped.
+Runs already complete are read, not recomputed, so a stopped publication resumes where it stopped;
+--report-only rewrites the tables and plots from the runs on disk without starting any run.
 """
 from __future__ import annotations
 
@@ -82,13 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedbench.publish", description=__doc__.split("\n\n")[0])
     p.add_argument("--results-dir", default="results")
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite tables and plots from the runs on disk; start no run")
     args = p.parse_args(argv)
     results, start = Path(args.results_dir), time.perf_counter()
-    fedbench("--final-seeds", "1,2", f"experiment={','.join(SETTINGS)}", "seed=0", f"results_dir={results}",
-             *COMMON, dry_run=args.dry_run, module="fedbench.tune")
+    if args.report_only:
+        fedbench("--results-dir", str(results), "--select", "val", dry_run=args.dry_run, module="fedbench.report")
+    else:
+        fedbench("--final-seeds", "1,2", f"experiment={','.join(SETTINGS)}", "seed=0", f"results_dir={results}",
+                 *COMMON, dry_run=args.dry_run, module="fedbench.tune")
     base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
         selected_fedbsd(results, ABLATION_SETTING)
-    ablation_runs(results, base, args.dry_run)
+    if not args.report_only:
+        ablation_runs(results, base, args.dry_run)
     fedbench("--results-dir", str(results / "ablation"), dry_run=args.dry_run, module="fedbench.report")
     if args.dry_run:
         return 0

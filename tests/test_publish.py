@@ -25,6 +25,14 @@ def test_dry_run_lists_the_tuning_then_one_ablation_multirun_per_factor():
     assert lines[-1] == "python -m fedbench.report --results-dir r/ablation"
 
 
+def test_report_only_starts_no_run():
+    out = subprocess.run([sys.executable, "-m", "fedbench.publish", "--dry-run", "--report-only", "--results-dir", "r"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines() == ["python -m fedbench.report --results-dir r --select val",
+                                               "python -m fedbench.report --results-dir r/ablation"]
+
+
 def test_summary_holds_both_studies_and_the_ablation_plot_is_drawn(tmp_path):
     (tmp_path / "ablation").mkdir()
     pd.DataFrame({"method": ["fedavg", "fedbsd"], "seed": [0, 0], "final_acc": [0.5, 0.6]}).to_csv(

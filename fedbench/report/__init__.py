@@ -31,7 +31,8 @@ class Report:
 
 def summary_columns(runs) -> list[str]:
     """summary.csv column order: identity, setting params, headline numbers, cost, bookkeeping."""
-    first = ["setting", "variant", "method", "seed", "status", "dataset", "partition"]
+    first = (["setting"] + ["setting_detail"] * ("setting_detail" in runs.columns)
+             + ["variant", "method", "seed", "status", "dataset", "partition"])
     part = sorted(c for c in runs.columns if c.startswith("partition."))
     heads = [f"{w}_{v}" for w in METRICS for v in ("acc", "acc_weighted", "acc_std", "acc_bottom10")]
     cost = ["best_round", "rounds", "rounds_done", "wall_time_s", "bytes_up", "bytes_down", "bytes_total"]
@@ -39,6 +40,15 @@ def summary_columns(runs) -> list[str]:
     named = set(first + part + heads + cost + last + ["num_clients"])
     extra = sorted(c for c in runs.columns if c not in named)
     return first + part + ["num_clients"] + extra + heads + cost + last
+
+
+def portable(frame):
+    """The frame as written to a CSV others read: the partition cache is named by its entry, not by
+    this machine's path to it."""
+    if "partition_cache" not in frame.columns:
+        return frame
+    return frame.assign(partition_cache=frame["partition_cache"].map(
+        lambda p: Path(p).name if isinstance(p, str) and p else p))
 
 
 def build_report(results_dir: str | Path = "results", metric: str = "final", filters=(),
@@ -65,7 +75,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     runs = collect(results_dir, list(filters))
     runs = runs.sort_values(["setting", "variant", "seed"], na_position="last").reset_index(drop=True)
     path = out / "summary.csv"
-    atomic_write(path, runs[summary_columns(runs)].to_csv(index=False, float_format="%.6g"))
+    atomic_write(path, portable(runs[summary_columns(runs)]).to_csv(index=False, float_format="%.6g"))
 
     ok = good_runs(runs, metric)
     tables_dir = out / "tables"
@@ -103,7 +113,7 @@ def write_selected(results_dir: Path, runs, selected, picked, metric: str, table
     from fedbench.results import atomic_write
 
     path = tables_dir / "selected.csv"
-    atomic_write(path, selected.drop(columns="setting_key").to_csv(index=False, float_format="%.6g"))
+    atomic_write(path, portable(selected.drop(columns="setting_key")).to_csv(index=False, float_format="%.6g"))
     tables = [path]
     if len(picked):
         tables += write_tables(picked, metric, tables_dir, prefix="selected_")

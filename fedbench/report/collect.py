@@ -151,6 +151,7 @@ def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
         name = f"{row['dataset']} {row['partition']}" + (f"({_label(part)})" if part else "")
         row["setting"] = " ".join([name, f"N={row['num_clients']}"] + [f"{k}={v}" for k, v in extra.items()])
         row["setting_key"] = key
+    name_by_preset(rows)
     for method in {r["method"] for r in rows}:
         idx = [i for i, r in enumerate(rows) if r["method"] == method]
         hps = [{k: v for k, v in flats[i].items() if configuration_key(k) and k != "method.name"} for i in idx]
@@ -163,6 +164,27 @@ def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
     return frame
+
+
+def preset_of(overrides) -> str | None:
+    """The `experiment=<preset>` a run was started with (from its overrides), or None."""
+    found = [o.partition("=")[2] for o in str(overrides or "").split() if o.startswith("experiment=")]
+    return found[-1] if found else None
+
+
+def name_by_preset(rows: list[dict]) -> None:
+    """Runs started from presets are labelled by them: when every run of a setting names the same
+    `experiment=` preset and no two settings share one, the setting's label becomes the preset's name
+    (digits_skew) and the spelled-out label moves to `setting_detail`. Otherwise labels stay spelled out."""
+    presets: dict[str, set] = {}
+    for row in rows:
+        presets.setdefault(row["setting_key"], set()).add(preset_of(row.get("overrides")))
+    names = {key: next(iter(p)) for key, p in presets.items() if len(p) == 1 and None not in p}
+    if len(names) != len(presets) or len(set(names.values())) != len(names):
+        return
+    for row in rows:
+        row["setting_detail"] = row["setting"]
+        row["setting"] = names[row["setting_key"]]
 
 
 def parse_filters(filters: list[str]) -> list[tuple[str, list[str]]]:

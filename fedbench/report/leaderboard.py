@@ -52,6 +52,15 @@ def note(metric: str) -> str:
             "setting among cells with all seeds; † (n/N) = only n of N seeds completed.")
 
 
+def legend(runs: pd.DataFrame) -> str:
+    """' Settings: digits_skew = digits dirichlet(...) N=50 ...; ...' when settings are named by their
+    presets (collect.name_by_preset), else ''."""
+    if "setting_detail" not in runs.columns:
+        return ""
+    pairs = runs[["setting", "setting_detail"]].dropna().drop_duplicates().sort_values("setting")
+    return " Settings: " + "; ".join(f"{a} = {b}" for a, b in pairs.itertuples(index=False)) + "."
+
+
 def hyperparameter_table(selected: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Rows: methods; per setting the chosen values, e.g. `lr=0.05, method.lam=1`."""
     def chosen(r) -> str:
@@ -72,7 +81,7 @@ def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str
     title = f"{metric} personalized accuracy, configurations selected on validation"
     for style, render in (("md", to_markdown), ("tex", to_latex)):
         path = out_dir / f"leaderboard_{metric}.{style}"
-        atomic_write(path, render(leaderboard(runs, metric, style), title, note(metric)))
+        atomic_write(path, render(leaderboard(runs, metric, style), title, note(metric) + legend(runs)))
         written.append(path)
     path = out_dir / "selected_hparams.md"
     hp = hyperparameter_table(selected, keys)
