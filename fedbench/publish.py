@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results, start = Path(args.results_dir), time.perf_counter()
     if args.report_only:
-        fedbench("--results-dir", str(results), "--select", "val", dry_run=args.dry_run, module="fedbench.report")
+        fedbench("--results-dir", str(results), "--select", "val", "--replace-published", dry_run=args.dry_run,
+                 module="fedbench.report")
     else:
-        fedbench("--final-seeds", "1,2", f"experiment={','.join(SETTINGS)}", "seed=0", f"results_dir={results}",
-                 *COMMON, dry_run=args.dry_run, module="fedbench.tune")
+        fedbench("--final-seeds", "1,2", "--replace-published", f"experiment={','.join(SETTINGS)}", "seed=0",
+                 f"results_dir={results}", *COMMON, dry_run=args.dry_run, module="fedbench.tune")
     base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
         selected_fedbsd(results, ABLATION_SETTING)
     if not args.report_only:

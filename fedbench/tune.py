@@ -112,6 +112,8 @@ def parser() -> argparse.ArgumentParser:
                    help="after the grid, rerun each selected configuration on these seeds")
     p.add_argument("--metric", choices=("final", "best"), default="final", help="validation number to select by")
     p.add_argument("--dry-run", action="store_true", help="print the multiruns instead of running them")
+    p.add_argument("--replace-published", action="store_true",
+                   help="the report may overwrite the published comparison in results_dir (fedbench.publish)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every job, e.g. experiment=X seed=0")
     return p
 
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from fedbench.report import build_report
 
-    build_report(results_dir, args.metric, select="val", echo=lambda line: print(line, file=sys.stderr))
+    build_report(results_dir, args.metric, select="val", echo=lambda line: print(line, file=sys.stderr),
+                 replace_published=args.replace_published)
     if failed:
         print(f"fedbench.tune: error: runs failed for: {', '.join(failed)} (see above; resubmit to resume)",
               file=sys.stderr)

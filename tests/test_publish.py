@@ -17,7 +17,7 @@ def test_dry_run_lists_the_tuning_then_one_ablation_multirun_per_factor():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stderr.strip().splitlines()
-    assert lines[0].startswith("python -m fedbench.tune --final-seeds 1,2 ")
+    assert lines[0].startswith("python -m fedbench.tune --final-seeds 1,2 --replace-published ")
     assert "experiment=digits_pathological2,digits_skew,digits_rotated" in lines[0] and "hydra/launcher=local" in lines[0]
     ablation = [line for line in lines if "results_dir=r/ablation" in line]
     assert len(ablation) == len(ABLATION) and all("seed=0,1,2" in line for line in ablation)
@@ -29,7 +29,7 @@ def test_report_only_starts_no_run():
     out = subprocess.run([sys.executable, "-m", "fedbench.publish", "--dry-run", "--report-only", "--results-dir", "r"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stderr.strip().splitlines() == ["python -m fedbench.report --results-dir r --select val",
+    assert out.stderr.strip().splitlines() == ["python -m fedbench.report --results-dir r --select val --replace-published",
                                                "python -m fedbench.report --results-dir r/ablation"]
 
 
@@ -52,3 +52,28 @@ def test_summary_holds_both_studies_and_the_ablation_plot_is_drawn(tmp_path):
     base = {"lr": "0.1", "method.lam": "1.0"} | ABLATION_BASE
     path = plot_ablation(tmp_path / "ablation" / "summary.csv", base, ABLATION, tmp_path / "plots" / "ablation.png")
     assert path.stat().st_size > 10_000
+
+
+def test_a_later_report_never_overwrites_the_published_comparison(tmp_path):
+    """A user's sweep into results/ (its report callback) must not replace the committed comparison: the
+    report goes to results/unpublished/; publish alone (--replace-published) rewrites it."""
+    from fedbench.report import build_report
+    from tests.test_report import write_run
+
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        write_run(results, "fedavg", seed, 0.7)
+    (results / "ablation").mkdir()
+    build_report(results, echo=lambda s: None)
+    (results / "ablation" / "summary.csv").write_text("method,seed,final_acc\nfedbsd,0,0.6\n")
+    merge_summaries(results)
+    published = (results / "summary.csv").read_bytes()
+    lines = []
+    build_report(results, echo=lines.append)
+    assert (results / "summary.csv").read_bytes() == published
+    assert (results / "unpublished" / "summary.csv").is_file() and "unpublished" in lines[0]
+    out = subprocess.run([sys.executable, "-m", "fedbench.report", "--results-dir", str(results)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and (results / "summary.csv").read_bytes() == published, out.stderr
+    build_report(results, echo=lambda s: None, replace_published=True)
+    assert pd.read_csv(results / "summary.csv").columns[0] == "setting"          # the report's own, replaced

@@ -51,14 +51,28 @@ def portable(frame):
         lambda p: Path(p).name if isinstance(p, str) and p else p))
 
 
+PUBLISHED_COLUMN = "study"   # fedbench.publish's summary.csv begins with it; the report's never does
+UNPUBLISHED = "unpublished"
+
+
+def published(out: Path) -> bool:
+    """True when out/summary.csv is the published comparison (written by fedbench.publish)."""
+    try:
+        with open(Path(out) / "summary.csv", encoding="utf-8", errors="replace") as f:
+            return f.readline().split(",")[0].strip() == PUBLISHED_COLUMN
+    except OSError:
+        return False
+
+
 def build_report(results_dir: str | Path = "results", metric: str = "final", filters=(),
                  out_dir: str | Path | None = None, echo: Callable[[str], None] = print,
-                 select: str | None = None) -> Report:
+                 select: str | None = None, replace_published: bool = False) -> Report:
     """Write summary.csv, tables and plots for the runs under results_dir (into out_dir, default
     the same directory). select="val": per (setting, method) only the configuration with the best
     mean validation accuracy (fedbench.report.select): tables/selected.csv, the tables, leaderboard
     and plots of the selected runs. Raises ReportError on bad input (no runs, unknown metric, select
-    or filter key)."""
+    or filter key). The published comparison (results/summary.csv of fedbench.publish, committed) is
+    never overwritten by another report: unless replace_published, outputs then go to <out>/unpublished/."""
     from fedbench.report.aggregate import good_runs, problem_runs
     from fedbench.report.collect import collect
     from fedbench.report.plots import write_plots
@@ -73,6 +87,10 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir
     runs = collect(results_dir, list(filters))
+    if not replace_published and published(out):
+        echo(f"fedbench.report: {out / 'summary.csv'} is the published comparison (python -m fedbench.publish) "
+             f"and stays as it is; this report goes to {out / UNPUBLISHED} (--replace-published to overwrite it)")
+        out = out / UNPUBLISHED
     runs = runs.sort_values(["setting", "variant", "seed"], na_position="last").reset_index(drop=True)
     path = out / "summary.csv"
     atomic_write(path, portable(runs[summary_columns(runs)]).to_csv(index=False, float_format="%.6g"))

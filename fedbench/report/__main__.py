@@ -28,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
                         "with the best mean validation accuracy; writes tables/selected.csv and the tables, "
                         "leaderboard and plots of the selected runs (test accuracy never enters the choice)")
     p.add_argument("--out", default=None, help="write outputs here instead of into --results-dir")
+    p.add_argument("--replace-published", action="store_true",
+                   help="overwrite a published comparison (fedbench.publish's summary.csv) in the output "
+                        "directory; without it, the report goes to <out>/unpublished/ there")
     return p
 
 
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         report = build_report(args.results_dir, args.metric, args.filters, args.out,
-                              echo=lambda line: print(line, file=sys.stderr), select=args.select)
+                              echo=lambda line: print(line, file=sys.stderr), select=args.select,
+                              replace_published=args.replace_published)
     except (ReportError, WriteError) as exc:
         print(f"fedbench.report: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ReportError) else exc.exit_code
