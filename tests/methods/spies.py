@@ -20,6 +20,20 @@ def record_uploads(fed) -> list[tuple[int, dict[str, torch.Tensor]]]:
     return uploads
 
 
+def record_trained(fed, snapshot) -> dict[int, object]:
+    """Wrap the method's local update: {client id: snapshot(client)} right after each client's local
+    training, before aggregation (filled as rounds run)."""
+    trained, real = {}, fed.method.local_update
+
+    def record(client):
+        loss = real(client)
+        trained[client.id] = snapshot(client)
+        return loss
+
+    fed.method.local_update = record
+    return trained
+
+
 def mean_upload(uploads, data, weighting: str) -> dict[str, torch.Tensor]:
     """The mean of the recorded uploads: weights n_k (the client's train size, read from `data`) for
     "samples", 1 for "uniform"; in float64."""

@@ -7,6 +7,7 @@ from fedbench.data.types import FederatedData
 from fedbench.errors import ConfigError
 from fedbench.run import build_method
 from tests.conftest import make_federation, tiny_data
+from tests.methods.spies import record_trained
 
 CNN_BN = {"name": "cnn", "bn": True, "channels": [4, 8], "hidden": [16]}
 MLP_BN = {"name": "mlp", "hidden": [16, 8], "bn": True}
@@ -30,14 +31,8 @@ def test_bn_tensors_stay_local_and_the_rest_is_shared(model, data):
     bn = fed.model.keys("bn")
     assert bn and set(fed.personal) == set(bn) and not set(bn) & set(fed.shared)
     assert any(k.endswith("running_mean") for k in bn) and any(k.endswith("num_batches_tracked") for k in bn)
-    trained, real = {}, fed.method.local_update
-
-    def record(client):  # each client's own BN values right after its local training
-        loss = real(client)
-        trained[client.id] = {k: client.model.state_dict()[k].clone() for k in bn}
-        return loss
-
-    fed.method.local_update = record
+    # each client's own BN values right after its local training
+    trained = record_trained(fed, lambda client: {k: client.model.state_dict()[k].clone() for k in bn})
     for t in range(2):
         fed.train_round(t)
         for k in range(fed.data.num_clients):

@@ -5,7 +5,7 @@ tests/methods/test_weighting.py.)"""
 import torch
 
 from tests.conftest import make_federation
-from tests.methods.spies import record_uploads
+from tests.methods.spies import record_trained, record_uploads
 
 HEAD = ("head.0.weight", "head.0.bias")
 
@@ -27,14 +27,7 @@ def test_only_the_backbone_is_uploaded_and_held_by_the_server():
 
 def test_after_a_round_clients_share_the_base_and_keep_their_own_heads():
     fed = make_federation("fedper", rounds=2)
-    trained, real = {}, fed.method.local_update
-
-    def record(client):  # each client's model right after its local training, before aggregation
-        loss = real(client)
-        trained[client.id] = clone(client.model)
-        return loss
-
-    fed.method.local_update = record
+    trained = record_trained(fed, lambda client: clone(client.model))  # before aggregation
     for t in range(2):
         fed.train_round(t)
         for k in range(fed.data.num_clients):
