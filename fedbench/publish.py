@@ -44,11 +44,11 @@ def fedbench(*argv: str, dry_run: bool = False, module: str = "fedbench") -> Non
 def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
     """FedBSD's configuration selected on validation on the preset `setting` (its lr and lam), from the
     comparison's runs (the ones whose overrides name the preset)."""
-    from fedbench.report.collect import collect
+    from fedbench.report.collect import collect, preset_of
     from fedbench.report.select import select_by_validation
 
     runs = collect(results, ["method=fedbsd"])
-    runs = runs[runs["overrides"].fillna("").str.split().map(lambda o: f"experiment={setting}" in o)]
+    runs = runs[runs["overrides"].map(preset_of) == setting]
     selected, _ = select_by_validation(runs, "final")
     if len(selected) != 1 or pd.isna(selected.iloc[0]["variant"]):
         raise SystemExit(f"fedbench.publish: error: no FedBSD selection on {setting} in {results}")

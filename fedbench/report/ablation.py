@@ -7,14 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fedbench.report.collect import matches
 from fedbench.report.plots import _figure, save
-
-
-def _same(value, wanted: str) -> bool:
-    try:
-        return float(value) == float(wanted)
-    except (TypeError, ValueError):
-        return str(value) == wanted
 
 
 def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
@@ -30,7 +24,7 @@ def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tu
         keep = np.ones(len(runs), dtype=bool)
         for k, v in {**base, key: value}.items():
             if k in runs:
-                keep &= runs[k].map(lambda x, v=v: _same(x, v)).to_numpy()
+                keep &= runs[k].map(lambda x, v=v: matches(x, [v])).to_numpy()
         return 100 * runs.loc[keep, metric]
 
     for name, (key, values) in factors.items():

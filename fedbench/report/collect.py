@@ -198,7 +198,9 @@ def parse_filters(filters: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _matches(value, wanted: list[str]) -> bool:
+def matches(value, wanted: list[str]) -> bool:
+    """True when `value` (a summary field or config value) equals one of the `wanted` texts, as text or
+    as a number (0.1 matches '0.1' and '1e-1')."""
     for w in wanted:
         if str(value) == w:
             return True
@@ -229,7 +231,7 @@ def collect(results_dir: Path, filters: list[str] = ()) -> pd.DataFrame:
                               f"(e.g. method, seed, dataset.name, partition.alpha, lr)")
         for i, (r, f) in enumerate(zip(rows, flats)):
             value = r.get(key, f.get(key))
-            keep[i] = keep[i] and _matches(value, wanted)
+            keep[i] = keep[i] and matches(value, wanted)
     rows = [r for r, k in zip(rows, keep) if k]
     flats = [f for f, k in zip(flats, keep) if k]
     if not rows:
