@@ -4,28 +4,16 @@ harness: drop `methods/<name>.py` and `conf/method/<name>.yaml`.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from fedbench.registry import Registry
 
-REGISTRY: dict[str, type] = {}
-
-
-def register(cls: type) -> type:
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def _discover() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+METHODS = Registry(__name__, "method")
+register = METHODS.register   # class decorator: the class's `name` must be new
 
 
 def available() -> list[str]:
-    _discover()
-    return sorted(REGISTRY)
+    return METHODS.names()
 
 
 def get(name: str) -> type:
-    if name not in REGISTRY:
-        _discover()
-    return REGISTRY[name]
+    """The method class `name`; ConfigError listing the methods otherwise."""
+    return METHODS.get(name)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from fedbench.data.records import Registry, require_params
+from fedbench.data.records import require_params
+from fedbench.registry import Registry
 from fedbench.data.types import RawDataset
 
 # (params, root, download, verify, seed, num_clients) -> RawDataset

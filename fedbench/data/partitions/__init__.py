@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from fedbench.data.partitions.common import as_int
-from fedbench.data.records import Registry, either, require_params
+from fedbench.data.records import either, require_params
+from fedbench.registry import Registry
 from fedbench.errors import ConfigError
 
 # (labels or groups, num_clients, rng, params) -> one sorted int64 index array per client
