@@ -10,7 +10,6 @@ for every key the method config leaves null. Precedence: method key > official (
 from __future__ import annotations
 
 OPTIMIZER_KEYS = ("lr", "momentum", "weight_decay", "lr_schedule", "lr_milestones", "lr_gamma")
-SCHEDULES = ("constant", "step")
 
 
 def resolve_optimizer(cfg) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedbench.optimizer import OPTIMIZER_KEYS
+
 # Top-level keys (and data.*): their specs. Keys absent from the config are not checked.
 TOP_SPECS: dict[str, Any] = {
     "seed": "int [0, inf)",
@@ -33,19 +35,19 @@ TOP_SPECS: dict[str, Any] = {
     "data.verify": "bool",
     "data.val_frac": "[0, 1)",
     "data.test_frac": "(0, 1)",
-    "data.rotations": "int [1, 4]",
+    "data.rotations": "int [1, inf)",  # the type; fedbench.config allows 1, 2 or 4 and says what they mean
 }
+
+def or_null(spec) -> str:
+    """The spec string that also allows null (a tuple of words becomes 'a or b or null')."""
+    return f"{spec if isinstance(spec, str) else ' or '.join(spec)} or null"
+
 
 # Method hyperparameters every method understands (harness add-ons: weighting, its own optimizer keys,
 # fine-tuning). A method's own optimizer key overrides the run's (null: the run's; fedbench.optimizer).
 HARNESS_METHOD_SPECS: dict[str, Any] = {
     "weighting": ("samples", "uniform"),
-    "lr": "(0, inf) or null",
-    "momentum": "[0, 1) or null",
-    "weight_decay": "[0, inf) or null",
-    "lr_schedule": "constant or step or null",
-    "lr_milestones": "list of (0, 1) or null",
-    "lr_gamma": "(0, inf) or null",
+    **{key: or_null(TOP_SPECS[key]) for key in OPTIMIZER_KEYS},
     "official": "bool",
     "ft_epochs": "int [0, inf)",
     "ft_lr": "(0, inf) or null",
