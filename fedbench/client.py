@@ -34,11 +34,7 @@ class View:
     def __init__(self, models: nn.Module, state: dict, cohort: "Client", trained: frozenset = frozenset()):
         self.model, self.personal_model = models.model, getattr(models, "personal_model", None)
         self.state, self._cohort, self._trained = state, cohort, trained
-        self.run, self.round = cohort.run, cohort.round
-
-    @property
-    def lr(self) -> float:
-        return self._cohort.lr
+        self.run = cohort.run
 
     @property
     def trained(self) -> frozenset:
@@ -70,6 +66,13 @@ class _Models(nn.Module):
             for kind in ("_parameters", "_buffers"):
                 for attr in getattr(module, kind):
                     self._slots[f"{name}.{attr}" if name else attr] = (getattr(module, kind), attr)
+
+    def set_mode(self, training: bool) -> "_Models":
+        """train() or eval() only when the mode changes (each walks every module; steps call this
+        often). Only this method switches these modules' mode (evaluation.segment_sums restores it)."""
+        if self.training != training:
+            self.train(training)
+        return self
 
     def run(self, tensors: dict[str, torch.Tensor], fn, cohort, state, x, y, w, trained=frozenset()):
         saved = [(self._slots[n], self._slots[n][0][self._slots[n][1]]) for n in tensors]
@@ -162,10 +165,6 @@ class Client:
         """The learning rate of this round (the run's optimizer and schedule)."""
         return self.run.lr_at(self.round)
 
-    @property
-    def n_train(self) -> np.ndarray:
-        return self.fed.n_train[self.ids]
-
     def global_model(self) -> nn.Module:
         """The round's global model (the server state the clients received), frozen."""
         return self.fed.global_model()
@@ -206,15 +205,14 @@ class Client:
         names = train if isinstance(train, list) and train and train[0].startswith(MODELS) else model.names(train)
         if batches is None:
             batches = self.batches(self.run.local_epochs if epochs is None else epochs, batch_size=batch_size)
-        plan = batches
         lr = float(self.lr if lr is None else lr)
         momentum = float(self.run.momentum if momentum is None else momentum)
         weight_decay = float(self.run.weight_decay if weight_decay is None else weight_decay)
         extra = list(state_steps or {})
         bufs: dict[str, torch.Tensor | None] = {n: None for n in names}
-        self.fed.step_models.train()
+        self.fed.step_models.set_mode(True)
         totals = torch.zeros(self.size, device=self.data.x.device)
-        for step in plan:
+        for step in batches:
             G = step.active
             grads, loss = self.gradients(objective, names + extra, step)
             with torch.no_grad():
@@ -224,7 +222,7 @@ class Client:
                         step_lr, low, high = state_steps[n]
                         self.state[n][:G].sub_(step_lr * grads[n]).clamp_(low, high)
                 totals[:G] += loss.detach()
-        return totals.cpu().numpy().astype(np.float64) / np.maximum(plan.counts, 1)
+        return totals.cpu().numpy().astype(np.float64) / np.maximum(batches.counts, 1)
 
     def grad(self, objective: Callable, at: dict[str, torch.Tensor], step: Step,
              model: ModelHandle | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -233,7 +231,7 @@ class Client:
         are left as they are."""
         model = model or self.model
         names = [model.prefix + k for k in at]
-        self.fed.step_models.train()
+        self.fed.step_models.set_mode(True)
         saved = {n: self.state[n] for n in names}
         self.state.update({model.prefix + k: t.detach() for k, t in at.items()})
         self._row_views.clear()

@@ -41,7 +41,7 @@ class SequentialEngine:
         for k in range(K):
             client = fed.cohort([k], t, "eval", "finetune")
             fed.prepare_eval(client)
-            fed.step_models.eval()
+            fed.step_models.set_mode(False)
             split = fed.data.clients[k]
             predict = lambda xb, c=client: c.call(None, {}, 0, xb, None)  # noqa: E731
             for j, idx in enumerate((split.val, split.test)):

@@ -84,7 +84,7 @@ class VmapEngine(SequentialEngine):
             flat = torch.as_tensor(starts[chunk], device=dev).unsqueeze(1) + pos
             flat = torch.where(mask, flat, torch.zeros_like(flat))  # padding reads sample 0, masked out
             sample, segment = idx[flat], seg[flat]
-            fed.step_models.eval()
+            fed.step_models.set_mode(False)
             with torch.no_grad():
                 logits = client.call(None, {}, slice(0, len(chunk)), fed.data.x[sample], None)
             y = fed.data.y[sample]
