@@ -87,21 +87,27 @@ def atomic_write(path: Path, text: str) -> None:
         f.write(text)
 
 
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is absent or unreadable (not UTF-8, not JSON, not an object)."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # ValueError: also JSONDecodeError and UnicodeDecodeError
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """`obj` as indented, key-sorted JSON, written atomically (atomic_write)."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def summary(self) -> dict | None:
         """summary.json as a dict; None when it is absent or unreadable (not UTF-8, not JSON, not an object)."""
-        try:
-            summary = json.loads((self.path / "summary.json").read_text())
-        except (OSError, ValueError):  # ValueError: also JSONDecodeError and UnicodeDecodeError
-            return None
-        return summary if isinstance(summary, dict) else None
-
-    def is_complete(self) -> bool:
-        s = self.summary()
-        return bool(s) and s.get("status") == "complete"
+        return read_json_object(self.path / "summary.json")
 
     def write_config(self, cfg: DictConfig) -> None:
         atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -110,7 +116,7 @@ class RunDir:
         atomic_write(self.path / name, frame.to_csv(index=False, float_format="%.6g"))
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        write_json(self.path / "summary.json", summary)
 
     def try_write_summary(self, summary: dict) -> None:
         """write_summary where the disk still allows it (a run that failed to write marks itself failed)."""

@@ -17,6 +17,7 @@ warning line and the run goes on unprotected.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -33,6 +34,22 @@ class RunInProgress(FedbenchError):
     """Another process holds the run directory's lock."""
 
     exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # a filesystem without working file locks
+
+
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """An exclusive flock on the file `path` (created) for the block, waiting for it; on a filesystem
+    without working locks the block runs unlocked, as a run does (RunLock)."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in NO_LOCKS:
+                raise
+        yield  # closing the file releases the lock
 
 
 def lock_path(run_dir: Path) -> Path:
@@ -91,7 +108,7 @@ class RunLock:
                 raise RunInProgress(f"run in progress: {self.run_dir} is being written by {holder}; "
                                     "wait for it to end, or stop it and run the same command again to "
                                     "resume") from None
-            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            if exc.errno in NO_LOCKS:
                 print(f"fedbench: warning: cannot lock {self.path} ({exc.strerror}): this filesystem has no "
                       "working file locks, so nothing stops a second process on this run", file=sys.stderr)
             else:

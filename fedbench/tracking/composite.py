@@ -34,10 +34,6 @@ class Trackers:
     def __init__(self, trackers: dict | None = None) -> None:
         self._live = dict(trackers or {})
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._live)
-
     def _each(self, doing: str, call) -> None:
         for name, tracker in list(self._live.items()):
             try:
@@ -56,11 +52,6 @@ class Trackers:
     def finish(self, summary: dict) -> None:
         """Log the summary's headline numbers and status, then release every tracker."""
         self._each("logging the summary", lambda t: t.finish(summary))
-        self._live.clear()
-
-    def close(self) -> None:
-        for tracker in self._live.values():
-            _quietly(tracker.close)
         self._live.clear()
 
 

@@ -1,22 +1,17 @@
 """<run dir>/tracking.json: what a tracker needs to find its own run again when the fedbench run
 resumes (MLflow's run id and tracking URI, W&B's run id and the last round it finished logging).
-Written atomically (fedbench.results.atomic_write); a missing or unreadable file is an empty state."""
+Written atomically (fedbench.results.write_json); a missing or unreadable file is an empty state."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fedbench.results import atomic_write
+from fedbench.results import read_json_object, write_json
 
 NAME = "tracking.json"
 
 
 def load(run_dir: Path) -> dict:
-    try:
-        state = json.loads((Path(run_dir) / NAME).read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
+    return read_json_object(Path(run_dir) / NAME) or {}
 
 
 def get(run_dir: Path, logger: str) -> dict:
@@ -27,4 +22,4 @@ def get(run_dir: Path, logger: str) -> dict:
 def put(run_dir: Path, logger: str, entry: dict) -> None:
     state = load(run_dir)
     state[logger] = entry
-    atomic_write(Path(run_dir) / NAME, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    write_json(Path(run_dir) / NAME, state)

@@ -17,7 +17,6 @@ that starts again from round 0 gets a new MLflow run, and the old one, if still 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from urllib.parse import unquote, urlparse
 
 from omegaconf import DictConfig
 
+from fedbench import runlock
 from fedbench.tracking import state
 from fedbench.tracking.identity import RunIdentity, facts, headline, last_step, metrics_of
 
@@ -58,12 +58,8 @@ def store_lock(uri: str):
         return
     root = Path(unquote(parsed.path))
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".fedbench.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with runlock.exclusive(root / ".fedbench.lock"):
+        yield
 
 
 class Tracker:
