@@ -10,7 +10,6 @@ with the columns the report draws from. The report (fedbench.report.collect) use
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sys
@@ -115,14 +114,3 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
     checkpoint.remove_temp_files(rd.path)
     print(f"fedbench: skip, already complete: {rd.path}", file=sys.stderr)
     return summary
-
-
-@contextlib.contextmanager
-def marked_failed_on_write_error(rd: RunDir, summary: dict):
-    """A WriteError inside the block (full disk, read-only directory) marks the run failed where the
-    disk still allows it, then propagates (one line for the user)."""
-    try:
-        yield
-    except WriteError as exc:
-        rd.try_write_summary(summary | {"status": "failed", "error": f"WriteError: {exc}"})
-        raise

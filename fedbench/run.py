@@ -75,8 +75,15 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
     run = start_or_resume(cfg, rd, lock)
     if isinstance(run, dict):  # finished by another process while we loaded the data
         return run
-    status, stop_round = round_loop(run)
-    return finish(run, status, stop_round)
+    try:
+        summary = finish(run, *round_loop(run))
+    except BaseException as exc:
+        mark_ended(run, exc)
+        raise
+    checkpoint.remove(run.checkpoint_path)
+    run.trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
+    print(summary_line(summary, rd), file=sys.stderr)
+    return summary
 
 
 @dataclass
@@ -173,45 +180,48 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
 def round_loop(run: Run) -> tuple[str, int | None]:
     """The rounds from run.first on: train, stop on divergence, evaluate every eval_every rounds
     (metrics.csv, timing.csv, trackers), checkpoint every checkpoint_every rounds and on a stop
-    signal. Returns (status, the round it diverged at). A failure or interruption marks the summary
-    and is raised."""
+    signal. Returns (status, the round it diverged at); a failure or interruption is raised (the
+    caller marks the summary: mark_ended)."""
     cfg, fed, rd = run.cfg, run.fed, run.rd
     every = int(cfg.get("checkpoint_every", 0) or 0)
     with checkpoint.StopSignals() as signals:
-        try:
-            bar = tqdm(range(run.first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
-                       file=sys.stderr, initial=run.first, total=cfg.rounds)
-            for t in bar:
-                loss = fed.train_round(t)
-                if not math.isfinite(loss) or not fed.finite():
-                    return "diverged", t + 1
-                if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-                    run.ev = fed.evaluate(t)
-                    run.rows.append(metrics_row(t + 1, run.ev, loss, fed, run.data))
-                    run.timing.append({"round": t + 1, "wall_s": run.elapsed()})
-                    rd.write_csv("metrics.csv", pd.DataFrame(run.rows))
-                    rd.write_csv("timing.csv", pd.DataFrame(run.timing))
-                    run.trackers.log_row(t + 1, run.rows[-1])  # [tracking] this evaluation round, after metrics.csv
-                    bar.set_postfix(acc=f"{run.rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
-                due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
-                if due or signals.pending is not None:
-                    run.save_checkpoint(t + 1)
-                    signals.dispatch(t + 1, run.checkpoint_path)
-        except BaseException as exc:
-            stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
-                       or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
-            ended = run.base | {"status": "interrupted" if stopped else "failed",
-                                "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
-                                "wall_time_s": run.elapsed()}
-            rd.try_write_summary(ended)
-            run.trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
-            raise
+        bar = tqdm(range(run.first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
+                   file=sys.stderr, initial=run.first, total=cfg.rounds)
+        for t in bar:
+            loss = fed.train_round(t)
+            if not math.isfinite(loss) or not fed.finite():
+                return "diverged", t + 1
+            if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
+                run.ev = fed.evaluate(t)
+                run.rows.append(metrics_row(t + 1, run.ev, loss, fed, run.data))
+                run.timing.append({"round": t + 1, "wall_s": run.elapsed()})
+                rd.write_csv("metrics.csv", pd.DataFrame(run.rows))
+                rd.write_csv("timing.csv", pd.DataFrame(run.timing))
+                run.trackers.log_row(t + 1, run.rows[-1])  # [tracking] this evaluation round, after metrics.csv
+                bar.set_postfix(acc=f"{run.rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
+            due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
+            if due or signals.pending is not None:
+                run.save_checkpoint(t + 1)
+                signals.dispatch(t + 1, run.checkpoint_path)
     return "complete", None
 
 
+def mark_ended(run: Run, exc: BaseException) -> None:
+    """A run stopped by `exc` before its summary was complete: summary.json says interrupted (a stop
+    signal, Ctrl-C, a job stopped) or failed, with the error, where the disk still allows it; then the
+    trackers are told the same."""
+    stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
+               or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
+    ended = run.base | {"status": "interrupted" if stopped else "failed",
+                        "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
+                        "wall_time_s": run.elapsed()}
+    run.rd.try_write_summary(ended)
+    run.trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
+
+
 def finish(run: Run, status: str, stop_round: int | None) -> dict:
-    """The summary (headline numbers, bytes, coverage), clients.csv, the files' checksums; the
-    checkpoint removed; the trackers closed."""
+    """The summary (headline numbers, bytes, coverage), clients.csv and the files' checksums, written;
+    returns the summary."""
     cfg, fed, data, rd = run.cfg, run.fed, run.data, run.rd
     wall = run.elapsed()
     summary = run.base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
@@ -221,20 +231,16 @@ def finish(run: Run, status: str, stop_round: int | None) -> dict:
         summary["diverged_round"] = stop_round
     if run.rows:
         summary |= headline(pd.DataFrame(run.rows), cfg.eval_final_k)
-    with completion.marked_failed_on_write_error(rd, run.base | {"wall_time_s": wall}):
-        if run.ev is not None:
-            clients = pd.DataFrame({"client": range(data.num_clients),
-                                    "n_train": [len(c.train) for c in data.clients],
-                                    "n_val": [len(c.val) for c in data.clients],
-                                    "n_test": [len(c.test) for c in data.clients],
-                                    "test_acc": run.ev["test_acc"], "val_acc": run.ev["val_acc"],
-                                    "test_loss": run.ev["test_loss"], "times_sampled": fed.times_sampled})
-            rd.write_csv("clients.csv", clients)
-        summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
-        rd.write_summary(summary)
-    checkpoint.remove(run.checkpoint_path)
-    run.trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
-    print(summary_line(summary, rd), file=sys.stderr)
+    if run.ev is not None:
+        clients = pd.DataFrame({"client": range(data.num_clients),
+                                "n_train": [len(c.train) for c in data.clients],
+                                "n_val": [len(c.val) for c in data.clients],
+                                "n_test": [len(c.test) for c in data.clients],
+                                "test_acc": run.ev["test_acc"], "val_acc": run.ev["val_acc"],
+                                "test_loss": run.ev["test_loss"], "times_sampled": fed.times_sampled})
+        rd.write_csv("clients.csv", clients)
+    summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
+    rd.write_summary(summary)
     return summary
 
 

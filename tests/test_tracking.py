@@ -188,3 +188,20 @@ def test_jobs_starting_together_share_one_mlflow_experiment(tmp_path):
             made = pool.map(_create_mlflow_run, [(str(results), m, start) for m in ("fedavg", "local")])
             assert len({e for e, _ in made}) == 1, made
             assert sorted(r.data.tags["method"] for r in mlflow_runs(results)) == ["fedavg", "local"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_run_that_fails_at_its_final_writes_tells_the_tracker(tmp_path, data_root, monkeypatch):
+    """A full disk at clients.csv (after the last round) fails the run; the MLflow run says FAILED too,
+    not RUNNING forever."""
+    from fedbench.errors import WriteError
+    from tests.test_no_traceback import _dev_full_for
+
+    need("mlflow")
+    _dev_full_for("clients.csv", monkeypatch)
+    with pytest.raises(WriteError):
+        run_inprocess(f"results_dir={tmp_path}", "rounds=2", "eval_every=1", "logger=mlflow")
+    (run,) = run_dirs(tmp_path)
+    assert summary(run)["status"] == "failed"
+    (logged,) = mlflow_runs(tmp_path)
+    assert logged.info.status == "FAILED"
