@@ -136,10 +136,10 @@ class Federation:
         for n, t in self.cohort([k], 0, phase).model.state_dict().items():
             self.live[n].copy_(t)
 
-    def evaluated(self, k: int, t: int) -> Client:
-        """Client k as round t's evaluation tests it: its eval-phase tensors after the method's adapt
-        hook and the fine-tuning add-on (a throwaway cohort of one)."""
-        client = self.cohort([k], t, "eval", "finetune")
+    def evaluated(self, ids, t: int, vmapped: bool = False) -> Client:
+        """Clients `ids` (or one client id) as round t's evaluation tests them: their eval-phase tensors
+        after the method's adapt hook and the fine-tuning add-on (a throwaway cohort)."""
+        client = self.cohort([ids] if np.isscalar(ids) else ids, t, "eval", "finetune", vmapped=vmapped)
         self.prepare_eval(client)
         return client
 
@@ -221,7 +221,11 @@ class Federation:
         return evaluate_assembled(correct.view(K, 2).cpu().numpy(), loss.view(K, 2).cpu().numpy(), self.eval_counts())
 
     def eval_counts(self) -> np.ndarray:
-        return np.array([[len(c.val), len(c.test)] for c in self.data.clients], dtype=np.int64).reshape(-1, 2)
+        """(K, 2): each client's val and test sizes. Built once."""
+        if getattr(self, "_eval_counts", None) is None:
+            self._eval_counts = np.array([[len(c.val), len(c.test)] for c in self.data.clients],
+                                         dtype=np.int64).reshape(-1, 2)
+        return self._eval_counts
 
     def eval_index(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices, segment ids): client k's val then test samples, in client order; segment 2k is k's

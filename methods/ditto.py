@@ -38,5 +38,5 @@ class Ditto(FedAvg):
         return loss
 
     def personal_loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
-        v, anchor = client.personal_model, client.global_model().state_dict()  # w^t
+        v, anchor = client.personal_model, dict(client.global_model().named_parameters())  # w^t, frozen
         return F.cross_entropy(v(x), y, reduction=reduction) + proximal(v, anchor, self.hp.lam)

@@ -39,8 +39,7 @@ class SequentialEngine:
         K = fed.data.num_clients
         correct, loss = np.zeros((K, 2)), np.zeros((K, 2))
         for k in range(K):
-            client = fed.cohort([k], t, "eval", "finetune")
-            fed.prepare_eval(client)
+            client = fed.evaluated(k, t)
             fed.step_models.set_mode(False)
             split = fed.data.clients[k]
             predict = lambda xb, c=client: c.call(None, {}, 0, xb, None)  # noqa: E731

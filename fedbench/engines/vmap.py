@@ -74,11 +74,10 @@ class VmapEngine(SequentialEngine):
         loss = torch.zeros(2 * K, dtype=torch.float64, device=dev)
         for chunk in self._chunks(sizes, fed.run.eval_batch_size):
             chunk = chunk[np.argsort(-fed.n_train[chunk], kind="stable")]  # train-size order for adapting
-            client = fed.cohort(chunk, t, "eval", "finetune", vmapped=True)
-            fed.prepare_eval(client)
             longest = int(sizes[chunk].max())
-            if longest == 0:
+            if longest == 0:  # nothing to score: no adapting or fine-tuning either
                 continue
+            client = fed.evaluated(chunk, t, vmapped=True)
             pos = torch.arange(longest, device=dev).unsqueeze(0)
             mask = pos < torch.as_tensor(sizes[chunk], device=dev).unsqueeze(1)
             flat = torch.as_tensor(starts[chunk], device=dev).unsqueeze(1) + pos
