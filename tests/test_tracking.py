@@ -150,44 +150,88 @@ def test_a_missing_package_is_one_line_naming_the_extra(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def _create_mlflow_run(args):
-    """In a fresh process: wait for the common start time, then open an MLflow Tracker (which creates
-    the experiment on first use) and return (experiment id, run id)."""
-    import time as _time
+def _open_mlflow_store(results, name, me, arrived, inside, most_inside, cond, out):
+    """In a fresh process: open an MLflow Tracker on the shared store (which creates the store and the
+    experiment on first use) with the store's creating steps (FileStore.__init__, create_experiment)
+    made a window that waits, inside, until the other job has arrived too: at the window, or at the
+    store lock (runlock.exclusive). A job that enters the window unlocked therefore always meets the
+    other inside it (most_inside = 2), at any machine load; a job that holds the lock lets the other
+    arrive at the lock and wait there. Puts (experiment id, run id) or the error on `out`."""
     from pathlib import Path as _Path
 
+    from mlflow.store.tracking.file_store import FileStore
     from omegaconf import OmegaConf as _OC
 
+    from fedbench import runlock
     from fedbench.tracking.identity import RunIdentity
     from fedbench.tracking.to_mlflow import Tracker
 
-    results, name, start = args
+    def arrive(entering: bool) -> None:
+        with cond:
+            arrived[me] = 1
+            if entering:
+                inside.value += 1
+                most_inside.value = max(most_inside.value, inside.value)
+            cond.notify_all()
+            if entering:
+                cond.wait_for(lambda: all(arrived), timeout=120)
+
+    def window(fn):
+        def waited(*a, **k):
+            arrive(entering=True)
+            try:
+                return fn(*a, **k)
+            finally:
+                with cond:
+                    inside.value -= 1
+        return waited
+
+    def at_lock(fn):
+        def waited(*a, **k):
+            arrive(entering=False)
+            return fn(*a, **k)
+        return waited
+
+    FileStore.__init__ = window(FileStore.__init__)
+    FileStore.create_experiment = window(FileStore.create_experiment)
+    runlock.exclusive = at_lock(runlock.exclusive)
     run_dir = _Path(results) / name
     run_dir.mkdir(parents=True)
     run = RunIdentity(name=name, group="g", setting="s", method=name, seed=0, run_dir=run_dir,
                       results_dir=_Path(results), tags={"method": name})
-    settings = _OC.create({"tracking_uri": None, "experiment": "fedbench"})
-    while _time.time() < start:
-        pass
-    tracker = Tracker(settings, run, resumed_from_round=0)
-    return tracker.client.get_run(tracker.run_id).info.experiment_id, tracker.run_id
+    try:
+        tracker = Tracker(_OC.create({"tracking_uri": None, "experiment": "fedbench"}), run, resumed_from_round=0)
+        out.put((name, tracker.client.get_run(tracker.run_id).info.experiment_id, tracker.run_id))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        out.put((name, "error", repr(exc)))
 
 
 def test_jobs_starting_together_share_one_mlflow_experiment(tmp_path):
-    """Two jobs of a sweep open the same fresh file store at the same instant: without a lock MLflow's
-    file store makes two experiments of one name (29 of 30 pairs here), and one job's run is hidden."""
+    """Two jobs of a sweep open the same fresh file store together. MLflow's file store creates the
+    store (its default experiment 0/meta.yaml) and an experiment without locks: unlocked, the two
+    made two experiments of one name (29 of 30 pairs), or one failed with "Yaml file '.../0/meta.yaml'
+    exists" and its run was missing. Every step that creates the store or the experiment must be made
+    by one job at a time; the window in _open_mlflow_store makes the worst interleaving happen every
+    time, so the test fails on every unlocked step whatever the load (mutation checked: the client
+    built before the lock; no lock around create_experiment)."""
     import multiprocessing
-    import time
 
     need("mlflow")
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        pool.map(abs, [1, 2])                                   # both workers up before the clock starts
-        for trial in range(5):
-            results = tmp_path / f"r{trial}"
-            start = time.time() + 1.5
-            made = pool.map(_create_mlflow_run, [(str(results), m, start) for m in ("fedavg", "local")])
-            assert len({e for e, _ in made}) == 1, made
-            assert sorted(r.data.tags["method"] for r in mlflow_runs(results)) == ["fedavg", "local"]
+    ctx = multiprocessing.get_context("spawn")
+    arrived, inside, most_inside = ctx.Array("i", 2), ctx.Value("i", 0), ctx.Value("i", 0)
+    cond, out = ctx.Condition(), ctx.Queue()
+    jobs = [ctx.Process(target=_open_mlflow_store,
+                        args=(str(tmp_path), m, i, arrived, inside, most_inside, cond, out))
+            for i, m in enumerate(("fedavg", "local"))]
+    for job in jobs:
+        job.start()
+    made = [out.get(timeout=300) for _ in jobs]
+    for job in jobs:
+        job.join(timeout=60)
+    assert all(e != "error" for _, e, _ in made), made
+    assert most_inside.value == 1, "two jobs created the MLflow store or experiment at once"
+    assert len({e for _, e, _ in made}) == 1, made
+    assert sorted(r.data.tags["method"] for r in mlflow_runs(tmp_path)) == ["fedavg", "local"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

@@ -47,18 +47,21 @@ def allow_file_store(uri: str) -> None:
 
 @contextlib.contextmanager
 def store_lock(uri: str):
-    """For a local file store, an exclusive flock on <store>/.fedbench.lock (MLflow's file store lists
-    only directories, so the file is invisible to it): the file store checks an experiment's name and
-    creates it without a lock, and two jobs of a sweep starting together made two experiments of one
-    name (measured: 29 of 30 simultaneous pairs), one of which then hid the other's run. A server
+    """For a local file store, an exclusive flock on <store>.lock, a file beside the store (as a run's
+    lock is beside its directory), held while a job opens the store and gets or creates its
+    experiment. MLflow's file store writes without locks: opening a store that does not exist yet
+    creates it with its default experiment (0/meta.yaml) and its trash folder, and the check of an
+    experiment's name and its creation are two steps. Two jobs of a sweep starting together on a fresh
+    results_dir made two experiments of one name, or failed with "Yaml file '.../0/meta.yaml'
+    exists". Everything after that writes inside the job's own run (its own directory). A server
     store enforces unique names itself: no lock."""
     parsed = urlparse(uri)
     if parsed.scheme not in ("", "file"):
         yield
         return
     root = Path(unquote(parsed.path))
-    root.mkdir(parents=True, exist_ok=True)
-    with runlock.exclusive(root / ".fedbench.lock"):
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with runlock.exclusive(root.with_name(root.name + ".lock")):
         yield
 
 
@@ -69,7 +72,8 @@ class Tracker:
         self.run = run
         self.uri = tracking_uri(settings, run)
         allow_file_store(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        with store_lock(self.uri):   # opening the store may create it: one job at a time
+            self.client = MlflowClient(tracking_uri=self.uri)
         kept = state.get(run.run_dir, "mlflow")
         same_store = kept.get("tracking_uri") == self.uri
         self.logged, self.reopened = 0, False
