@@ -1,34 +1,42 @@
 """fedbench: a benchmark suite for personalized federated learning. The stages of a run, in order,
-and the module that holds each:
+and the module that holds each (each layer imports only the layers below it):
 
-  config        fedbench.cli (python -m fedbench, every job checked up front), fedbench.config (one
-                ConfigError line per bad value; keys.py what each key may hold, specs.py the spec
-                language, method_checks.py the method group), fedbench.optimizer (the run's optimizer,
-                one for every method), fedbench.runtime (device, threads, determinism)
-  data          fedbench.data: datasets/ and partitions/ (registries: one record per dataset or
-                partition), splits.py (each client's train/val/test), cache.py (partitions on disk),
-                federated.py (data -> partition -> split -> tensors on the device)
-  model         fedbench.models (backbone + head, named parts)
+  entry         fedbench.cli (python -m fedbench, every job checked up front), fedbench.callbacks (a
+                sweep's report), fedbench.sweep_dirs (jobs of one sweep never share a run directory)
+  run           fedbench.run (start or resume, the round loop, finish; builds the federation),
+                fedbench.execution (device, threads, determinism), fedbench.tracking (TensorBoard,
+                MLflow, W&B), fedbench.evaluation (the protocol's numbers: metrics rows, headline)
+  run directory fedbench.rundir: layout.py (where a run writes and its file names), lock.py (one
+                writer per run directory), checkpoint.py, completion.py (complete means the files agree)
+  round         fedbench.federation: round.py (the round, written once), tensors.py (global and
+                per-client tensors), cohort.py (clients stepped together: the training primitives a
+                method uses), client_view.py (one client inside a step: what a loss sees),
+                evaluator.py (the one reduction), finetune.py (fine-tuning before evaluation),
+                aggregation.py, batches.py, sgd.py, store.py, training.py
+  engines       fedbench.engines: sequential.py (client by client), vmap.py (a cohort per vectorized
+                call); choose_engine picks one. Engines see cohorts, never the federation.
   methods       methods/ (one module per method, the difference from FedAvg; declarations and hooks
                 in methods/fedavg.py), fedbench.toolkit (what methods share: losses, parameter-space
-                arithmetic, fine-tuning before evaluation)
-  round         fedbench.federation (the round, written once: sampling, cohorts, local update,
-                upload, aggregation, server update, bytes, evaluation), fedbench.client (what a method
-                sees of its clients: the training primitives), fedbench.batches (data order and
-                batch plans), fedbench.sgd (torch.optim.SGD's arithmetic), fedbench.store (per-client
-                tensors), fedbench.run_settings (the run settings a client reads)
-  engines       fedbench.engines: sequential.py (client by client), vmap.py (all clients of a round
-                in one vectorized call per step); auto picks one
-  evaluation    fedbench.evaluation (per-client accuracy, the protocol's summary numbers)
-  run           fedbench.run (start or resume, the round loop, finish), fedbench.checkpoint,
-                fedbench.runlock (one writer per run directory), fedbench.results (run directories,
-                atomic writes, the config hash), fedbench.completion (complete means the files agree),
-                fedbench.sweep_dirs, fedbench.tracking (TensorBoard, MLflow, W&B), fedbench.callbacks
+                arithmetic)
+  config        fedbench.config (one ConfigError line per bad value): keys.py (what each key may
+                hold), specs.py (the spec language), method_parts.py (a method config in parts),
+                method_checks.py (the method group); fedbench.optimizer (the run's optimizer, one for
+                every method), fedbench.registry (methods, datasets and partitions by name)
+  data          fedbench.data: datasets/ and partitions/ (registries: one record per dataset or
+                partition), params.py (their parameter checks), splits.py (each client's
+                train/val/test), cache.py (partitions on disk), federated.py (data -> partition ->
+                split -> tensors on the device), types.py
+  model         fedbench.models (backbone + head, named parts)
+  basics        fedbench.files (atomic writes), fedbench.seeding (one seed, separate streams),
+                fedbench.errors
   report        fedbench.report (python -m fedbench.report: tables, plots, --select val),
-                fedbench.tune (python -m fedbench.tune: the equal-budget tuning sweep)
+                fedbench.tune (python -m fedbench.tune: the equal-budget tuning sweep),
+                fedbench.publish (python -m fedbench.publish: the committed comparison)
   performance   fedbench.bench (python -m fedbench.bench: the harness against plain PyTorch, every
                 method on both engines)
 Vocabulary: the *run config* is the whole composed config (cfg); a *method config* is its `method`
-group (a method's `self.hp`); a client's second model (Ditto's, pFedMe's, APFL's) is its *personal
-model*; a method's *personal parts* are the parts of its model each client keeps.
+group, whose own keys are a method's `self.hp`; a *cohort* is clients stepped together (a method's
+`local_update(cohort)`), a *client view* one client inside a step (a method's `loss(client, ...)`); a
+client's second model (Ditto's, pFedMe's, APFL's) is its *personal model*; a method's *personal
+parts* are the parts of its model each client keeps.
 """

@@ -1,4 +1,5 @@
-"""Evaluation: per-client accuracy and the summary statistics of the protocol (README §Evaluation).
+"""The protocol's numbers (README §Evaluation) from per-client accuracies (fedbench.federation's
+Evaluator scores the models).
 
 Per evaluation round, over ALL clients: unweighted mean, test-sample-weighted mean, std, and the
 bottom decile (mean accuracy of the worst 10% of clients, at least one client).
@@ -11,50 +12,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-
-
-@torch.inference_mode()
-def split_sums(predict, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """(correct predictions, summed cross-entropy) of `predict` (inputs -> logits, its modules in
-    eval mode) on samples `idx`, in batches of `batch_size`; (0, 0) for an empty split."""
-    correct = torch.zeros((), device=x.device)
-    loss = torch.zeros((), device=x.device, dtype=torch.float64)
-    for start in range(0, len(idx), batch_size):
-        b = idx[start:start + batch_size]
-        logits = predict(x[b])
-        correct += (logits.argmax(1) == y[b]).sum()
-        loss += F.cross_entropy(logits, y[b], reduction="sum").double()
-    return float(correct), float(loss)
-
-
-def evaluate_assembled(correct: np.ndarray, loss: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-client val/test accuracy and test loss from (K, 2) sums of correct predictions and
-    cross-entropy over (K, 2) split sizes (NaN for an empty split)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(counts > 0, correct / counts, np.nan)
-        mean_loss = np.where(counts > 0, loss / counts, np.nan)
-    return {"val_acc": acc[:, 0], "test_acc": acc[:, 1], "test_loss": mean_loss[:, 1]}
-
-
-@torch.inference_mode()
-def segment_sums(model, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, segment: torch.Tensor,
-                 num_segments: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(correct predictions, summed cross-entropy) of `model` per segment, float64 tensors of length
-    `num_segments` on x's device: sample idx[i] counts toward segment[i]. One pass in batches of up to
-    `batch_size` (several clients' or splits' samples share a batch), no host sync."""
-    correct = torch.zeros(num_segments, dtype=torch.float64, device=x.device)
-    loss = torch.zeros(num_segments, dtype=torch.float64, device=x.device)
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(idx), batch_size):
-        b, s = idx[start:start + batch_size], segment[start:start + batch_size]
-        logits = model(x[b])
-        correct.index_add_(0, s, (logits.argmax(1) == y[b]).to(torch.float64))
-        loss.index_add_(0, s, F.cross_entropy(logits, y[b], reduction="none").to(torch.float64))
-    model.train(was_training)
-    return correct, loss
 
 
 def bottom_decile(acc: np.ndarray) -> float:
@@ -70,6 +27,17 @@ def summarize(acc: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, fl
         return dict.fromkeys([prefix, f"{prefix}_weighted", f"{prefix}_std", f"{prefix}_bottom10"], float("nan"))
     return {prefix: float(a.mean()), f"{prefix}_weighted": float((a * w).sum() / w.sum()),
             f"{prefix}_std": float(a.std()), f"{prefix}_bottom10": bottom_decile(a)}
+
+
+def metrics_row(t: int, ev: dict, loss: float, sizes: np.ndarray, bytes_up: int, bytes_down: int) -> dict:
+    """One metrics.csv row: round t's evaluation `ev` summarized (weights: the clients' test and val
+    sizes, `sizes` (K, 3) train/val/test), the mean local loss and the bytes so far."""
+    row = {"round": t}
+    row |= summarize(ev["test_acc"], sizes[:, 2].astype(float), "test_acc")
+    row |= summarize(ev["val_acc"], np.maximum(sizes[:, 1].astype(float), 1e-12), "val_acc")
+    row |= {"test_loss": float(np.nanmean(ev["test_loss"])), "train_loss": loss,
+            "bytes_up": bytes_up, "bytes_down": bytes_down}
+    return row
 
 
 def headline(metrics: pd.DataFrame, k: int) -> dict[str, float]:

@@ -6,24 +6,24 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from fedbench import checkpoint, completion
+from fedbench.rundir import checkpoint, completion
 from fedbench.config import method_class, prepare, require_backbone_and_head, require_batchnorm
-from fedbench.runtime import check_deterministic_model, resolve_device, resolve_threads, set_determinism
+from fedbench.execution import check_deterministic_model, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
-from fedbench.engines import build_federation
-from fedbench.evaluation import headline, summarize
-from fedbench.federation import Federation
-from fedbench.run_settings import RunSettings
+from fedbench.engines import choose_engine
+from fedbench.evaluation import headline, metrics_row
+from fedbench.federation import Federation, clients_per_round
+from fedbench.federation.finetune import finetune_settings
+from fedbench.federation.training import TrainingSettings
 from fedbench.models import build_model
 from fedbench.optimizer import resolve_optimizer
-from fedbench.results import RunDir, config_hash, run_dir
-from fedbench.runlock import RunLock
+from fedbench.rundir import CLIENTS, METRICS, TIMING, RunDir, config_hash, path_for
+from fedbench.rundir.lock import WriterLock
 from fedbench.seeding import stream_seed
 from fedbench.tracking import open_trackers
 
@@ -36,6 +36,15 @@ def build_method(cfg: DictConfig, model):
     return cls(cfg.method, model)
 
 
+def build_federation(cfg: DictConfig, data, model, method, engine: str | None = None, warn=None) -> Federation:
+    """The Federation of a run config: its training settings, its engine (`engine`, default the
+    config's, chosen by fedbench.engines.choose_engine) and the fine-tuning add-on."""
+    m = clients_per_round(data.num_clients, cfg.join_ratio)
+    chosen = choose_engine(engine or str(cfg.engine), method, model, data.x.device, m, warn)
+    return Federation(TrainingSettings.from_cfg(cfg), data, model, method, cfg.rounds, cfg.join_ratio, chosen,
+                      finetune_settings(cfg.method))
+
+
 def job_overrides() -> list[str] | None:
     """The Hydra job's command-line overrides (sweep values included), None outside a Hydra job."""
     from hydra.core.hydra_config import HydraConfig
@@ -43,33 +52,22 @@ def job_overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
 
 
-def metrics_row(t: int, ev: dict, loss: float, fed: Federation, data) -> dict:
-    n_test = np.array([len(c.test) for c in data.clients], dtype=float)
-    n_val = np.array([len(c.val) for c in data.clients], dtype=float)
-    row = {"round": t}
-    row |= summarize(ev["test_acc"], n_test, "test_acc")
-    row |= summarize(ev["val_acc"], np.maximum(n_val, 1e-12), "val_acc")
-    row |= {"test_loss": float(np.nanmean(ev["test_loss"])), "train_loss": loss,
-            "bytes_up": fed.bytes_up, "bytes_down": fed.bytes_down}
-    return row
-
-
 def run(cfg: DictConfig) -> dict:
     """One run. Everything that can be checked without data is checked first (prepare), the data
     stage checks the rest; the run directory is created only after both. A complete run is read,
-    not recomputed; an interrupted one resumes from its checkpoint (fedbench.checkpoint).
+    not recomputed; an interrupted one resumes from its checkpoint (fedbench.rundir.checkpoint).
 
     Files: metrics.csv and clients.csv hold only numbers that are a function of the config (one
     seed gives byte-identical files); wall-clock time lives in timing.csv and summary.json.
-    One process at a time writes a run directory: it holds fedbench.runlock's lock from its first
+    One process at a time writes a run directory: it holds fedbench.rundir.lock's lock from its first
     write (after the data stage) to its return; a second one stops with RunInProgress."""
     cfg = prepare(cfg)
-    rd = RunDir(run_dir(cfg))
-    with RunLock(rd.path) as lock:
+    rd = RunDir(path_for(cfg))
+    with WriterLock(rd.path) as lock:
         return _run(cfg, rd, lock)
 
 
-def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
+def _run(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> dict:
     if (done := completion.finished(rd, locked=False)) is not None:  # read-only: no data, no lock
         return done
     run = start_or_resume(cfg, rd, lock)
@@ -80,14 +78,14 @@ def _run(cfg: DictConfig, rd: RunDir, lock: RunLock) -> dict:
     except BaseException as exc:
         mark_ended(run, exc)
         raise
-    checkpoint.remove(run.checkpoint_path)
+    checkpoint.remove(run.rd.checkpoint)
     run.trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
     print(summary_line(summary, rd), file=sys.stderr)
     return summary
 
 
 @dataclass
-class Run:
+class Progress:
     """A run in progress: its config and directory, data and federation, the rows so far, the round
     it continues at, and the compute time spent before this process (resumed runs)."""
 
@@ -105,23 +103,19 @@ class Run:
     spent: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
-    @property
-    def checkpoint_path(self):
-        return self.rd.path / checkpoint.NAME
-
     def elapsed(self) -> float:
         """Compute time over all of the run's segments."""
         return self.spent + time.perf_counter() - self.started
 
     def save_checkpoint(self, done: int) -> None:
         last = {k: torch.as_tensor(v) for k, v in self.ev.items()} if self.ev is not None else None
-        checkpoint.save(self.checkpoint_path, {
+        checkpoint.save(self.rd.checkpoint, {
             "format": checkpoint.FORMAT, "key": self.key, "round": done, "federation": self.fed.state_dict(),
             "rng": checkpoint.capture_rng(), "rows": self.rows, "timing": self.timing, "last_eval": last,
-            "wall_s": self.elapsed(), "engines": self.base["engine"].split("+")})
+            "wall_s": self.elapsed(), "engines": self.base["engines"]})
 
 
-def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
+def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress | dict:
     """Data, model, method and federation; then the checkpoint's state if there is a usable one; the
     run directory's config, a `running` summary and the trackers. A dict: the run was finished by
     another process meanwhile (its summary)."""
@@ -137,9 +131,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     method = build_method(cfg, model)
     check_deterministic_model(model, data.x, data.y, cfg.model.name)
-    engine = str(cfg.get("engine", "auto"))  # fedbench.engines: auto | sequential | vmap
-    new_federation = lambda: build_federation(engine, RunSettings.from_cfg(cfg), data, model, method,  # noqa: E731
-                                              cfg.rounds, cfg.join_ratio)
+    new_federation = lambda: build_federation(cfg, data, model, method)  # noqa: E731
     fed = new_federation()
     base = {"method": cfg.method.name, "dataset": cfg.dataset.name, "partition": cfg.partition.name,
             "seed": cfg.seed, "model": cfg.model.name, "num_clients": cfg.num_clients, "rounds": cfg.rounds,
@@ -148,17 +140,17 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
             "overrides": job_overrides(),  # the command line that reproduces it: python -m fedbench <overrides>
-            "engine": fed.engine.name}
-    run = Run(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
-    state, why = checkpoint.load(run.checkpoint_path, run.key, cfg.rounds, device)
+            "engines": [fed.engine.name]}
+    run = Progress(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
+    state, why = checkpoint.load(run.rd.checkpoint, run.key, cfg.rounds, device)
     if why:
-        print(f"fedbench: warning: ignoring checkpoint {run.checkpoint_path}: {why}; starting from round 0",
+        print(f"fedbench: warning: ignoring checkpoint {run.rd.checkpoint}: {why}; starting from round 0",
               file=sys.stderr)
     if state is not None:
         try:
             fed.load_state_dict(state["federation"])
         except (ValueError, KeyError) as exc:
-            print(f"fedbench: warning: ignoring checkpoint {run.checkpoint_path}: {exc}; starting from round 0",
+            print(f"fedbench: warning: ignoring checkpoint {run.rd.checkpoint}: {exc}; starting from round 0",
                   file=sys.stderr)
             run.fed, state = new_federation(), None
     if state is not None:
@@ -167,7 +159,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
             state["wall_s"]
         run.ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
         base["resumed_from_round"] = run.first
-        base["engine"] = "+".join(dict.fromkeys([*state.get("engines", []), fed.engine.name]))  # every engine used
+        base["engines"] = list(dict.fromkeys([*state.get("engines", []), fed.engine.name]))  # every engine used
         print(f"fedbench: resuming {rd.path} from round {run.first}", file=sys.stderr)
     checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
@@ -177,7 +169,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: RunLock) -> Run | dict:
     return run
 
 
-def round_loop(run: Run) -> tuple[str, int | None]:
+def round_loop(run: Progress) -> tuple[str, int | None]:
     """The rounds from run.first on: train, stop on divergence, evaluate every eval_every rounds
     (metrics.csv, timing.csv, trackers), checkpoint every checkpoint_every rounds and on a stop
     signal. Returns (status, the round it diverged at); a failure or interruption is raised (the
@@ -193,20 +185,20 @@ def round_loop(run: Run) -> tuple[str, int | None]:
                 return "diverged", t + 1
             if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
                 run.ev = fed.evaluate(t)
-                run.rows.append(metrics_row(t + 1, run.ev, loss, fed, run.data))
+                run.rows.append(metrics_row(t + 1, run.ev, loss, run.data.sizes, fed.bytes_up, fed.bytes_down))
                 run.timing.append({"round": t + 1, "wall_s": run.elapsed()})
-                rd.write_csv("metrics.csv", pd.DataFrame(run.rows))
-                rd.write_csv("timing.csv", pd.DataFrame(run.timing))
+                rd.write_csv(METRICS, pd.DataFrame(run.rows))
+                rd.write_csv(TIMING, pd.DataFrame(run.timing))
                 run.trackers.log_row(t + 1, run.rows[-1])  # [tracking] this evaluation round, after metrics.csv
                 bar.set_postfix(acc=f"{run.rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
             due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
             if due or signals.pending is not None:
                 run.save_checkpoint(t + 1)
-                signals.dispatch(t + 1, run.checkpoint_path)
+                signals.dispatch(t + 1, run.rd.checkpoint)
     return "complete", None
 
 
-def mark_ended(run: Run, exc: BaseException) -> None:
+def mark_ended(run: Progress, exc: BaseException) -> None:
     """A run stopped by `exc` before its summary was complete: summary.json says interrupted (a stop
     signal, Ctrl-C, a job stopped) or failed, with the error, where the disk still allows it; then the
     trackers are told the same."""
@@ -219,7 +211,7 @@ def mark_ended(run: Run, exc: BaseException) -> None:
     run.trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
 
 
-def finish(run: Run, status: str, stop_round: int | None) -> dict:
+def finish(run: Progress, status: str, stop_round: int | None) -> dict:
     """The summary (headline numbers, bytes, coverage), clients.csv and the files' checksums, written;
     returns the summary."""
     cfg, fed, data, rd = run.cfg, run.fed, run.data, run.rd
@@ -233,12 +225,10 @@ def finish(run: Run, status: str, stop_round: int | None) -> dict:
         summary |= headline(pd.DataFrame(run.rows), cfg.eval_final_k)
     if run.ev is not None:
         clients = pd.DataFrame({"client": range(data.num_clients),
-                                "n_train": [len(c.train) for c in data.clients],
-                                "n_val": [len(c.val) for c in data.clients],
-                                "n_test": [len(c.test) for c in data.clients],
+                                "n_train": data.sizes[:, 0], "n_val": data.sizes[:, 1], "n_test": data.sizes[:, 2],
                                 "test_acc": run.ev["test_acc"], "val_acc": run.ev["val_acc"],
                                 "test_loss": run.ev["test_loss"], "times_sampled": fed.times_sampled})
-        rd.write_csv("clients.csv", clients)
+        rd.write_csv(CLIENTS, clients)
     summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
     rd.write_summary(summary)
     return summary

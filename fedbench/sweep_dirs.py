@@ -6,7 +6,7 @@ of one sweep that differ only in such keys would write one directory at the same
 directory would end up with one job's config.yaml and the other's summary.json. fedbench.cli's
 precheck hands every job it composes to `RunDirClaims.claim`, which raises one ConfigError line
 naming the keys. Jobs that are identical (the same config listed twice) are let through: they
-compute the same numbers, and the run directory's lock (fedbench.runlock) keeps them from running at
+compute the same numbers, and the run directory's lock (fedbench.rundir.lock) keeps them from running at
 the same time.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedbench.errors import ConfigError
 from fedbench.report.collect import flatten
-from fedbench.results import run_dir
+from fedbench.rundir import path_for
 
 
 class RunDirClaims:
@@ -27,7 +27,7 @@ class RunDirClaims:
         self._seen: dict[Path, dict] = {}
 
     def claim(self, cfg: DictConfig) -> None:
-        path = run_dir(cfg)
+        path = path_for(cfg)
         flat = flatten(OmegaConf.to_container(cfg, resolve=True))
         other = self._seen.setdefault(path, flat)
         differ = sorted(k for k in flat.keys() | other.keys() if flat.get(k) != other.get(k))

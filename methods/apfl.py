@@ -26,18 +26,17 @@ from methods.fedavg import FedAvg
 @register
 class APFL(FedAvg):
     name = "apfl"
-    weighting = "uniform"
+    weighting = "uniform"  # plain mean of the sampled clients' w (paper; FedTorch)
     ranges = {"alpha": "[0, 1]", "adaptive_alpha": "bool", "alpha_lr": "(0, inf) or null"}  # checked before any work
     personal_model = True
-    hooks = ("client_state", "local_update", "adapt")
 
     def client_state(self, model) -> dict[str, torch.Tensor]:
         return {"alpha": torch.tensor(float(self.hp.alpha), device=next(model.parameters()).device)}
 
-    def local_update(self, client):
-        alpha_lr = client.lr if self.hp.alpha_lr is None else float(self.hp.alpha_lr)
+    def local_update(self, cohort):
+        alpha_lr = cohort.lr if self.hp.alpha_lr is None else float(self.hp.alpha_lr)
         steps = {"alpha": (alpha_lr, 0.0, 1.0)} if self.hp.adaptive_alpha else None
-        return client.sgd(self.objective, train=client.model.names() + client.personal_model.names(),
+        return cohort.sgd(self.objective, train=cohort.model.names() + cohort.personal_model.names(),
                           state_steps=steps)
 
     def objective(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
@@ -48,9 +47,9 @@ class APFL(FedAvg):
                                                                     reduction=reduction)
 
     @torch.no_grad()
-    def adapt(self, client) -> None:
+    def adapt(self, cohort) -> None:
         """The evaluated model: the (global) model overwritten with the parameter-space mixture."""
-        v, alpha = client.personal_model.tensors(), client.state["alpha"]
-        for k, w in client.model.tensors().items():
+        v, alpha = cohort.personal_model.tensors(), cohort.state["alpha"]
+        for k, w in cohort.model.tensors().items():
             if w.is_floating_point():
                 w.copy_(torch.lerp(w, v[k], alpha.view(-1, *([1] * (w.dim() - 1)))))

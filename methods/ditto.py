@@ -24,16 +24,16 @@ from methods.fedavg import FedAvg
 @register
 class Ditto(FedAvg):
     name = "ditto"
+    weighting = "samples"  # n_k-weighted mean (official: clients sampled with prob. ~ n_k, then a plain mean)
     ranges = {"lam": "[0, inf)", "personal_epochs": "int [0, inf) or null"}  # checked before any work
     personal_model = True
     evaluates = "personal_model"
-    hooks = ("local_update",)
 
-    def local_update(self, client):
-        batches = client.batches()
-        loss = client.sgd(self.loss, batches=batches)  # FedAvg's steps
+    def local_update(self, cohort):
+        batches = cohort.batches()
+        loss = cohort.sgd(self.loss, batches=batches)  # FedAvg's steps
         epochs = self.hp.personal_epochs
-        client.sgd(self.personal_loss, model=client.personal_model, batches=batches if epochs is None else None,
+        cohort.sgd(self.personal_loss, model=cohort.personal_model, batches=batches if epochs is None else None,
                    epochs=epochs)
         return loss
 

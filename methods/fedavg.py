@@ -2,40 +2,43 @@
 Data", AISTATS 2017), the base every method here is a difference from.
 
 A method DECLARES what it is (class attributes, read by the harness and the engines) and overrides
-only the hooks it changes (listing them in `hooks`):
+only the hooks it changes (`hooks`, derived from what the class overrides):
   shared / personal   model parts uploaded and averaged / kept per client ("all", "none", "backbone",
                       "head", "bn", "non_bn", a module the method adds, or a tuple of these). A client
                       trains from and evaluates its own copy of each personal part; a part both shared
                       and personal is the client's copy (the global one until it first trains).
   train_global /      personal parts that training / evaluation take from the global state instead
   eval_global         of the client's copy (FedBSD: the student starts from the global backbone).
-  weighting           the server's weights: "samples" (n_k) or "uniform"; method.weighting overrides.
+  weighting           the server's weights: "samples" (n_k) or "uniform" (the paper's); the config key
+                      method.weighting overrides it for a run.
   trains              the part FedAvg's local update (E epochs of SGD on `loss`) trains.
   personal_model      True: each client also keeps a second, personal model (client.personal_model;
                       Ditto's v, pFedMe's theta, APFL's v), starting as a copy of the initial model.
   evaluates           which model predicts: "model" or "personal_model" (method.predict).
-  vectorizable        its local update uses only the client primitives below, so engine=vmap can step
+  vectorizable        its local update uses only the cohort primitives below, so engine=vmap can step
                       all sampled clients at once (else `why_not_vectorizable` says why).
   needs_batchnorm     the method is meaningless without BatchNorm layers (FedBN).
-  hooks               the hooks below the method overrides.
+  ranges              its own hyperparameters and their specs (checked before any work); their defaults
+                      are in conf/method/<name>.yaml, their values in `self.hp` (read-only attributes).
+  hooks               the hooks below the method overrides (derived, never listed by hand).
 The hooks, and what each may read and write:
   extend_model(model)   add modules before the federation reads the model's parts (FedRoD's personal
                         head); called once, before anything else.
   client_state(model)   {name: tensor}: extra per-client tensors (APFL's alpha), held in the store.
-  local_update(client)  the local training of a cohort of clients; reads and writes the cohort's
-                        tensors only through the client primitives (client.sgd, client.grad,
-                        client.batches, client.minibatches, client.model/.personal_model .tensors()),
-                        returns each client's mean loss. Default: E epochs of SGD on `loss`.
+  local_update(cohort)  the local training of a cohort of clients; reads and writes the cohort's
+                        tensors only through its primitives (cohort.sgd, cohort.grad, cohort.batches,
+                        cohort.minibatches, cohort.model/.personal_model .tensors()), returns each
+                        client's mean loss. Default: E epochs of SGD on `loss`.
   loss(client, x, y, reduction="mean")
-                        the local objective on a batch of ONE client (a View: client.model,
+                        the local objective on a batch of ONE client (a ClientView: client.model,
                         client.personal_model, client.state, client.class_counts,
                         client.global_model()); reduction="none" gives per-sample terms whose mean is
                         the objective (a per-client term such as a proximal term is added to every
                         sample's). Pure: it must not change any tensor.
   server_update(global, mean)  the new global state from the old one and the weighted mean upload.
-  adapt(client)         prepares the evaluated model of an evaluation cohort (a throwaway copy; e.g.
+  adapt(cohort)         prepares the evaluated model of an evaluation cohort (a throwaway copy; e.g.
                         Per-FedAvg's one step); the fine-tuning add-on (ft_* keys) runs after it.
-  predict(client, x)    the logits of ONE client's evaluated model (a View). Default: its `evaluates`.
+  predict(client, x)    the logits of ONE client's evaluated model (a ClientView). Default: its `evaluates`.
 FedAvg itself: the whole model is shared, averaged with weights n_k (train samples), and the global
 model is what every client evaluates.
 """
@@ -47,6 +50,8 @@ import torch.nn.functional as F
 
 from methods import register
 
+HOOKS = ("extend_model", "client_state", "local_update", "loss", "server_update", "adapt", "predict")
+
 
 @register
 class FedAvg:
@@ -55,17 +60,22 @@ class FedAvg:
     personal = "none"
     train_global = "none"
     eval_global = "none"
-    weighting = "samples"
+    weighting = "samples"  # samples: n_k-weighted mean (the paper); uniform: plain mean
     personal_model = False
     evaluates = "model"
     trains = "all"  # the part E epochs of SGD on `loss` train (FedAvg's local update)
     vectorizable = True
+    why_not_vectorizable = ""
     needs_batchnorm = False
+    ranges: dict = {}
     hooks: tuple[str, ...] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.hooks = tuple(h for h in HOOKS if getattr(cls, h) is not getattr(FedAvg, h))
+
     def __init__(self, hp, model):
-        self.hp = hp  # the method's own hyperparameters (conf/method/<name>.yaml)
-        self.weighting = hp.get("weighting", type(self).weighting)
+        self.hp = hp  # the method's own hyperparameters (read-only; fedbench.config.method_parts)
 
     def extend_model(self, model) -> None:
         pass
@@ -73,8 +83,8 @@ class FedAvg:
     def client_state(self, model) -> dict[str, torch.Tensor]:
         return {}
 
-    def local_update(self, client) -> np.ndarray:
-        return client.sgd(self.loss, train=self.trains)
+    def local_update(self, cohort) -> np.ndarray:
+        return cohort.sgd(self.loss, train=self.trains)
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(client.model(x), y, reduction=reduction)
@@ -82,7 +92,7 @@ class FedAvg:
     def server_update(self, global_state, mean_upload) -> dict[str, torch.Tensor]:
         return mean_upload
 
-    def adapt(self, client) -> None:
+    def adapt(self, cohort) -> None:
         pass
 
     def predict(self, client, x) -> torch.Tensor:

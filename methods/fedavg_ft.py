@@ -3,7 +3,7 @@ evaluated in FedBABU (Oh et al., ICLR 2022, official analysis.ipynb) and Ditto (
 
 Difference from FedAvg: none in training. Before evaluation every client fine-tunes the global model
 on its own train split and tests the result; the fine-tuned weights are thrown away (nothing is
-uploaded or kept for the next round). This is the harness add-on fedbench.toolkit.finetune, switched on by the
+uploaded or kept for the next round). This is the harness add-on fedbench.federation.finetune, switched on by the
 `ft_*` keys of conf/method/fedavg_ft.yaml (FedBABU protocol: whole model, 5 epochs, lr 1e-3,
 momentum 0.9, batch 50); `method.ft_epochs=0` is FedAvg.
 """
@@ -14,3 +14,4 @@ from methods.fedavg import FedAvg
 @register
 class FedAvgFT(FedAvg):
     name = "fedavg_ft"
+    weighting = "samples"  # training is exactly FedAvg: n_k-weighted mean (McMahan et al. 2017)

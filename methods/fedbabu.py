@@ -16,6 +16,6 @@ from methods.fedavg import FedAvg
 @register
 class FedBABU(FedAvg):
     name = "fedbabu"
-    weighting = "uniform"
+    weighting = "uniform"  # main_fed.py: summed uploads divided by m (number of sampled clients)
     shared = "backbone"
     trains = "backbone"

@@ -17,7 +17,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBN(FedAvg):
     name = "fedbn"
-    weighting = "uniform"
+    weighting = "uniform"  # official communication(): plain mean (1/K) of the non-BN tensors
     shared = "non_bn"
     personal = "bn"
     needs_batchnorm = True

@@ -27,26 +27,23 @@ from methods.fedavg import FedAvg
 @register
 class FedBSD(FedAvg):
     name = "fedbsd"
-    weighting = "uniform"
+    weighting = "uniform"  # uniform: plain mean of backbones (as in the summary); samples: n_k-weighted
     ranges = {"lam": "[0, inf)", "tau": "(0, inf)", "loss": ("kl", "mse", "cosine"),
               "student_init": ("global", "personal"),
               "eval_backbone": ("local", "global")}  # checked by fedbench.config before any work
     shared = "backbone"
     personal = ("head", "backbone")  # the head, and the local backbone the client distilled
-    hooks = ("loss",)
 
     def __init__(self, hp, model):
         super().__init__(hp, model)
-        # plain values, read once (an OmegaConf lookup per training step costs ~5% of a step)
-        self.lam, self.tau, self.kind = float(hp.lam), float(hp.tau), str(hp.loss)
         self.train_global = "backbone" if hp.student_init == "global" else "none"
-        self.eval_global = "backbone" if hp.get("eval_backbone", "local") == "global" else "none"
+        self.eval_global = "backbone" if hp.eval_backbone == "global" else "none"
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         features = client.model.backbone(x)
         ce = F.cross_entropy(client.model.head(features), y, reduction=reduction)
-        if self.lam == 0:
+        if self.hp.lam == 0:
             return ce
         with torch.no_grad():
             teacher = client.global_model().backbone(x)
-        return ce + self.lam * distillation(features, teacher, self.kind, self.tau, reduction)
+        return ce + self.hp.lam * distillation(features, teacher, self.hp.loss, self.hp.tau, reduction)

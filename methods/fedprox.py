@@ -17,8 +17,8 @@ from methods.fedavg import FedAvg
 @register
 class FedProx(FedAvg):
     name = "fedprox"
+    weighting = "samples"  # official flearn/trainers/fedbase.py aggregate(): n_k-weighted mean
     ranges = {"mu": "[0, inf)"}  # checked by fedbench.config before any work
-    hooks = ("loss",)
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         anchor = dict(client.global_model().named_parameters())  # w^t, frozen

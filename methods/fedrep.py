@@ -22,28 +22,27 @@ from methods.fedavg import FedAvg
 @register
 class FedRep(FedAvg):
     name = "fedrep"
-    weighting = "uniform"
+    weighting = "uniform"  # official main_fedrep.py weights uploads by `lens`, all 1 on CIFAR (n_k on FEMNIST/Sent140)
     ranges = {"head_epochs": "int [0, inf)", "body_epochs": "int [0, inf) or null"}  # checked before any work
     shared = "backbone"
     personal = "head"
-    hooks = ("local_update", "loss")
 
     def __init__(self, hp, model):
         super().__init__(hp, model)
-        self.weights_only_decay = bool(hp.get("official", False))  # official Update.py: no decay on biases
+        self.weights_only_decay = hp.official  # official Update.py: no decay on biases
 
-    def local_update(self, client):
+    def local_update(self, cohort):
         """Head phase, then body phase; returns the last phase's mean loss."""
-        loss = np.full(client.size, np.nan)
+        loss = np.full(cohort.size, np.nan)
         decay = 0.0 if self.weights_only_decay else None  # None: the run's weight decay, in SGD
         for part, epochs in (("head", self.hp.head_epochs), ("backbone", self.hp.body_epochs)):
             if epochs != 0:  # 0 skips the phase (None = the run's local_epochs)
-                loss = client.sgd(self.loss, train=part, epochs=epochs, weight_decay=decay)
+                loss = cohort.sgd(self.loss, train=part, epochs=epochs, weight_decay=decay)
         return loss
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         ce = super().loss(client, x, y, reduction)
-        wd = client.run.weight_decay
+        wd = client.training.weight_decay
         if not (self.weights_only_decay and wd):
             return ce
         weights = [p.pow(2).sum() for n, p in client.model.named_parameters()

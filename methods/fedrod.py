@@ -32,9 +32,9 @@ def log_prior(counts: torch.Tensor) -> torch.Tensor:
 @register
 class FedRoD(FedAvg):
     name = "fedrod"
+    weighting = "samples"  # body + generic head by n_k-weighted FedAvg (PFLlib, FL-bench); both heads use the run's lr
     shared = ("backbone", "head")
     personal = "phead"
-    hooks = ("extend_model", "loss", "predict")
 
     def extend_model(self, model) -> None:
         if not hasattr(model, "phead"):

@@ -14,6 +14,6 @@ from methods.fedavg import FedAvg
 @register
 class LGFedAvg(FedAvg):
     name = "lgfedavg"
-    weighting = "uniform"
+    weighting = "uniform"  # official main_lg.py: plain mean of the global layers over the sampled clients
     shared = "head"
     personal = "backbone"

@@ -20,40 +20,31 @@ from fedbench.toolkit.functional import axpy, hvp_fd
 from methods import register
 from methods.fedavg import FedAvg
 
-VARIANTS = ("fo", "hf")
-
-
 @register
 class PerFedAvg(FedAvg):
     name = "perfedavg"
-    weighting = "uniform"
+    weighting = "uniform"  # plain mean of the sampled clients' models (the paper; FL-bench weight 1)
     ranges = {"variant": ("fo", "hf"), "alpha": "(0, inf)", "beta": "(0, inf) or null", "delta": "(0, inf)",
               "local_steps": "int [1, inf)"}  # checked before any work
-    hooks = ("local_update", "adapt")
 
-    def __init__(self, hp, model):
-        super().__init__(hp, model)
-        if hp.variant not in VARIANTS:
-            raise ValueError(f"method.variant={hp.variant!r}; choose one of {VARIANTS}")
-
-    def local_update(self, client):
-        beta = float(client.lr if self.hp.beta is None else self.hp.beta)
+    def local_update(self, cohort):
+        beta = float(cohort.lr if self.hp.beta is None else self.hp.beta)
         alpha, hf = float(self.hp.alpha), self.hp.variant == "hf"
-        w = client.model.tensors(params_only=True)
-        stream = iter(client.minibatches(self.hp.local_steps * (3 if hf else 2)))
+        w = cohort.model.tensors(params_only=True)
+        stream = iter(cohort.minibatches(self.hp.local_steps * (3 if hf else 2)))
         losses = []
         for d, d_prime in zip(stream, stream):  # two fresh batches per step (a third below for hf)
-            g, _ = client.grad(self.loss, w, d)
-            g, loss = client.grad(self.loss, axpy(-alpha, g, w), d_prime)
+            g, _ = cohort.grad(self.loss, w, d)
+            g, loss = cohort.grad(self.loss, axpy(-alpha, g, w), d_prime)
             if hf:
-                hg = hvp_fd(client, self.loss, w, g, next(stream), float(self.hp.delta))
+                hg = hvp_fd(cohort, self.loss, w, g, next(stream), float(self.hp.delta))
                 g = axpy(-alpha, hg, g)
             with torch.no_grad():
                 for k, p in w.items():
                     p.add_(g[k], alpha=-beta)
             losses.append(loss)
-        return torch.stack(losses, 1).mean(1).cpu().double().numpy() if losses else torch.zeros(client.size).numpy()
+        return torch.stack(losses, 1).mean(1).cpu().double().numpy() if losses else torch.zeros(cohort.size).numpy()
 
-    def adapt(self, client) -> None:
+    def adapt(self, cohort) -> None:
         """The global model after one alpha-step on one train minibatch (the evaluation copy)."""
-        client.sgd(self.loss, lr=float(self.hp.alpha), momentum=0.0, weight_decay=0.0, batches=client.minibatches(1))
+        cohort.sgd(self.loss, lr=float(self.hp.alpha), momentum=0.0, weight_decay=0.0, batches=cohort.minibatches(1))

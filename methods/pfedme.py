@@ -27,26 +27,26 @@ from methods.fedavg import FedAvg
 @register
 class PFedMe(FedAvg):
     name = "pfedme"
+    weighting = "samples"  # n_k-weighted mean of w_i (official serverbase; the paper writes a uniform 1/S)
     ranges = {"lam": "[0, inf)", "personal_lr": "(0, inf)", "inner_steps": "int [1, inf)",
               "local_steps": "int [1, inf)", "beta": "(0, inf)", "mu": "[0, inf)"}  # checked before any work
     personal_model = True
     evaluates = "personal_model"
-    hooks = ("local_update", "server_update")
 
-    def local_update(self, client):
-        hp, theta = self.hp, client.personal_model
-        theta.assign(client.model)  # theta <- w^t at round start
-        w, th = client.model.tensors(), theta.tensors()
-        params = set(client.model.tensors(params_only=True))
-        rate = client.lr * hp.lam  # eta * lam
+    def local_update(self, cohort):
+        hp, theta = self.hp, cohort.personal_model
+        theta.assign(cohort.model)  # theta <- w^t at round start
+        w, th = cohort.model.tensors(), theta.tensors()
+        params = set(cohort.model.tensors(params_only=True))
+        rate = cohort.lr * hp.lam  # eta * lam
         losses = []
-        for batch in client.minibatches(hp.local_steps).split():
-            losses.append(client.sgd(self.theta_loss, model=theta, lr=hp.personal_lr,
+        for batch in cohort.minibatches(hp.local_steps).split():
+            losses.append(cohort.sgd(self.theta_loss, model=theta, lr=hp.personal_lr,
                                      batches=batch.repeat(hp.inner_steps), momentum=0.0, weight_decay=hp.mu))
             with torch.no_grad():
                 for k, t in w.items():
                     t.sub_(rate * (t - th[k])) if k in params else t.copy_(th[k])  # buffers follow theta
-        return sum(losses) / max(len(losses), 1) if losses else np.zeros(client.size)
+        return sum(losses) / max(len(losses), 1) if losses else np.zeros(cohort.size)
 
     def theta_loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         theta, anchor = client.personal_model, dict(client.model.named_parameters())  # w_i, frozen here

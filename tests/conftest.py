@@ -11,10 +11,12 @@ import torch
 from omegaconf import OmegaConf
 
 import methods
+from fedbench.config.method_parts import build_method
 from fedbench.data.types import ClientData, FederatedData
 from fedbench.engines.sequential import SequentialEngine
 from fedbench.federation import Federation
-from fedbench.run_settings import RunSettings
+from fedbench.federation.finetune import finetune_settings
+from fedbench.federation.training import TrainingSettings
 from fedbench.models import build_model
 from fedbench.optimizer import resolve_optimizer
 from fedbench.seeding import stream_seed
@@ -42,8 +44,10 @@ def tiny_data(num_clients=4, per_client=24, dim=8, classes=4, seed=0, train_size
 
 
 def method_hp(name: str, **overrides):
-    hp = OmegaConf.load(ROOT / "conf" / "method" / f"{name}.yaml")
-    return OmegaConf.merge(hp, overrides)
+    """The method config `method=<name>` composes to (the harness defaults of conf/config.yaml's
+    `method:` block, then conf/method/<name>.yaml), with `overrides`."""
+    harness = OmegaConf.load(ROOT / "conf" / "config.yaml").method
+    return OmegaConf.merge(harness, OmegaConf.load(ROOT / "conf" / "method" / f"{name}.yaml"), overrides)
 
 
 def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None, hp_overrides=None,
@@ -51,13 +55,29 @@ def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None
     data = data or tiny_data()
     torch.manual_seed(stream_seed(seed, "init"))
     model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
-    m = methods.get(method)(method_hp(method, **(hp_overrides or {})), model)
-    run = OmegaConf.create({"method": m.hp, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
+    node = method_hp(method, **(hp_overrides or {}))
+    m = build_method(methods.get(method), node, model)
+    run = OmegaConf.create({"method": node, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
                             "lr_schedule": "constant", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1})
     opt = resolve_optimizer(run)  # the method's own optimizer keys (official, lr, ...) as a run resolves them
-    hp = RunSettings(seed, opt["lr"], opt["momentum"], opt["weight_decay"], batch_size, local_epochs, rounds,
+    hp = TrainingSettings(seed, opt["lr"], opt["momentum"], opt["weight_decay"], batch_size, local_epochs, rounds,
                      lr_schedule=opt["lr_schedule"], lr_milestones=tuple(opt["lr_milestones"]), lr_gamma=opt["lr_gamma"])
-    return Federation(hp, data, model, m, rounds, join_ratio, engine or SequentialEngine())
+    return Federation(hp, data, model, m, rounds, join_ratio, engine or SequentialEngine(), finetune_settings(node))
+
+
+def set_training(fed: Federation, **changes) -> None:
+    """Change the federation's training settings (e.g. weight_decay) after it was built."""
+    import dataclasses
+
+    fed.training = dataclasses.replace(fed.training, **changes)
+    fed.setup = dataclasses.replace(fed.setup, training=fed.training)
+
+
+@torch.no_grad()
+def load_live(fed: Federation, k: int, phase: str = "train") -> None:
+    """Put client k's `phase` model into the federation's model (to inspect it; the round never needs it)."""
+    for n, t in fed.cohort([k], 0, phase).model.state_dict().items():
+        fed.tensors.live[n].copy_(t)
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:

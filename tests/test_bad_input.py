@@ -11,8 +11,8 @@ import torch
 
 import methods
 from fedbench.cli import precheck
-from fedbench.config import method_specs, prepare
-from fedbench.config.keys import HARNESS_METHOD_SPECS
+from fedbench.config import prepare
+from fedbench.config.method_parts import method_specs, own_specs
 from fedbench.errors import ConfigError
 from tests.runs_helpers import compose_cfg, finish, popen_cli, run_dirs, run_inprocess  # noqa: F401
 
@@ -58,8 +58,8 @@ CASES = [
     (["seed=0,1"], ["seed=0,1", "--multirun"]),
     (["seed=[0"], ["seed=[0", "not a valid override"]),
     (["results_dir=/etc/hostname/results"], ["results_dir='/etc/hostname/results'", "not a directory"]),
-    (["method=fedavg", "method.weighting=mean"], ["method.weighting='mean'", "samples, uniform"]),
-    (["method=fedavg", "+method.ft_epochs=-1"], ["method.ft_epochs=-1", ">= 0"]),
+    (["method=fedavg", "method.weighting=mean"], ["method.weighting='mean'", "'samples' or 'uniform' or null"]),
+    (["method=fedavg", "method.ft_epochs=-1"], ["method.ft_epochs=-1", ">= 0"]),
     (["method=fedbsd", "method.lam=-1"], ["method.lam=-1", ">= 0"]),
     (["method=fedbsd", "method.loss=l1"], ["method.loss='l1'", "kl, mse, cosine"]),
     (["method=fedbsd", "method.tau=0"], ["method.tau=0", "> 0"]),
@@ -155,9 +155,9 @@ def test_valid_sweeps_pass(tmp_path):
 def test_every_method_default_config_is_valid_and_ranges_name_real_keys(method):
     model = ["model.bn=true"] if methods.get(method).needs_batchnorm else []
     cfg = prepare(compose_cfg(f"method={method}", *model))
-    specs = method_specs(methods.get(method))
-    own = set(specs) - set(HARNESS_METHOD_SPECS)
+    own = set(own_specs(methods.get(method)))
     assert own <= set(cfg.method), f"ranges of {method} name keys its yaml lacks: {own - set(cfg.method)}"
+    assert set(cfg.method) - {"name", "official_optimizer"} <= set(method_specs(methods.get(method))) | {"search"}
 
 
 def test_corrupt_partition_cache_is_rebuilt_not_used(tmp_path, data_root, caplog):

@@ -1,6 +1,6 @@
 """Methods declare what they are; the harness reads the declarations and names no method: no file of
-the engines, the round or the client imports `methods` or spells a method's name, and every method's
-`hooks` lists exactly the FedAvg hooks it overrides."""
+the engines or the round imports `methods` or spells a method's name, and every method's `hooks` are
+exactly the FedAvg hooks it overrides (derived, for any subclass)."""
 import re
 from pathlib import Path
 
@@ -11,8 +11,7 @@ from methods.fedavg import FedAvg
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = ("extend_model", "client_state", "local_update", "loss", "server_update", "adapt", "predict")
-HARNESS = [ROOT / "fedbench" / "federation.py", ROOT / "fedbench" / "client.py", ROOT / "fedbench" / "batches.py",
-           ROOT / "fedbench" / "sgd.py", *sorted((ROOT / "fedbench" / "engines").glob("*.py"))]
+HARNESS = [*sorted((ROOT / "fedbench" / "federation").glob("*.py")), *sorted((ROOT / "fedbench" / "engines").glob("*.py"))]
 
 
 @pytest.mark.parametrize("path", HARNESS, ids=lambda p: p.name)
@@ -26,10 +25,22 @@ def test_the_harness_names_no_method(path):
 
 
 @pytest.mark.parametrize("name", methods.available())
-def test_hooks_list_exactly_the_overridden_hooks(name):
+def test_hooks_are_exactly_the_overridden_hooks(name):
     cls = methods.get(name)
     overridden = {h for h in HOOKS if getattr(cls, h) is not getattr(FedAvg, h)}
     assert set(cls.hooks) == overridden, f"{name}.hooks = {cls.hooks}, overrides {sorted(overridden)}"
+
+
+def test_hooks_are_derived_for_any_subclass():
+    class Adapting(FedAvg):
+        def adapt(self, cohort):
+            pass
+
+    class Predicting(Adapting):
+        def predict(self, client, x):
+            return client.model(x)
+
+    assert Adapting.hooks == ("adapt",) and Predicting.hooks == ("adapt", "predict") and FedAvg.hooks == ()
 
 
 @pytest.mark.parametrize("name", methods.available())

@@ -10,9 +10,10 @@ import pickle
 import pytest
 import torch
 
-from fedbench import checkpoint
+from fedbench.rundir import CHECKPOINT
+from fedbench.rundir import checkpoint
 from fedbench.federation import Federation
-from fedbench.results import _UMASK
+from fedbench.files import _UMASK
 from tests.runs_helpers import run_dirs, run_inprocess, summary
 
 FILES = ("metrics.csv", "clients.csv")
@@ -41,7 +42,7 @@ def test_checkpoint_with_flipped_weight_bytes_is_ignored_and_the_run_restarts(tm
     run_inprocess(f"results_dir={tmp_path / 'ref'}", *OVERRIDES)
     (ref,) = run_dirs(tmp_path / "ref")
     run = _stopped_after_round_4(tmp_path / "run", monkeypatch)
-    path = run / checkpoint.NAME
+    path = run / CHECKPOINT
     weight = next(iter(_payload(path)["federation"]["global_state"].values())).numpy().tobytes()
     data = bytearray(path.read_bytes())
     at = data.find(weight[:64])
@@ -70,7 +71,7 @@ def test_a_checksummed_pickle_that_would_run_code_is_still_refused(tmp_path):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     body = pickle.dumps({"format": checkpoint.FORMAT, "x": Evil()})
-    path = tmp_path / checkpoint.NAME
+    path = tmp_path / CHECKPOINT
     path.write_bytes(body + checkpoint.TAG + hashlib.sha256(body).hexdigest().encode())
     payload, why = checkpoint.load(path, "k", 10, "cpu")
     assert payload is None and "unreadable" in why and "weights_only" not in why
@@ -78,7 +79,7 @@ def test_a_checksummed_pickle_that_would_run_code_is_still_refused(tmp_path):
 
 
 def test_checkpoint_is_as_readable_as_the_results_files(tmp_path):
-    path = tmp_path / checkpoint.NAME
+    path = tmp_path / CHECKPOINT
     checkpoint.save(path, {"format": checkpoint.FORMAT, "key": "k", "round": 1})
     assert path.stat().st_mode & 0o777 == 0o666 & ~_UMASK
     assert checkpoint.load(path, "k", 10, "cpu")[0]["round"] == 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fedbench import checkpoint, completion
-from fedbench.runlock import RunInProgress, RunLock
+from fedbench.rundir import CHECKPOINT
+from fedbench.rundir import completion
+from fedbench.rundir.lock import RunInProgress, WriterLock
 from tests.runs_helpers import run_inprocess, summary
 
 FILES = ("metrics.csv", "clients.csv")
@@ -54,15 +55,15 @@ def test_complete_run_with_partial_metrics_is_put_aside_and_rerun(tmp_path, data
 
 def test_a_consistent_complete_run_is_read_without_the_lock_and_leftovers_wait_for_it(tmp_path, data_root):
     run, _ = _complete(tmp_path)
-    with RunLock(run) as other:       # another process holds the run (e.g. a concurrent resubmission)
+    with WriterLock(run) as other:       # another process holds the run (e.g. a concurrent resubmission)
         other.acquire()
         assert run_inprocess(f"results_dir={tmp_path / 'run'}", *OVERRIDES)["status"] == "complete"
-        (run / checkpoint.NAME).write_bytes(b"someone's")  # something to clean: only under the lock
+        (run / CHECKPOINT).write_bytes(b"someone's")  # something to clean: only under the lock
         with pytest.raises(RunInProgress):
             run_inprocess(f"results_dir={tmp_path / 'run'}", *OVERRIDES)
-        assert (run / checkpoint.NAME).exists()
+        assert (run / CHECKPOINT).exists()
     run_inprocess(f"results_dir={tmp_path / 'run'}", *OVERRIDES)
-    assert not (run / checkpoint.NAME).exists()
+    assert not (run / CHECKPOINT).exists()
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe not utf-8 \x80", b"null", b"[1, 2]", b"{\"status\": "])

@@ -16,6 +16,7 @@ from fedbench.data.datasets.digits import load_digits
 from fedbench.data.datasets.femnist import load_femnist
 from fedbench.data.datasets.synthetic import load_synthetic
 from fedbench.errors import ConfigError, DataMissingError
+from tests.runs_helpers import compose_cfg
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 SYNTHETIC = OmegaConf.load(CONF / "synthetic.yaml")  # the defaults live only in the yaml
@@ -215,7 +216,6 @@ def test_femnist_pools_train_and_test_per_writer(tmp_path, layout):
 
 def test_femnist_inputs_are_standardized_from_train_samples(tmp_path):
     from fedbench.data.federated import load_federated
-    from tests.runs_helpers import compose_cfg
 
     write_femnist(tmp_path / "femnist" / "data")
     cfg = compose_cfg("dataset=femnist", "partition=natural", "num_clients=3",
@@ -249,13 +249,14 @@ def test_registry_dispatches_and_rejects_unknown_names():
         load_dataset("mnist", {}, None, False, True, 0, 4)
 
 
-@pytest.mark.parametrize("name,model", [("digits", "mlp"), ("synthetic", "mlp"), ("cifar10", "cnn"),
-                                        ("cifar100", "cnn"), ("femnist", "lenet")])
+@pytest.mark.parametrize("name,model", [("digits", ("mlp", [100])), ("synthetic", ("mlp", [128, 64])),
+                                        ("cifar10", ("cnn", [512])), ("cifar100", ("cnn", [512])),
+                                        ("femnist", ("lenet", None))])
 def test_dataset_configs(name, model):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     assert cfg.name == name and name in DATASETS
-    # the dataset's default model is chosen by conf/model/auto_<dataset>.yaml
-    assert OmegaConf.load(CONF.parent / "model" / f"auto_{name}.yaml").defaults[0] == model
+    composed = compose_cfg(f"dataset={name}").model  # the dataset's yaml picks its default model
+    assert (composed.name, composed.get("hidden")) == model
     if name == "synthetic":
         ds = load_dataset(name, cfg, None, False, True, 0, 5)
         assert ds.x.shape[1] == cfg.num_features and np.bincount(ds.groups).max() <= cfg.max_samples
@@ -265,7 +266,6 @@ def test_rotations_turn_each_clients_images_by_its_own_angle(tmp_path):
     """data.rotations=4: client k's images are turned by (k mod 4) quarter turns, exactly; labels,
     splits and every other client untouched."""
     from fedbench.data.federated import load_federated
-    from tests.runs_helpers import compose_cfg
 
     base = ["num_clients=8", "partition=iid", f"data.root={tmp_path}"]
     plain = load_federated(compose_cfg(*base), torch.device("cpu"))
@@ -286,7 +286,6 @@ def test_rotations_turn_each_clients_images_by_its_own_angle(tmp_path):
 def test_bad_rotations_are_one_line(overrides, message):
     from fedbench.config import prepare
     from fedbench.errors import ConfigError
-    from tests.runs_helpers import compose_cfg
 
     with pytest.raises(ConfigError, match=message):
         prepare(compose_cfg(*overrides), machine=False)

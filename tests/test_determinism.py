@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fedbench.runtime import check_deterministic_model, set_determinism
+from fedbench.execution import check_deterministic_model, set_determinism
 from fedbench.errors import ConfigError
 from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess  # noqa: F401
 

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from fedbench import checkpoint
+from fedbench.rundir import CHECKPOINT
 from fedbench.federation import Federation
 from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess, summary  # noqa: F401
 
@@ -16,7 +16,7 @@ def test_huge_lr_diverges_with_round_and_no_checkpoint_left(tmp_path, data_root,
     assert s["status"] == "diverged" and 1 <= s["diverged_round"] <= 5 and s["rounds_done"] == s["diverged_round"]
     assert "diverged at round" in capsys.readouterr().err
     (run,) = run_dirs(tmp_path)
-    assert summary(run)["status"] == "diverged" and not (run / checkpoint.NAME).exists()
+    assert summary(run)["status"] == "diverged" and not (run / CHECKPOINT).exists()
 
 
 def test_nan_parameter_with_finite_loss_diverges(tmp_path, data_root, monkeypatch):

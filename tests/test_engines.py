@@ -1,21 +1,23 @@
 """engine=vmap against engine=sequential: same seed, same numbers (up to floating point), for every
 vectorizable method, in training and evaluation; a cohort's plan is each client's own data order;
 what vmap cannot run falls back with a warning; the SGD update is torch.optim.SGD's arithmetic."""
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
+import methods
+from fedbench.config import prepare
 from fedbench.data.types import ClientData
-from fedbench.engines import build_federation, vmap_support
+from fedbench.engines import choose_engine, vmap_support
 from fedbench.engines.sequential import SequentialEngine
 from fedbench.engines.vmap import VmapEngine
 from fedbench.errors import ConfigError
-from tests.conftest import make_federation, tiny_data
+from tests.looking import batches_xy
+from tests.conftest import make_federation, set_training, tiny_data
+from tests.runs_helpers import compose_cfg
 
-VECTORIZED = ["apfl", "ditto", "fedavg", "fedavg_ft", "fedbabu", "fedbsd", "fedper", "fedprox", "fedrep", "fedrod",
-              "lgfedavg", "local", "perfedavg", "pfedme"]  # every method but fedbn (BatchNorm buffers)
+VECTORIZED = [m for m in methods.available() if methods.get(m).vectorizable]  # all but fedbn (BatchNorm buffers)
 QUICK = {"fedrep": {"head_epochs": 2}, "perfedavg": {"local_steps": 3}, "pfedme": {"local_steps": 3},
          "fedavg_ft": {"ft_epochs": 2}, "fedbabu": {"ft_epochs": 2}}
 
@@ -32,8 +34,8 @@ def uneven_data():
 def assert_same_state(seq, vm):
     for k in seq.global_state:
         torch.testing.assert_close(vm.global_state[k], seq.global_state[k], atol=1e-5, rtol=1e-5)
-    for k in seq.store.tensors:
-        torch.testing.assert_close(vm.store.tensors[k], seq.store.tensors[k], atol=1e-5, rtol=1e-5)
+    for k in seq.tensors.store.tensors:
+        torch.testing.assert_close(vm.tensors.store.tensors[k], seq.tensors.store.tensors[k], atol=1e-5, rtol=1e-5)
 
 
 def pair(method, min_group, **kw):
@@ -83,7 +85,8 @@ def test_engines_agree_with_weight_decay_and_fedbsd_options(student_init, eval_b
               hp_overrides={"student_init": student_init, "eval_backbone": eval_backbone,
                             "weighting": "samples", "loss": "mse"})
     seq, vm = pair("fedbsd", 1, **kw)
-    seq.run = vm.run = dataclasses.replace(seq.run, weight_decay=0.01)
+    set_training(seq, weight_decay=0.01)
+    set_training(vm, weight_decay=0.01)
     for t in range(3):
         seq.train_round(t), vm.train_round(t)
     assert_same_state(seq, vm)
@@ -102,7 +105,8 @@ def test_vmapped_evaluation_in_chunks_equals_client_by_client(method):
     seq, vm = pair(method, 1, rounds=2, data=data, join_ratio=0.6)
     for t in range(2):
         seq.train_round(t), vm.train_round(t)
-    seq.run = vm.run = dataclasses.replace(seq.run, eval_batch_size=5)  # several chunks, one client per chunk too
+    set_training(seq, eval_batch_size=5)
+    set_training(vm, eval_batch_size=5)  # several chunks, one client per chunk too
     a, b = seq.evaluate(1), vm.evaluate(1)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], atol=1e-5)
@@ -116,8 +120,8 @@ def test_a_cohorts_plan_is_each_clients_own_data_order():
     ids = [0, 4, 2, 1, 5]  # decreasing train size: 22, 16, 11, 7, 2
     plan = fed.cohort(ids, 1, "train", vmapped=True).batches()
     for row, k in enumerate(ids):
-        want = [xb[:, 0].long().tolist() for xb, _ in fed.client(k, 1).batches().xy(fed.data)]
-        assert [xb[:, 0].long().tolist() for xb, _ in plan.xy(fed.data, row)] == want and plan.counts[row] == len(want)
+        want = [xb[:, 0].long().tolist() for xb, _ in batches_xy(fed.cohort([k], 1, "train").batches(), fed.data)]
+        assert [xb[:, 0].long().tolist() for xb, _ in batches_xy(plan, fed.data, row)] == want and plan.counts[row] == len(want)
     for i, step in enumerate(plan):
         assert step.active == int((plan.counts > i).sum())  # a prefix of the cohort
         if step.w is not None:  # 1/len on the batch, 0 on the padding
@@ -131,17 +135,17 @@ def test_what_vmap_cannot_run_falls_back_with_a_warning():
     why = vmap_support(fed.method, fed.model)
     assert why and "buffers" in why
     said = []
-    built = build_federation("vmap", fed.run, fed.data, fed.model, fed.method, 2, 1.0, warn=said.append)
-    assert isinstance(built.engine, SequentialEngine) and not isinstance(built.engine, VmapEngine)
+    built = choose_engine("vmap", fed.method, fed.model, torch.device("cpu"), 4, warn=said.append)
+    assert isinstance(built, SequentialEngine) and not isinstance(built, VmapEngine)
     assert len(said) == 1 and "engine=sequential" in said[0]
     with pytest.raises(ConfigError, match="engine"):
-        build_federation("turbo", fed.run, fed.data, fed.model, fed.method, 2, 1.0)
+        prepare(compose_cfg("engine=turbo"))
 
 
 def test_sgd_update_is_torch_optim_sgd():
     """The cohort's SGD update against torch.optim.SGD, bit for bit: momentum, weight decay, and a
     parameter that gets no gradient in some steps."""
-    from fedbench.sgd import sgd_update
+    from fedbench.federation.sgd import sgd_update
 
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
@@ -170,7 +174,7 @@ def test_cli_engine_vmap_runs_and_records_the_engine(tmp_path, data_root):
     assert res.returncode == 0, res.stderr[-2000:]
     (summary,) = tmp_path.glob("runs/**/summary.json")
     s = json.loads(summary.read_text())
-    assert s["status"] == "complete" and s["engine"] == "vmap"
+    assert s["status"] == "complete" and s["engines"] == ["vmap"]
 
 
 @pytest.mark.parametrize("method,loss", [("fedavg", None), ("fedbsd", "kl"), ("fedbsd", "mse"), ("fedbsd", "cosine"),
@@ -179,9 +183,9 @@ def test_padded_weighted_terms_give_the_batch_mean_gradient(method, loss):
     """A cohort pads a short batch with copies of its first sample and weighs the objective's
     per-sample terms 1/len (0 on padding): same value and gradient as the objective's own mean."""
     fed = make_federation(method, hp_overrides={"loss": loss} if loss else None)
-    fed.global_state = {k: v + 0.3 for k, v in fed.global_state.items()}  # a teacher/anchor unlike the client
-    fed._refresh_global()
-    client = fed.client(0, 0)
+    fed.tensors.global_state = {k: v + 0.3 for k, v in fed.global_state.items()}  # a teacher/anchor unlike the client
+    fed.tensors.refresh_global()
+    client = fed.cohort([0], 0, "train")
     x, y = fed.data.x[:7], fed.data.y[:7]
     xp, yp = torch.cat([x, x[:1].expand(3, -1)]), torch.cat([y, y[:1].expand(3)])
     w = torch.cat([torch.full((7,), 1 / 7), torch.zeros(3)])
@@ -216,16 +220,17 @@ def test_auto_engine_picks_vmap_only_where_it_runs_the_method_and_pays_off():
     assert auto_engine(fedavg, cnn, cpu, 10) == "sequential"  # convolutions on a CPU: slower vmapped
     assert auto_engine(fedavg, cnn, torch.device("cuda"), 10) == "vmap"
     said = []
-    built = build_federation("auto", bn.run, bn.data, bn.model, bn.method, 2, 1.0, warn=said.append)
-    assert built.engine.name == "sequential" and not said  # auto never warns
+    built = choose_engine("auto", bn.method, bn.model, cpu, 10, warn=said.append)
+    assert built.name == "sequential" and not said  # auto never warns
     many = make_federation("pfedme", data=tiny_data(num_clients=10, per_client=20))
-    assert build_federation("auto", many.run, many.data, many.model, many.method, 2, 1.0).engine.name == "vmap"
+    assert choose_engine("auto", many.method, many.model, cpu, 10).name == "vmap"
 
 
 def test_engines_agree_under_a_step_lr_schedule():
     kw = dict(rounds=4, data=uneven_data(), join_ratio=1.0, momentum=0.9, batch_size=4)
     seq, vm = pair("fedbsd", 1, **kw)
-    seq.run = vm.run = dataclasses.replace(seq.run, lr_schedule="step")  # x0.1 from round 2, again from round 3
+    set_training(seq, lr_schedule="step")
+    set_training(vm, lr_schedule="step")  # x0.1 from round 2, again from round 3
     for t in range(4):
         assert vm.train_round(t) == pytest.approx(seq.train_round(t), abs=1e-5)
     assert_same_state(seq, vm)
@@ -241,4 +246,4 @@ def test_every_vectorizable_method_completes_a_run_on_the_vmap_engine(method, tm
 
     s = run_inprocess(f"method={method}", f"results_dir={tmp_path}", "engine=vmap", "rounds=2", "eval_every=1",
                       *[f"method.{k}={v}" for k, v in QUICK.get(method, {}).items()])
-    assert s["status"] == "complete" and s["engine"] == "vmap" and 0 <= s["final_acc"] <= 1
+    assert s["status"] == "complete" and s["engines"] == ["vmap"] and 0 <= s["final_acc"] <= 1

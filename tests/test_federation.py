@@ -5,6 +5,7 @@ import torch
 
 from fedbench.data.types import ClientData
 from fedbench.federation import sampling_schedule
+from tests.looking import batches_xy
 from tests.conftest import make_federation, tiny_data
 
 
@@ -30,8 +31,8 @@ def test_fedavg_one_client_equals_centralized_sgd():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for t in range(2):
         fed.train_round(t)
-        c = ref.client(0, t, "data")  # same data-order stream
-        for x, y in c.batches(2).xy(c.data):
+        c = ref.cohort([0], t, "train")  # same data-order stream
+        for x, y in batches_xy(c.batches(2), c.data):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
@@ -47,7 +48,7 @@ def test_fedavg_weighted_mean_of_sizes_1_and_3():
     fed = make_federation("fedavg", rounds=1, data=data)
     trained = []
     for k in range(2):
-        c = fed.client(k, 0, "data")
+        c = fed.cohort([k], 0, "train")
         fed.method.local_update(c)
         trained.append({n: v.detach().clone() for n, v in c.model.state_dict().items()})
     fed.train_round(0)
@@ -60,7 +61,7 @@ def test_local_communicates_nothing_and_keeps_models_apart():
     for t in range(2):
         fed.train_round(t)
     assert fed.global_state == {} and fed.bytes_up == 0 and fed.bytes_down == 0
-    w = fed.store.tensors["head.0.weight"]
+    w = fed.tensors.store.tensors["head.0.weight"]
     assert not torch.equal(w[0], w[1])
 
 
@@ -75,11 +76,11 @@ def test_evaluation_leaves_state_untouched_and_covers_all_clients():
     fed = make_federation("fedbsd", rounds=1, join_ratio=0.25)
     fed.train_round(0)
     g = {k: v.clone() for k, v in fed.global_state.items()}
-    s = {k: v.clone() for k, v in fed.store.tensors.items()}
+    s = {k: v.clone() for k, v in fed.tensors.store.tensors.items()}
     ev = fed.evaluate(0)
     assert ev["test_acc"].shape == (4,) and not np.isnan(ev["test_acc"]).any()
     assert all(torch.equal(g[k], fed.global_state[k]) for k in g)
-    assert all(torch.equal(s[k], fed.store.tensors[k]) for k in s)
+    assert all(torch.equal(s[k], fed.tensors.store.tensors[k]) for k in s)
 
 
 def test_same_seed_same_numbers():
@@ -91,9 +92,9 @@ def test_same_seed_same_numbers():
 
 def test_batches_cover_the_split_once_per_epoch_without_singletons():
     fed = make_federation("fedavg", batch_size=5)  # 16 train samples: 5 + 5 + 6, never a batch of 1
-    c = fed.client(0, 0, "data")
-    sizes = [len(y) for _, y in c.batches(2).xy(c.data)]
+    c = fed.cohort([0], 0, "train")
+    sizes = [len(y) for _, y in batches_xy(c.batches(2), c.data)]
     assert sizes == [5, 5, 6, 5, 5, 6]
-    seen = torch.cat([x for x, _ in c.batches(1).xy(c.data)])
+    seen = torch.cat([x for x, _ in batches_xy(c.batches(1), c.data)])
     expect = fed.data.x[fed.data.clients[0].train]
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, expect.tolist()))

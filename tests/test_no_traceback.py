@@ -13,12 +13,12 @@ import tempfile
 import numpy as np
 import pytest
 
-from fedbench import checkpoint
+from fedbench.rundir import CHECKPOINT
 from fedbench.cli import precheck
 from fedbench.data.splits import split_client
 from fedbench.errors import ConfigError, WriteError
 from fedbench.report import build_report
-from fedbench.runtime import resolve_threads
+from fedbench.execution import resolve_threads
 from tests.runs_helpers import ROOT, compose_cfg, run_dirs, run_inprocess, summary
 from tests.test_report import write_run
 
@@ -76,7 +76,7 @@ def _dev_full_for(name, monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-@pytest.mark.parametrize("full_at", [checkpoint.NAME, "clients.csv"])  # mid-run, and at the final writes
+@pytest.mark.parametrize("full_at", [CHECKPOINT, "clients.csv"])  # mid-run, and at the final writes
 def test_full_disk_is_one_line_and_marks_the_run_failed(tmp_path, data_root, monkeypatch, full_at):
     _dev_full_for(full_at, monkeypatch)
     with pytest.raises(WriteError) as info:
@@ -134,7 +134,7 @@ def test_resuming_on_another_engine_records_both(tmp_path, data_root, monkeypatc
         run_inprocess(*overrides, "engine=vmap")
     monkeypatch.undo()
     s = run_inprocess(*overrides, "engine=sequential")
-    assert s["resumed_from_round"] == 2 and s["engine"] == "vmap+sequential"
+    assert s["resumed_from_round"] == 2 and s["engines"] == ["vmap", "sequential"]
 
 
 def test_threads_beyond_the_cores_warn(monkeypatch, capsys):

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from fedbench import completion
+from fedbench.rundir import completion
 from fedbench.cli import precheck
 from fedbench.errors import ConfigError
-from fedbench.runlock import RunInProgress, RunLock, lock_path
+from fedbench.rundir.lock import RunInProgress, WriterLock, lock_path
 from tests.runs_helpers import ROOT, SMALL, finish, popen_cli, run_dirs, summary
 
 
@@ -61,31 +61,31 @@ def test_second_process_on_a_run_in_progress_stops_and_touches_nothing(tmp_path,
 
 def test_the_lock_of_a_killed_process_is_free(tmp_path):
     run = tmp_path / "seed0"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fedbench.runlock import RunLock; "
-                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)", str(run)],
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fedbench.rundir.lock import WriterLock; "
+                               "WriterLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)", str(run)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunInProgress, match=f"pid {holder.pid} "):
-            RunLock(run).acquire()
+            WriterLock(run).acquire()
     finally:
         holder.kill()
         holder.wait()
-    with RunLock(run) as lock:  # kill -9 left the file; the kernel released the lock
+    with WriterLock(run) as lock:  # kill -9 left the file; the kernel released the lock
         lock.acquire()
         assert lock.held and lock_path(run).exists()
 
 
 def test_two_locks_on_one_run_exclude_each_other_and_release(tmp_path):
     run = tmp_path / "runs" / "x" / "seed0"
-    with RunLock(run) as a:
+    with WriterLock(run) as a:
         a.acquire()
         a.acquire()  # again: a no-op
         with pytest.raises(RunInProgress) as info:
-            RunLock(run).acquire()
+            WriterLock(run).acquire()
         assert f"pid {os.getpid()} on host {socket.gethostname()}" in str(info.value)
         assert "\n" not in str(info.value) and str(run) in str(info.value)
-    with RunLock(run) as b:  # released on leaving the context
+    with WriterLock(run) as b:  # released on leaving the context
         b.acquire()
     assert not run.exists()  # the lock lives beside the run directory, which it never creates
 

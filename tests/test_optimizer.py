@@ -1,14 +1,13 @@
 """One optimizer protocol: every method trains with the run's optimizer (lr, momentum, weight decay,
 lr schedule) unless its config sets its own or method.official=true selects its official one."""
-import dataclasses
 
 import pytest
 import torch
 
 from fedbench.config import group_options
-from fedbench.run_settings import RunSettings
+from fedbench.federation.training import TrainingSettings
 from fedbench.optimizer import OPTIMIZER_KEYS, lr_at, resolve_optimizer
-from tests.conftest import make_federation
+from tests.conftest import make_federation, set_training
 from tests.runs_helpers import compose_cfg
 
 RUN = ["lr=0.03", "momentum=0.2", "weight_decay=0.001"]
@@ -51,7 +50,7 @@ def test_step_schedule_decays_at_half_and_three_quarters(rounds, expected):
 
 
 def test_step_schedule_of_fedbabus_official_320_rounds():
-    hp = RunSettings(0, 0.1, 0.9, 0.0, 50, 1, 320, lr_schedule="step")
+    hp = TrainingSettings(0, 0.1, 0.9, 0.0, 50, 1, 320, lr_schedule="step")
     assert {t: hp.lr_at(t) for t in (0, 159, 160, 239, 240, 319)} == pytest.approx(
         {0: 0.1, 159: 0.1, 160: 0.01, 239: 0.01, 240: 0.001, 319: 0.001})
     assert hp.final_lr == pytest.approx(0.001)
@@ -64,8 +63,8 @@ def test_local_steps_use_the_scheduled_lr(method):
     def update(schedule):
         fed = make_federation(method, rounds=2, hp_overrides={"head_epochs": 1, "body_epochs": 0} if method == "fedrep" else None,
                               lr=0.1, batch_size=100)  # one batch: one step (per phase)
-        fed.run = dataclasses.replace(fed.run, lr_schedule=schedule, lr_milestones=(0.5,))
-        client = fed.client(0, 1, "data")
+        set_training(fed, lr_schedule=schedule, lr_milestones=(0.5,))
+        client = fed.cohort([0], 1, "train")
         before = {k: v.clone() for k, v in client.model.state_dict().items()}
         fed.method.local_update(client)
         return {k: client.model.state_dict()[k] - before[k] for k in before}
@@ -84,4 +83,3 @@ def test_official_keys_are_only_optimizer_keys():
     for method in group_options("method"):
         node = OmegaConf.load(CONF_DIR / "method" / f"{method}.yaml")
         assert set(node.get("official_optimizer") or {}) <= set(OPTIMIZER_KEYS), method
-        assert ("official" in node) == ("official_optimizer" in node), method

@@ -16,10 +16,10 @@ from hydra import compose, initialize_config_dir
 
 from fedbench.cli import CONF_DIR
 from fedbench.config import prepare
-from fedbench.runtime import resolve_threads
+from fedbench.execution import resolve_threads
 from fedbench.data.federated import load_federated
-from fedbench.evaluation import split_sums
-from tests.conftest import ROOT, make_federation, tiny_data
+from tests.looking import batches_xy
+from tests.conftest import ROOT, load_live, make_federation, tiny_data
 
 
 
@@ -43,34 +43,36 @@ def test_gathering_by_index_yields_exactly_the_clients_samples(tmp_path):
         for part in (c.train, c.val, c.test):
             assert (owner[part] == -1).all()  # no sample belongs to two clients or two splits
             owner[part] = k
-        client = fed.client(k, 0, "data")
-        xs, ys = zip(*client.batches(1).xy(client.data))
+        client = fed.cohort([k], 0, "train")
+        xs, ys = zip(*batches_xy(client.batches(1), client.data))
         x, y = torch.cat(xs), torch.cat(ys)
         assert len(y) == len(c.train)
         # the same samples (as a multiset of rows), and each is the raw dataset's row at a train index
         got = sorted(zip(map(tuple, x.tolist()), y.tolist()))
         assert got == sorted(zip(map(tuple, raw_x[c.train].tolist()), raw_y[c.train].tolist()))
     # the one-pass evaluation index holds each client's val and test samples, in that order
-    (idx, seg), counts = fed.eval_index(), fed.eval_counts()
+    idx, seg, counts = fed.evaluator.index, fed.evaluator.segment, fed.evaluator.counts
     for k, c in enumerate(data.clients):
         assert torch.equal(idx[seg == 2 * k], c.val) and torch.equal(idx[seg == 2 * k + 1], c.test)
         assert counts[k].tolist() == [len(c.val), len(c.test)]
 
 
 def test_one_pass_evaluation_equals_per_client_evaluation():
-    fed = make_federation("fedavg", rounds=2, data=tiny_data(num_clients=5))
-    fed.data.clients[2].val = fed.data.clients[2].val[:0]  # an empty split gives NaN, as before
+    data = tiny_data(num_clients=5)
+    data.clients[2].val = data.clients[2].val[:0]  # an empty split gives NaN, as before
+    fed = make_federation("fedavg", rounds=2, data=data)
     for t in range(2):
         fed.train_round(t)
     assert fed.same_eval_model()
     ev = fed.evaluate(1)
     for k, c in enumerate(fed.data.clients):
-        fed.load(k)
+        load_live(fed, k)
         fed.model.eval()
-        vc, _ = split_sums(fed.model, fed.data.x, fed.data.y, c.val, 3)
-        tc, tl = split_sums(fed.model, fed.data.x, fed.data.y, c.test, 3)
-        va = vc / len(c.val) if len(c.val) else float("nan")
-        ta, tl = tc / len(c.test), tl / len(c.test)
+        with torch.no_grad():
+            val, test = (fed.model(fed.data.x[part]) for part in (c.val, c.test))
+        va = (val.argmax(1) == fed.data.y[c.val]).float().mean().item() if len(c.val) else float("nan")
+        ta = (test.argmax(1) == fed.data.y[c.test]).float().mean().item()
+        tl = torch.nn.functional.cross_entropy(test, fed.data.y[c.test]).item()
         np.testing.assert_allclose([ev["val_acc"][k], ev["test_acc"][k], ev["test_loss"][k]], [va, ta, tl],
                                    rtol=1e-6)
     assert np.isnan(ev["val_acc"][2])
@@ -85,12 +87,13 @@ def _rss_mb() -> float:
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS from /proc (Linux)")
 @pytest.mark.parametrize("method,engine", [("fedavg", "sequential"), ("fedbsd", "sequential"), ("fedbsd", "vmap")])
 def test_no_memory_growth_over_many_rounds(method, engine):
-    from fedbench.engines import build_federation
+    from fedbench.engines import ENGINES
+    from fedbench.federation import Federation
 
     # a model of ~1 MiB, so that keeping one copy per round would show in RSS too
     base = make_federation(method, rounds=50, join_ratio=0.5, data=tiny_data(num_clients=10, per_client=40),
                            model={"name": "mlp", "hidden": [512, 480]})
-    fed = build_federation(engine, base.run, base.data, base.model, base.method, 50, 0.5)
+    fed = Federation(base.training, base.data, base.model, base.method, 50, 0.5, ENGINES[engine]())
     for t in range(10):  # warm-up: lazy models, caches, allocator pools
         fed.train_round(t)
         fed.evaluate(t)

@@ -36,11 +36,11 @@ def test_every_yaml_has_a_record_and_every_record_a_yaml_with_its_keys(group, re
     for name, yaml in yamls.items():
         record = registry.get(name)
         assert yaml.name == name
-        assert set(yaml) - {"name"} == set(record.ranges), f"conf/{group}/{name}.yaml vs its record's ranges"
+        assert set(yaml) - {"name", "defaults"} == set(record.ranges), f"conf/{group}/{name}.yaml vs its record's ranges"
         for key, spec in record.ranges.items():
             check(f"{group}.{key}", yaml[key], spec)  # every default within its range
-        if group == "dataset":  # its default model: Hydra's defaults list picks model=auto_<dataset>
-            assert (CONF / "model" / f"auto_{name}.yaml").is_file()
+        if group == "dataset":  # its default model: the dataset yaml's defaults list picks it
+            assert compose_cfg(f"dataset={name}").model.name in {p.stem for p in (CONF / "model").glob("*.yaml")}
 
 
 def _load(name: str, params, tmp_path: Path) -> RawDataset:

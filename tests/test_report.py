@@ -30,7 +30,7 @@ def write_run(root, method, seed, acc, status="complete", alpha=0.1, lr=0.05, hp
     OmegaConf.save(OmegaConf.create(cfg), d / "config.yaml")
     summary = {"status": status, "method": method, "dataset": "digits", "partition": "dirichlet",
                "seed": seed, "num_clients": 4, "rounds": 10, "model": "mlp", "wall_time_s": 1.5,
-               "partition_cache": str(heatmap) if heatmap else None, "engine": "vmap", "device": "cpu",
+               "partition_cache": str(heatmap) if heatmap else None, "engines": ["vmap"], "device": "cpu",
                "threads": 1, "torch": "2.x"}
     if status in ("complete", "diverged"):
         b = best if best is not None else acc
@@ -113,12 +113,12 @@ def test_summary_csv_one_row_per_run_with_the_contract_columns(results):
     for col in ("dataset", "partition", "partition.alpha", "partition.min_samples", "num_clients", "method",
                 "seed", "final_acc", "final_acc_weighted", "final_acc_std", "final_acc_bottom10", "best_acc",
                 "best_acc_weighted", "rounds", "wall_time_s", "bytes_up", "bytes_down", "bytes_total", "status",
-                "engine", "device", "threads", "torch"):
+                "engines", "device", "threads", "torch"):
         assert col in s.columns, col
     assert set(s["status"]) == {"complete", "diverged", "failed"}
     assert (s.loc[s["status"] == "complete", "bytes_total"] == 4000).all()
     assert sorted(s["partition.alpha"].unique()) == [0.1, 0.5]
-    assert set(s["engine"]) == {"vmap"}  # how each number was computed travels with it
+    assert set(s["engines"]) == {"vmap"}  # how each number was computed travels with it
 
 
 def test_plots_written_and_not_empty(results):

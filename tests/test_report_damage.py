@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from fedbench import completion
+from fedbench.rundir import completion
 from fedbench.report import build_report
 from tests.test_report import write_run
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import methods
-from fedbench import checkpoint
+from fedbench.rundir import CHECKPOINT
+from fedbench.rundir import checkpoint
 from fedbench.federation import Federation
 from tests.conftest import make_federation, method_hp
 from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess, summary  # noqa: F401
@@ -89,7 +90,7 @@ def test_kill9_and_sigterm_then_rerun_gives_identical_files(tmp_path, data_root)
         assert summary(run)["status"] == "complete" and summary(run)["resumed_from_round"] >= 1
         for name in FILES:
             assert (run / name).read_bytes() == (ref_run / name).read_bytes(), (name, victims[results])
-        assert not (run / checkpoint.NAME).exists()
+        assert not (run / CHECKPOINT).exists()
         assert not list(run.glob(".*.tmp"))
 
 
@@ -132,8 +133,8 @@ def test_every_method_resumes_exactly_from_a_checkpoint(method):
     assert evaluate(second) == want
     for k, v in ref.global_state.items():
         assert torch.equal(second.global_state[k], v), k
-    for k, v in ref.store.tensors.items():
-        assert torch.equal(second.store.tensors[k], v), k
+    for k, v in ref.tensors.store.tensors.items():
+        assert torch.equal(second.tensors.store.tensors[k], v), k
     assert (second.bytes_up, second.bytes_down) == (ref.bytes_up, ref.bytes_down)
     assert (second.times_sampled == ref.times_sampled).all()
 
@@ -162,7 +163,7 @@ def test_previous_signal_handler_is_called_after_the_checkpoint(tmp_path, data_r
 
     def requeue(signum, frame):  # what submitit's checkpoint_and_try_requeue does, minus scontrol
         (run,) = run_dirs(results)
-        state = torch.load(run / checkpoint.NAME, weights_only=True)
+        state = torch.load(run / CHECKPOINT, weights_only=True)
         seen.append((signum, state["round"]))
         raise SystemExit(-1)
 
@@ -220,8 +221,8 @@ def test_corrupt_checkpoint_or_leftover_temp_file_never_breaks_a_run(tmp_path, d
     run_inprocess(f"results_dir={results}", *overrides)
     (run,) = run_dirs(results)
     os.remove(run / "summary.json")  # as if killed: no summary says complete
-    (run / checkpoint.NAME).write_bytes(b"\x80\x02garbage, as if the disk lost it")
-    (run / f".{checkpoint.NAME}.abc123.tmp").write_bytes(b"half a file from a kill mid-write")
+    (run / CHECKPOINT).write_bytes(b"\x80\x02garbage, as if the disk lost it")
+    (run / f".{CHECKPOINT}.abc123.tmp").write_bytes(b"half a file from a kill mid-write")
     for name in FILES:
         (run / name).unlink()
     capsys.readouterr()
@@ -230,21 +231,21 @@ def test_corrupt_checkpoint_or_leftover_temp_file_never_breaks_a_run(tmp_path, d
     assert "ignoring checkpoint" in err and "starting from round 0" in err
     assert s["status"] == "complete" and "resumed_from_round" not in s
     assert {name: (run / name).read_bytes() for name in FILES} == want
-    assert not (run / checkpoint.NAME).exists() and not list(run.glob(".*.tmp"))
+    assert not (run / CHECKPOINT).exists() and not list(run.glob(".*.tmp"))
 
 
 def test_complete_run_is_read_not_recomputed_and_stale_checkpoint_removed(tmp_path, data_root, capsys):
     first = run_inprocess(f"results_dir={tmp_path}", "rounds=3")
     (run,) = run_dirs(tmp_path)
     stamp = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
-    (run / checkpoint.NAME).write_bytes(b"left by a kill between summary and cleanup")
+    (run / CHECKPOINT).write_bytes(b"left by a kill between summary and cleanup")
     again = run_inprocess(f"results_dir={tmp_path}", "rounds=3")
     assert again == first and "already complete" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == stamp
 
 
 def test_checkpoint_of_another_config_is_ignored(tmp_path):
-    path = tmp_path / checkpoint.NAME
+    path = tmp_path / CHECKPOINT
     checkpoint.save(path, {"format": checkpoint.FORMAT, "key": "abc", "round": 3})
     assert checkpoint.load(path, "abc", 10, "cpu")[0]["round"] == 3
     assert checkpoint.load(path, "xyz", 10, "cpu") == (None, "it belongs to another config")
@@ -260,7 +261,7 @@ def test_checkpoint_file_cannot_run_code(tmp_path):
         def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
-    path = tmp_path / checkpoint.NAME
+    path = tmp_path / CHECKPOINT
     path.write_bytes(pickle.dumps({"format": checkpoint.FORMAT, "x": Evil()}))
     payload, why = checkpoint.load(path, "k", 10, "cpu")
     assert payload is None and "unreadable" in why and not (tmp_path / "pwned").exists()

@@ -45,7 +45,7 @@ def test_plan_slots_one_run_per_gpu_and_cores_shared():
 
 def test_slot_sets_affinity_gpus_and_thread_count():
     code = ("from hydra_plugins.fedbench_launcher.local_pool import Slot, apply_slot; import os; "
-            "apply_slot(Slot((0,), ())); from fedbench.runtime import resolve_threads; "
+            "apply_slot(Slot((0,), ())); from fedbench.execution import resolve_threads; "
             "print(resolve_threads('auto'), repr(os.environ['CUDA_VISIBLE_DEVICES']))")
     env = dict(os.environ, SLURM_CPUS_PER_TASK="64", CUDA_VISIBLE_DEVICES="0,1")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

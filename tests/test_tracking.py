@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from fedbench.report.collect import assign_groups, load_run
-from fedbench.results import config_hash, run_dir
+from fedbench.rundir import config_hash, path_for
 from tests.runs_helpers import ROOT, SMALL, compose_cfg, run_dirs, run_inprocess, summary
 from tests.tracking_helpers import (metrics, mlflow_history, mlflow_runs, need, offline_wandb, tb_events,
                                    tb_hparams, tb_scalars, tb_text, wandb_history, wandb_id, wandb_of,
@@ -80,7 +80,7 @@ def test_the_logger_changes_neither_hash_nor_run_directory(cli_run, capsys):
     results, run = cli_run
     plain, logged = compose_cfg(*ARGS), compose_cfg(*ARGS, "logger=[tensorboard,mlflow,wandb]")
     assert config_hash(plain, exclude_seed=False) == config_hash(logged, exclude_seed=False)
-    assert run_dir(plain) == run_dir(logged)
+    assert path_for(plain) == path_for(logged)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
     again = run_inprocess(*ARGS[len(SMALL):], f"results_dir={results}")      # no logger: not recomputed
     assert again["status"] == "complete" and "already complete" in capsys.readouterr().err
@@ -162,7 +162,7 @@ def _open_mlflow_store(results, name, me, arrived, inside, most_inside, cond, ou
     from mlflow.store.tracking.file_store import FileStore
     from omegaconf import OmegaConf as _OC
 
-    from fedbench import runlock
+    from fedbench.rundir import lock as runlock
     from fedbench.tracking.identity import RunIdentity
     from fedbench.tracking.to_mlflow import Tracker
 

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from fedbench import checkpoint
+from fedbench.rundir import CHECKPOINT
 from fedbench.federation import Federation
 from tests.runs_helpers import SMALL, finish, popen_cli, run_dirs, run_inprocess, summary
 from tests.tracking_helpers import (metrics, mlflow_history, mlflow_runs, need, offline_wandb, tb_events,
@@ -40,7 +40,7 @@ def _freeze_past_checkpoint(results, proc, timeout=300):
             continue
         run = runs[0]
         os.kill(proc.pid, signal.SIGSTOP)
-        saved = torch.load(run / checkpoint.NAME, weights_only=True)["round"]
+        saved = torch.load(run / CHECKPOINT, weights_only=True)["round"]
         run_id = json.loads((run / "tracking.json").read_text())["mlflow"]["run_id"]
         in_mlflow = max(step for step, _ in mlflow_history(results, run_id, "test_acc"))
         (events,) = (run / "tensorboard").iterdir()

@@ -113,7 +113,7 @@ def memory_case(clients: int, method: str, engine: str, root: str, device: torch
     _, run_peak = rss_mb()
     row = {"clients": clients, "method": method, "engine": engine, "samples": len(s.data.y),
            "data_mb": (s.data.x.numel() * s.data.x.element_size() + s.data.y.numel() * 8) / 2 ** 20,
-           "store_mb": fed.store.nbytes() / 2 ** 20, "rss_base_mb": base, "data_peak_mb": data_peak - base,
+           "store_mb": fed.tensors.store.nbytes() / 2 ** 20, "rss_base_mb": base, "data_peak_mb": data_peak - base,
            "loaded_mb": loaded, "run_peak_mb": run_peak - loaded, "peak_mb": max(data_peak, run_peak),
            "peak_exact": exact, "data_s": t_data, "run_s": t_run, "rounds": rounds}
     if device.type == "cuda":
@@ -156,6 +156,27 @@ def hardware(device: torch.device) -> str:
 
 
 # -- main -------------------------------------------------------------------------------------------
+def harness_section(root: str, device, rounds: int, block: int) -> dict:
+    """FedAvg and FedBSD timed four ways (module docstring): {method: (seconds, agreement, why not
+    vmap, auto engine)}."""
+    from fedbench.engines import auto_engine, vmap_support
+
+    results = {}
+    for method in ("fedavg", "fedbsd"):
+        s = Setting(method, SETTING, root, device, rounds + block)
+        runners = {"sequential": Harness(s), "floor": Floor(s, method), "typical": Typical(s, method)}
+        fed = runners["sequential"].fed
+        why = vmap_support(fed.method, fed.model)
+        if why is None:
+            runners["vmap"] = Harness(s, engine="vmap")
+        spent = time_interleaved(runners, rounds, block, block, device)
+        ref = runners["floor"].global_state()
+        agree = {n: max_diff(ref, r.global_state()) for n, r in runners.items() if n != "floor"}
+        auto = auto_engine(fed.method, fed.model, device, len(fed.schedule[0]))
+        results[method] = (spent, agree, why, auto)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedbench.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short run for CI (< 60 s): fewer rounds, 1,000 "
@@ -170,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                    "every core (slow on a loaded machine: many threads then spin against other processes)")
     args = p.parse_args(argv)
 
-    from fedbench.runtime import resolve_device, resolve_threads
-    from fedbench.engines import auto_engine, vmap_support
+    from fedbench.execution import resolve_device, resolve_threads
 
     torch.set_num_threads(resolve_threads(args.threads))
     device = resolve_device(args.device)
@@ -183,19 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setting: {' '.join(SETTING)}, model=mlp (the digits default, 64-100-10), {rounds} timed rounds after {block} warm-up "
           f"rounds, device {device}", flush=True)
     try:
-        results = {}
-        for method in ("fedavg", "fedbsd"):
-            s = Setting(method, SETTING, root, device, rounds + block)
-            runners = {"sequential": Harness(s), "floor": Floor(s, method), "typical": Typical(s, method)}
-            fed = runners["sequential"].fed
-            why = vmap_support(fed.method, fed.model)
-            if why is None:
-                runners["vmap"] = Harness(s, engine="vmap")
-            spent = time_interleaved(runners, rounds, block, block, device)
-            ref = runners["floor"].global_state()
-            agree = {n: max_diff(ref, r.global_state()) for n, r in runners.items() if n != "floor"}
-            auto = auto_engine(fed.method, fed.model, device, len(fed.schedule[0]))
-            results[method] = (spent, agree, why, auto)
+        results = harness_section(root, device, rounds, block)
         print()
         print(table(results, rounds))
         matched = "; ".join(f"{m} {' '.join(o)}" for m, o in MATCHED.items())

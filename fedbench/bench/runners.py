@@ -43,13 +43,10 @@ class Setting:
         return build_model(self.cfg.model, self.data.input_shape, self.data.num_classes).to(self.device)
 
     def federation(self, engine: str = "sequential"):
-        from fedbench.engines import build_federation
-        from fedbench.run_settings import RunSettings
-        from fedbench.run import build_method
+        from fedbench.run import build_federation, build_method
 
         model = self.model()
-        return build_federation(engine, RunSettings.from_cfg(self.cfg), self.data, model,
-                                build_method(self.cfg, model), self.cfg.rounds, self.cfg.join_ratio)
+        return build_federation(self.cfg, self.data, model, build_method(self.cfg, model), engine)
 
 
 def batch_bounds(n: int, size: int) -> list[tuple[int, int]]:

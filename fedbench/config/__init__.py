@@ -30,26 +30,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fedbench.config.keys import MODEL_SPECS, TOP_SPECS
 from fedbench.data.datasets import DATASETS
 from fedbench.data.partitions import PARTITIONS, check_feasible
-from fedbench.data.records import require_params
+from fedbench.data.params import require_params
 from fedbench.errors import ConfigError
-from fedbench.config.method_checks import (_check_official_optimizer, method_class, method_specs,
+from fedbench.config.method_checks import (check_method_config, method_class,
                                             require_backbone_and_head, require_batchnorm)
 from fedbench.config.specs import _show, check, check_mapping
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("method", "dataset", "partition", "model")
-
-def _check_node(prefix: str, node: DictConfig, specs: dict, allowed_extra=(), extra_note: str = "") -> None:
-    """Every key of `node` must be known (in `specs`, `allowed_extra` or 'name') and satisfy its spec."""
-    known = set(specs) | set(allowed_extra) | {"name"}
-    for key in node:
-        if key not in known:
-            raise ConfigError(f"{prefix}.{key}={_show(node.get(key))}: unknown key for {prefix}={node.name}; "
-                              f"valid keys: {', '.join(sorted(known - {'name'})) or '(none)'}{extra_note}")
-    for key, spec in specs.items():
-        if key in node:
-            check(f"{prefix}.{key}", node.get(key), spec)
-
 
 # -- the checks ----------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
@@ -59,16 +47,13 @@ def _yaml_keys(relpath: str) -> frozenset:
 
 
 def group_options(group: str) -> list[str]:
-    """The options of a config group: conf/<group>/*.yaml (model's auto_<dataset> aliases left out)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("auto_"))
+    """The options of a config group: conf/<group>/*.yaml."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def _check_top(cfg: DictConfig, machine: bool = True) -> None:
     known = set(_yaml_keys("config.yaml")) | set(GROUPS) | {"hydra", "logger"}
-    for key in cfg:
-        if key not in known:
-            raise ConfigError(f"{key}={_show(cfg.get(key))}: unknown key; valid top-level keys: "
-                              f"{', '.join(sorted(known - {'hydra', 'defaults'}))}")
+    check_mapping("", cfg, {}, ", ".join(sorted(known - {"hydra", "defaults"})), extra=known)
     for key, spec in TOP_SPECS.items():
         value = OmegaConf.select(cfg, key, default=KeyError)
         if value is not KeyError:
@@ -141,7 +126,7 @@ def _check_directory(key: str, value: str, writable: bool = True) -> None:
 def _check_record(group: str, registry, node: DictConfig):
     """The record of `node`'s option (dataset, partition); every key of its ranges present and valid."""
     record = registry.get(node.name)
-    _check_node(group, node, record.ranges)
+    check_mapping(group, node, record.ranges, owner=f"{group}={node.name}")
     require_params(group, record.name, node, record.ranges)
     return record
 
@@ -177,7 +162,7 @@ def _check_model(cfg: DictConfig, info: dict | None):
     m = cfg.model
     if m.name not in MODELS:
         raise ConfigError(f"model={m.name!r}: unknown model; choose one of: {', '.join(sorted(MODELS))}")
-    _check_node("model", m, MODEL_SPECS, _yaml_keys(f"model/{m.name}.yaml"))
+    check_mapping("model", m, MODEL_SPECS, extra=_yaml_keys(f"model/{m.name}.yaml"), owner=f"model={m.name}")
     if info is None:
         return None
     import json
@@ -194,11 +179,8 @@ def _check_model(cfg: DictConfig, info: dict | None):
 
 
 def _check_method(cfg: DictConfig, model) -> None:
-    name = cfg.method.name
-    cls = method_class(name)
-    _check_node("method", cfg.method, method_specs(cls), _yaml_keys(f"method/{name}.yaml"),
-                " (add-ons: weighting, ft_epochs, ft_lr, ft_momentum, ft_batch_size, ft_part)")
-    _check_official_optimizer(cfg.method)
+    cls = method_class(cfg.method.name)
+    check_method_config(cfg.method, cls)
     if model is not None:
         require_batchnorm(cfg, cls, model)
         require_backbone_and_head(cfg, cls, model)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedbench.optimizer import OPTIMIZER_KEYS
+from fedbench.engines import CHOICES as ENGINE_CHOICES
 
 # Top-level keys (and data.*): their specs. Keys absent from the config are not checked.
 TOP_SPECS: dict[str, Any] = {
@@ -25,7 +25,7 @@ TOP_SPECS: dict[str, Any] = {
     "eval_every": "int [1, inf)",
     "eval_final_k": "int [1, inf)",
     "threads": "auto or int [1, inf)",
-    "engine": ("auto", "sequential", "vmap"),
+    "engine": ENGINE_CHOICES,
     "progress": "bool",
     "checkpoint_every": "int [0, inf)",
     "deterministic": "bool",
@@ -42,19 +42,6 @@ def or_null(spec) -> str:
     """The spec string that also allows null (a tuple of words becomes 'a or b or null')."""
     return f"{spec if isinstance(spec, str) else ' or '.join(spec)} or null"
 
-
-# Method hyperparameters every method understands (harness add-ons: weighting, its own optimizer keys,
-# fine-tuning). A method's own optimizer key overrides the run's (null: the run's; fedbench.optimizer).
-HARNESS_METHOD_SPECS: dict[str, Any] = {
-    "weighting": ("samples", "uniform"),
-    **{key: or_null(TOP_SPECS[key]) for key in OPTIMIZER_KEYS},
-    "official": "bool",
-    "ft_epochs": "int [0, inf)",
-    "ft_lr": "(0, inf) or null",
-    "ft_momentum": "[0, 1) or null",
-    "ft_batch_size": "int [1, inf) or null",
-    "ft_part": ("all", "head", "backbone"),
-}
 
 MODEL_SPECS: dict[str, Any] = {"hidden": "list of int [1, inf)", "channels": "list of int [1, inf)",
                                "bn": "bool", "head_layers": "int [1, inf)"}

@@ -3,21 +3,26 @@ class's declared `ranges` (and the harness's), its official optimizer holds opti
 the model has what the method needs (BatchNorm, a backbone and a head). Part of fedbench.config."""
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig, OmegaConf
 
-from fedbench.config.keys import HARNESS_METHOD_SPECS, TOP_SPECS
+from fedbench.config.keys import TOP_SPECS
+from fedbench.config.method_parts import STRUCTURED_KEYS, method_specs, own_specs
 from fedbench.config.specs import _show, check_mapping
 from fedbench.errors import ConfigError
 
 
-def method_specs(cls) -> dict[str, Any]:
-    """Every method hyperparameter spec a method class has: the harness's and its own `ranges`."""
-    specs = dict(HARNESS_METHOD_SPECS)
-    for klass in reversed(cls.__mro__):
-        specs.update(getattr(klass, "ranges", None) or {})
-    return specs
+def check_method_config(node: DictConfig, cls) -> None:
+    """Every key of the method config is the harness's or the method's own, with a valid value; every
+    own key has a value (its default is in conf/method/<name>.yaml); the official optimizer is sound."""
+    specs = method_specs(cls)
+    own = ", ".join(own_specs(cls)) or "none"
+    check_mapping("method", {k: node.get(k) for k in node if k not in ("name", *STRUCTURED_KEYS)}, specs,
+                  f"its own ({own}) and the harness's ({', '.join(k for k in specs if k not in own_specs(cls))})")
+    missing = [k for k in own_specs(cls) if k not in node]
+    if missing:
+        raise ConfigError(f"method.{missing[0]}: missing; method={node.name} needs {own} (their defaults are in "
+                          f"conf/method/{node.name}.yaml)")
+    _check_official_optimizer(node)
 
 
 def method_class(name: str) -> type:

@@ -79,10 +79,18 @@ def check(key: str, value, spec) -> None:
         raise ConfigError(f"{key}={_show(value)}: must be {describe(spec)}")
 
 
-def check_mapping(prefix: str, node, specs: dict, valid: str) -> None:
-    """Every key of the mapping `node` is one of `specs` and satisfies its spec: one ConfigError line
-    naming `prefix.key` otherwise (`valid` lists the allowed keys in the message)."""
+def check_mapping(prefix: str, node, specs: dict, valid: str | None = None, extra=(), owner: str = "") -> None:
+    """Every key of the mapping `node` is one of `specs` (or of `extra`, keys with no spec, and 'name')
+    and each present key of `specs` satisfies its spec: one ConfigError line naming `prefix.key`
+    otherwise (`valid` lists the allowed keys in the message, default: the known keys; `owner`, e.g.
+    "partition=dirichlet", says whose keys they are)."""
+    known = set(specs) | set(extra) | {"name"}
+    full = (lambda key: f"{prefix}.{key}") if prefix else str
     for key in node:
-        if key not in specs:
-            raise ConfigError(f"{prefix}.{key}={_show(node.get(key))}: unknown key; valid keys: {valid}")
-        check(f"{prefix}.{key}", node.get(key), specs[key])
+        if key not in known:
+            listed = valid or ", ".join(sorted(known - {"name"})) or "(none)"
+            whose = f" for {owner}" if owner else ""
+            raise ConfigError(f"{full(key)}={_show(node.get(key))}: unknown key{whose}; valid keys: {listed}")
+    for key, spec in specs.items():
+        if key in node:
+            check(full(key), node.get(key), spec)

@@ -1,6 +1,7 @@
 """Plain containers passed between the data stages: dataset -> partition -> federated data."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,3 +80,9 @@ class FederatedData:
     @property
     def num_clients(self) -> int:
         return len(self.clients)
+
+    @functools.cached_property
+    def sizes(self) -> np.ndarray:
+        """(K, 3) int64: each client's train, val and test sizes (computed once)."""
+        return np.array([[len(c.train), len(c.val), len(c.test)] for c in self.clients],
+                        dtype=np.int64).reshape(-1, 3)

@@ -1,8 +1,9 @@
-"""Engines: how a round's cohorts of clients are stepped. The round itself is fedbench.federation's;
-the science is the same in every engine.
+"""Engines: how a round's clients are grouped into cohorts and how a cohort is stepped. The round is
+fedbench.federation's; an engine is a strategy it is given, "compute these gradients (or logits) over
+these stacked tensors", and never sees the federation. The science is the same in every engine.
 
   auto        (default) vmap where it can run the method and pays off, else sequential; see
-              `auto_engine`. The engine a run used is recorded in its summary.json.
+              `auto_engine`. The engines a run used are recorded in its summary.json.
   sequential  fedbench.engines.sequential: the clients one after the other (any method, any model).
   vmap        fedbench.engines.vmap: all sampled clients as one cohort, each step one vectorized call
               (methods that declare `vectorizable`, on models without buffers).
@@ -13,16 +14,20 @@ from __future__ import annotations
 
 import sys
 
-from fedbench.errors import ConfigError
+from torch import nn
 
-ENGINES = ("auto", "sequential", "vmap")
+from fedbench.engines.sequential import SequentialEngine
+from fedbench.engines.vmap import VmapEngine
+
+ENGINES = {engine.name: engine for engine in (SequentialEngine, VmapEngine)}
+CHOICES = ("auto", *ENGINES)   # the values of the `engine` config key
 
 
 def vmap_support(method, model) -> str | None:
     """None when the vmap engine can run `method` on `model`, else the reason it cannot (read from
     what the method declares and what the model holds)."""
-    if not getattr(method, "vectorizable", True):
-        return getattr(method, "why_not_vectorizable", "it declares its local update not vectorizable")
+    if not method.vectorizable:
+        return method.why_not_vectorizable
     if any(True for _ in model.buffers()):
         return "the model has buffers (e.g. BatchNorm statistics), which vmap cannot update per client"
     return None
@@ -35,32 +40,21 @@ def auto_engine(method, model, device, clients_per_round: int) -> str:
     MLP, 0.58x for LeNet, but 1.11x for the CIFAR CNN (convolutions are compute-bound there), so
     convolutional models on a CPU stay sequential; with fewer clients per round than
     VmapEngine.min_group, the vmap engine would step client by client anyway."""
-    from torch import nn
-
-    from fedbench.engines.vmap import VmapEngine
-
     if vmap_support(method, model) is not None or clients_per_round < VmapEngine.min_group:
         return "sequential"
     convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
     return "sequential" if convolutional and getattr(device, "type", str(device)) == "cpu" else "vmap"
 
 
-def build_federation(engine: str, run, data, model, method, rounds: int, join_ratio: float, warn=None):
-    """The Federation for `engine`; with engine=vmap, a method the vmap engine cannot run falls back
-    to the sequential engine with one warning line (through `warn`, default stderr)."""
-    from fedbench.engines.sequential import SequentialEngine
-    from fedbench.engines.vmap import VmapEngine
-    from fedbench.federation import Federation, clients_per_round
-
-    if engine not in ENGINES:
-        raise ConfigError(f"engine={engine!r}: choose one of: {', '.join(ENGINES)}")
-    if engine == "auto":
-        engine = auto_engine(method, model, data.x.device, clients_per_round(data.num_clients, join_ratio))
-    if engine == "vmap":
-        why = vmap_support(method, model)
-        if why is None:
-            return Federation(run, data, model, method, rounds, join_ratio, VmapEngine())
+def choose_engine(name: str, method, model, device, clients_per_round: int, warn=None):
+    """The engine for the `engine` key `name` (validated by fedbench.config); with engine=vmap, a
+    method the vmap engine cannot run falls back to the sequential engine with one warning line
+    (through `warn`, default stderr)."""
+    if name == "auto":
+        name = auto_engine(method, model, device, clients_per_round)
+    if name == "vmap" and (why := vmap_support(method, model)) is not None:
         (warn or (lambda m: print(m, file=sys.stderr)))(
             f"fedbench: warning: engine=vmap cannot run method={method.name!r} ({why}); "
             "using engine=sequential (same results)")
-    return Federation(run, data, model, method, rounds, join_ratio, SequentialEngine())
+        name = "sequential"
+    return ENGINES[name]()

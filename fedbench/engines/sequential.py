@@ -5,27 +5,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedbench.evaluation import split_sums
-
 
 class SequentialEngine:
+    """How cohorts are formed and stepped, client by client. An engine sees cohorts (stacked tensors
+    and a way to call the objective on their rows), never the federation."""
+
     name = "sequential"
 
-    def cohorts(self, fed, t: int, sampled: np.ndarray):
-        """The round's cohorts, in the sampled order: one per client."""
+    def groups(self, sampled: np.ndarray, n_train: np.ndarray):
+        """The round's cohorts as (client ids, vmapped), in the sampled order: one per client."""
         for k in sampled:
-            yield fed.cohort([int(k)], t, "train")
+            yield np.array([int(k)]), False
 
-    def gradients(self, client, objective, names: list[str], step) -> tuple[dict, torch.Tensor]:
+    def gradients(self, cohort, objective, names: list[str], step) -> tuple[dict, torch.Tensor]:
         """Client by client: each active client's gradient w.r.t. the cohort tensors `names` (rows
         stacked; None where the objective does not use a tensor) and its loss, on its own batch."""
-        x, y = client.data.x, client.data.y
+        x, y = cohort.data.x, cohort.data.y
         per = {n: [] for n in names}
         losses = []
         for i in range(step.active):
             idx = step.rows(i)
-            leaves = {n: client.state[n][i].detach().requires_grad_() for n in names}
-            loss = client.call(objective, leaves, i, x[idx], y[idx])
+            leaves = {n: cohort.state[n][i].detach().requires_grad_() for n in names}
+            loss = cohort.call(objective, leaves, i, x[idx], y[idx])
             for n, g in zip(names, torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)):
                 per[n].append(g)
             losses.append(loss.detach())
@@ -33,16 +34,12 @@ class SequentialEngine:
                  for n, gs in per.items()}
         return grads, torch.stack(losses)
 
-    def score(self, fed, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """(correct, summed loss) of every client's evaluated model on its val and test splits, (K, 2):
-        client by client (its adapt hook and fine-tuning first), in batches of eval_batch_size."""
-        K = fed.data.num_clients
-        correct, loss = np.zeros((K, 2)), np.zeros((K, 2))
-        for k in range(K):
-            client = fed.evaluated(k, t)
-            fed.step_models.set_mode(False)
-            split = fed.data.clients[k]
-            predict = lambda xb, c=client: c.call(None, {}, 0, xb, None)  # noqa: E731
-            for j, idx in enumerate((split.val, split.test)):
-                correct[k, j], loss[k, j] = split_sums(predict, fed.data.x, fed.data.y, idx, fed.run.eval_batch_size)
-        return correct, loss
+    def eval_chunks(self, sizes: np.ndarray, n_train: np.ndarray, budget: int):
+        """The clients to evaluate, as cohorts (ids, vmapped): one per client, in client order."""
+        for k in range(len(sizes)):
+            yield np.array([k]), False
+
+    def predict(self, cohort, x: torch.Tensor, budget: int) -> torch.Tensor:
+        """Logits (1, L, classes) of a cohort of one on inputs (1, L, ...), in batches of `budget`."""
+        parts = [cohort.call(None, {}, 0, x[0, a:a + budget], None) for a in range(0, x.shape[1], budget)]
+        return torch.cat(parts).unsqueeze(0)

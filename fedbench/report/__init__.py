@@ -78,7 +78,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     from fedbench.report.plots import write_plots
     from fedbench.report.select import select_by_validation
     from fedbench.report.tables import write_issues, write_tables
-    from fedbench.results import atomic_write
+    from fedbench.files import atomic_write
 
     if metric not in METRICS:
         raise ReportError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
@@ -128,7 +128,7 @@ def write_selected(results_dir: Path, runs, selected, picked, metric: str, table
     from fedbench.report.plots import write_plots
     from fedbench.report.select import config_columns
     from fedbench.report.tables import write_tables
-    from fedbench.results import atomic_write
+    from fedbench.files import atomic_write
 
     path = tables_dir / "selected.csv"
     atomic_write(path, portable(selected.drop(columns="setting_key")).to_csv(index=False, float_format="%.6g"))

@@ -21,14 +21,14 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from fedbench import completion
+from fedbench.rundir import completion
 from fedbench.optimizer import OPTIMIZER_KEYS
-from fedbench.results import RunDir, scientific_config
+from fedbench.rundir import CONFIG, SUMMARY, RunDir, scientific_config
 
 HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
               "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
-              "error", "config_hash", "partition_cache", "engine", "device", "threads", "torch", "overrides")
+              "error", "config_hash", "partition_cache", "engines", "device", "threads", "torch", "overrides")
 STATUS_OK = "complete"
 
 
@@ -66,7 +66,7 @@ def setting_key(flat: dict) -> str:
 def find_run_dirs(results_dir: Path) -> list[Path]:
     """Every directory under results_dir/runs holding a summary.json or a config.yaml."""
     runs = Path(results_dir) / "runs"
-    found = {p.parent for name in ("summary.json", "config.yaml") for p in runs.rglob(name)}
+    found = {p.parent for name in (SUMMARY, CONFIG) for p in runs.rglob(name)}
     return sorted(found)
 
 
@@ -76,11 +76,11 @@ def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
     copy a rerun put aside (completion.put_aside) give status 'damaged', with the reason in `error`."""
     summary = RunDir(path).summary()
     if summary is None:
-        exists = (path / "summary.json").exists()
+        exists = (path / SUMMARY).exists()
         summary = {"status": "damaged" if exists else "missing",
                    "error": "summary.json is not a JSON object in UTF-8" if exists else "summary.json is missing"}
     try:
-        config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+        config = OmegaConf.to_container(OmegaConf.load(path / CONFIG), resolve=True)
         if not isinstance(config, dict):
             raise ValueError("not a mapping")
         config = scientific_config(OmegaConf.create(config))
@@ -103,6 +103,8 @@ def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
     row |= {k: summary.get(k) for k in RUN_FIELDS}
     if isinstance(row["overrides"], list):  # python -m fedbench <overrides> reproduces the run
         row["overrides"] = shlex.join(str(o) for o in row["overrides"])
+    engines = row["engines"] if row["engines"] is not None else summary.get("engine")  # (older runs: "a+b")
+    row["engines"] = "+".join(engines) if isinstance(engines, list) else engines
     for when in ("final", "best"):
         row |= {f"{when}_{h}": summary.get(f"{when}_{h}", math.nan) for h in HEADLINE}
     sent = [v for k in ("bytes_up", "bytes_down") if isinstance(v := summary.get(k), (int, float))]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from fedbench.report.aggregate import aggregate
 from fedbench.report.tables import best_cells, cell_text, to_latex, to_markdown
-from fedbench.results import atomic_write
+from fedbench.files import atomic_write
 
 
 def ranks(agg: pd.DataFrame) -> pd.Series:

@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from fedbench.rundir.layout import CLIENTS, METRICS
+
 TAB20 = colormaps["tab20"]
 
 PREFIXES = ("curves_", "bytes_", "clients_", "partition_")
@@ -53,7 +55,7 @@ def seed_curves(results_dir: Path, runs: pd.DataFrame, y: str) -> tuple[pd.Serie
     """Mean and std over seeds of metrics.csv column `y` per round, and the mean cumulative MB sent."""
     frames = []
     for seed, run_dir in zip(runs["seed"], runs["run_dir"]):
-        m = _read(results_dir, run_dir, "metrics.csv")
+        m = _read(results_dir, run_dir, METRICS)
         if m is not None and {y, "bytes_up", "bytes_down"} <= set(m.columns):
             frames.append(m.assign(seed=seed, mb=(m["bytes_up"] + m["bytes_down"]) / 1e6))
     if not frames:
@@ -101,7 +103,7 @@ def plot_clients(results_dir: Path, ok: pd.DataFrame, out: Path, name: str) -> l
     data, labels = [], []
     for variant, runs in ok.groupby("variant"):
         accs = [c["test_acc"].dropna().to_numpy() for d in runs["run_dir"]
-                if (c := _read(results_dir, d, "clients.csv")) is not None and "test_acc" in c]
+                if (c := _read(results_dir, d, CLIENTS)) is not None and "test_acc" in c]
         if accs:
             data.append(100 * np.concatenate(accs))
             labels.append(f"{variant}\n({len(accs)} seeds)")

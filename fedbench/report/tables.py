@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedbench.report.aggregate import aggregate, missing_seed_cells
-from fedbench.results import atomic_write
+from fedbench.files import atomic_write
 
 VALUES = {"acc": "mean client accuracy (unweighted)",
           "acc_weighted": "mean client accuracy (weighted by test samples)",

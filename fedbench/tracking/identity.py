@@ -39,7 +39,7 @@ class RunIdentity:
 
 def identify(cfg: DictConfig, run_dir: Path) -> RunIdentity:
     from fedbench.report.collect import flatten, setting_key
-    from fedbench.results import config_hash, partition_tag, scientific_config
+    from fedbench.rundir import config_hash, partition_tag, scientific_config
 
     setting = f"{cfg.dataset.name}/{partition_tag(cfg.partition)}/N{cfg.num_clients}"
     group = f"{setting}/{setting_key(flatten(scientific_config(cfg)))}"

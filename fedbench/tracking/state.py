@@ -1,13 +1,12 @@
 """<run dir>/tracking.json: what a tracker needs to find its own run again when the fedbench run
 resumes (MLflow's run id and tracking URI, W&B's run id and the last round it finished logging).
-Written atomically (fedbench.results.write_json); a missing or unreadable file is an empty state."""
+Written atomically (fedbench.files.write_json); a missing or unreadable file is an empty state."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from fedbench.results import read_json_object, write_json
-
-NAME = "tracking.json"
+from fedbench.files import read_json_object, write_json
+from fedbench.rundir.layout import TRACKING as NAME
 
 
 def load(run_dir: Path) -> dict:

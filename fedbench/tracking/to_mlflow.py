@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 
 from omegaconf import DictConfig
 
-from fedbench import runlock
+from fedbench.rundir import lock as runlock
 from fedbench.tracking import state
 from fedbench.tracking.identity import RunIdentity, facts, headline, last_step, metrics_of
 

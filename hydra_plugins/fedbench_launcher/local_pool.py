@@ -8,7 +8,7 @@ This launcher keeps a pool of *slots* instead and starts a run only when a slot 
 - no GPU (CPU fallback): one slot per `cpus_per_run` cores (default: the cores shared out
   between min(#cores, #runs) slots).
 Inside the run, the slot is applied before any work: CUDA_VISIBLE_DEVICES = the slot's GPUs and the
-CPU affinity = the slot's cores, so fedbench.runtime.resolve_threads (which reads the affinity) gives
+CPU affinity = the slot's cores, so fedbench.execution.resolve_threads (which reads the affinity) gives
 each run exactly its share. SLURM_CPUS_PER_TASK is dropped in the run: when the sweep is started
 inside a Slurm allocation it describes the whole allocation, not this run's share of it.
 """

@@ -17,5 +17,5 @@ def assert_same_global(a, b) -> None:
 
 def assert_personal_is_local(fed, local, prefix: str) -> None:
     """fed's personal model (store keys prefix + key) equals the `local` method's model, every client."""
-    for k, own in local.store.tensors.items():
-        assert torch.equal(fed.store.tensors[prefix + k], own), k
+    for k, own in local.tensors.store.tensors.items():
+        assert torch.equal(fed.tensors.store.tensors[prefix + k], own), k

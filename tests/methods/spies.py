@@ -21,13 +21,14 @@ def record_uploads(fed) -> list[tuple[int, dict[str, torch.Tensor]]]:
 
 
 def record_trained(fed, snapshot) -> dict[int, object]:
-    """Wrap the method's local update: {client id: snapshot(client)} right after each client's local
-    training, before aggregation (filled as rounds run)."""
+    """Wrap the method's local update: {client id: snapshot(cohort)} right after each client's local
+    training, before aggregation (filled as rounds run; the federation's engine must make cohorts of one)."""
     trained, real = {}, fed.method.local_update
 
-    def record(client):
-        loss = real(client)
-        trained[client.id] = snapshot(client)
+    def record(cohort):
+        loss = real(cohort)
+        (k,) = cohort.ids
+        trained[int(k)] = snapshot(cohort)
         return loss
 
     fed.method.local_update = record
@@ -44,17 +45,18 @@ def mean_upload(uploads, data, weighting: str) -> dict[str, torch.Tensor]:
 
 
 def record_evaluated(fed) -> list[dict[str, torch.Tensor]]:
-    """Wrap `fed.prepare_eval`; the returned list fills with a copy of every evaluated model's tensors
+    """Wrap `fed.evaluated`; the returned list fills with a copy of every evaluated model's tensors
     (the `evaluates` model, after adapt and fine-tuning), once per client, in evaluation order."""
-    seen, real = [], fed.prepare_eval
+    seen, real = [], fed.evaluated
 
-    def spy(client):
-        real(client)
-        model = getattr(client, fed.method.evaluates)
-        for row in range(client.size):
+    def spy(ids, t, vmapped=False):
+        cohort = real(ids, t, vmapped)
+        model = getattr(cohort, fed.method.evaluates)
+        for row in range(cohort.size):
             seen.append({k: v.clone() for k, v in model.state_dict(row).items()})
+        return cohort
 
-    fed.prepare_eval = spy
+    fed.evaluated = spy
     return seen
 
 

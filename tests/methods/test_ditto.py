@@ -2,6 +2,7 @@
 method), lam pulls v toward the round-start global, and v is what gets evaluated."""
 import torch
 
+from tests.looking import batches_xy
 from tests.conftest import make_federation
 from tests.methods.side_by_side import assert_personal_is_local, assert_same_global, train_both
 from tests.methods.spies import grad_at
@@ -28,10 +29,10 @@ def test_personal_step_is_anchored_at_the_round_start_global():
     lr, lam = 0.1, 2.0
     fed = make_federation("ditto", rounds=2, lr=lr, batch_size=100, hp_overrides={"lam": lam})
     fed.train_round(0)
-    client = fed.client(0, 1, "data")
+    client = fed.cohort([0], 1, "train")
     v = {n: t.clone() for n, t in client.personal_model.state_dict().items()}
     w_t = {n: t.clone() for n, t in fed.global_state.items()}
-    g = grad_at(fed.model, v, *next(fed.client(0, 1, "data").batches().xy(fed.data)))
+    g = grad_at(fed.model, v, *next(batches_xy(fed.cohort([0], 1, "train").batches(), fed.data)))
     fed.method.local_update(client)
     for n, p in client.personal_model.state_dict().items():
         assert torch.allclose(p, v[n] - lr * (g[n] + lam * (v[n] - w_t[n])), atol=1e-6), n
@@ -41,7 +42,7 @@ def test_lambda_pulls_v_toward_the_round_start_global():
     def gap(lam):
         fed = make_federation("ditto", rounds=2, local_epochs=3, hp_overrides={"lam": lam})
         fed.train_round(0)
-        client = fed.client(1, 1, "data")
+        client = fed.cohort([1], 1, "train")
         anchor = {k: v.clone() for k, v in fed.global_state.items()}
         fed.method.local_update(client)
         return sum((p - anchor[n]).pow(2).sum() for n, p in client.personal_model.state_dict().items()).item()
@@ -56,6 +57,6 @@ def test_evaluated_model_is_v():
     for k in range(fed.data.num_clients):
         model = fed.evaluated(k, 1).personal_model
         for n, p in model.state_dict().items():
-            assert torch.equal(p, fed.store.tensors["personal_model." + n][k]), n
+            assert torch.equal(p, fed.tensors.store.tensors["personal_model." + n][k]), n
         assert any(not torch.allclose(model.state_dict()[n], fed.global_state[n], atol=1e-4)
                    for n in fed.global_state)

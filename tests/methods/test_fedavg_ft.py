@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-import fedbench.client
-from fedbench.toolkit.finetune import finetune_settings
-from tests.conftest import make_federation, tiny_data
+import fedbench.federation.cohort
+from tests.conftest import make_federation, set_training, tiny_data
 from tests.methods.spies import record_evaluated
 
 
 def snapshot(fed):
-    return {k: v.clone() for k, v in (fed.global_state | fed.fixed | fed.store.tensors).items()}
+    return {k: v.clone() for k, v in (fed.global_state | fed.tensors.fixed | fed.tensors.store.tensors).items()}
 
 
 def evaluated_states(fed, monkeypatch, t=0):
@@ -25,18 +24,17 @@ def test_defaults_are_the_fedbabu_protocol():
     """5 epochs of the whole model, batch 50, at the run's final lr and momentum (FedBABU fine-tunes at
     its final training lr: 1e-3 = 0.1 after two x0.1 decays, momentum 0.9, with its official optimizer)."""
     fed = make_federation("fedavg_ft")
-    assert finetune_settings(fed.method.hp) == {"epochs": 5, "lr": None, "part": "all", "momentum": None,
+    assert fed.finetuning == {"epochs": 5, "lr": None, "part": "all", "momentum": None,
                                                 "batch_size": 50}
 
 
 def test_fine_tuning_runs_at_the_final_lr_of_the_schedule(monkeypatch):
-    import dataclasses
 
     fed = make_federation("fedavg_ft", rounds=4, lr=0.2, momentum=0.5)
-    fed.run = dataclasses.replace(fed.run, lr_schedule="step")  # 0.2 -> 0.02 -> 0.002 at rounds 2 and 3
+    set_training(fed, lr_schedule="step")  # 0.2 -> 0.02 -> 0.002 at rounds 2 and 3
     seen = []
-    real = fedbench.client.Client.sgd
-    monkeypatch.setattr(fedbench.client.Client, "sgd", lambda self, *a, **kw: seen.append(kw) or real(self, *a, **kw))
+    real = fedbench.federation.cohort.Cohort.sgd
+    monkeypatch.setattr(fedbench.federation.cohort.Cohort, "sgd", lambda self, *a, **kw: seen.append(kw) or real(self, *a, **kw))
     fed.evaluate(0)
     assert seen and all(kw["lr"] == pytest.approx(0.002) and kw["momentum"] is None for kw in seen)
 

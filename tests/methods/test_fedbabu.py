@@ -11,9 +11,9 @@ HEAD = ("head.0.weight", "head.0.bias")
 
 def test_head_never_trains_and_is_identical_on_all_clients():
     fed = make_federation("fedbabu", rounds=3, join_ratio=0.5)
-    init = {k: fed.live[k].detach().clone() for k in HEAD}
+    init = {k: fed.tensors.live[k].detach().clone() for k in HEAD}
     body_init = fed.global_state["backbone.1.0.weight"].clone()
-    assert set(fed.fixed) == set(HEAD) and not fed.personal and set(fed.shared) == set(fed.model.keys("backbone"))
+    assert set(fed.tensors.fixed) == set(HEAD) and not fed.tensors.personal and set(fed.tensors.shared) == set(fed.model.keys("backbone"))
     real = fed.method.local_update
 
     def checked(client):  # right after local training, before the harness reloads anything
@@ -26,18 +26,18 @@ def test_head_never_trains_and_is_identical_on_all_clients():
         fed.train_round(t)
     assert not torch.equal(fed.global_state["backbone.1.0.weight"], body_init)  # the body did train
     for k in range(fed.data.num_clients):
-        loaded = fed.client(k, 3).model.state_dict()
+        loaded = fed.cohort([k], 3, "train").model.state_dict()
         assert all(torch.equal(loaded[name], init[name]) for name in HEAD)
 
 
 def test_fine_tuning_moves_the_evaluated_head_but_not_the_stored_one():
     fed = make_federation("fedbabu", rounds=2)
     fed.train_round(0)
-    init = {k: v.clone() for k, v in fed.fixed.items()}
+    init = {k: v.clone() for k, v in fed.tensors.fixed.items()}
     body = {k: v.clone() for k, v in fed.global_state.items()}
     tested = record_evaluated(fed)
     fed.evaluate(0)
     assert tested and all(not torch.equal(s["head.0.weight"], init["head.0.weight"]) for s in tested)
-    assert all(torch.equal(fed.fixed[k], init[k]) for k in init)
+    assert all(torch.equal(fed.tensors.fixed[k], init[k]) for k in init)
     assert all(torch.equal(fed.global_state[k], body[k]) for k in body)
-    assert torch.equal(fed.client(0, 1).model.state_dict()["head.0.weight"], init["head.0.weight"])
+    assert torch.equal(fed.cohort([0], 1, "train").model.state_dict()["head.0.weight"], init["head.0.weight"])

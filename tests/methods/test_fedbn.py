@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from fedbench.data.types import FederatedData
 from fedbench.errors import ConfigError
 from fedbench.run import build_method
-from tests.conftest import make_federation, tiny_data
+from tests.conftest import load_live, make_federation, tiny_data
 from tests.methods.spies import record_trained
 
 CNN_BN = {"name": "cnn", "bn": True, "channels": [4, 8], "hidden": [16]}
@@ -29,26 +29,26 @@ def tiny_images(num_clients=4) -> FederatedData:
 def test_bn_tensors_stay_local_and_the_rest_is_shared(model, data):
     fed = make_federation("fedbn", rounds=2, data=data(), model=model)
     bn = fed.model.keys("bn")
-    assert bn and set(fed.personal) == set(bn) and not set(bn) & set(fed.shared)
+    assert bn and set(fed.tensors.personal) == set(bn) and not set(bn) & set(fed.tensors.shared)
     assert any(k.endswith("running_mean") for k in bn) and any(k.endswith("num_batches_tracked") for k in bn)
     # each client's own BN values right after its local training
     trained = record_trained(fed, lambda client: {k: client.model.state_dict()[k].clone() for k in bn})
     for t in range(2):
         fed.train_round(t)
         for k in range(fed.data.num_clients):
-            fed.load(k)
+            load_live(fed, k)
             live = fed.model.state_dict()
             assert all(torch.equal(live[n], trained[k][n]) for n in bn)  # its own, not averaged
-            assert all(torch.equal(live[n], fed.global_state[n]) for n in fed.shared)
+            assert all(torch.equal(live[n], fed.global_state[n]) for n in fed.tensors.shared)
     for name in bn:
         if not name.endswith("num_batches_tracked"):
-            values = fed.store.tensors[name]
+            values = fed.tensors.store.tensors[name]
             assert all(not torch.equal(values[0], values[k]) for k in range(1, fed.data.num_clients)), name
 
 
 def test_uploads_hold_no_bn_tensor():
     fed = make_federation("fedbn", rounds=1, data=tiny_images(), model=CNN_BN)
-    client = fed.client(0, 0, "data")
+    client = fed.cohort([0], 0, "train")
     fed.method.local_update(client)
     assert set(fed.upload(client)) == set(fed.model.keys("non_bn"))
 

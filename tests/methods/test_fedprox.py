@@ -2,6 +2,7 @@
 import torch
 
 from methods.fedavg import FedAvg
+from tests.looking import batches_xy, forward
 from tests.conftest import make_federation
 
 
@@ -25,7 +26,7 @@ def test_without_data_gradient_the_gap_shrinks_by_one_minus_lr_mu_per_step(monke
     lr, mu = 0.1, 2.0
     monkeypatch.setattr(FedAvg, "loss", lambda self, client, x, y, reduction="mean": (client.model(x) * 0).sum())
     fed = make_federation("fedprox", rounds=1, lr=lr, hp_overrides={"mu": mu})
-    client = fed.client(0, 0, "data")
+    client = fed.cohort([0], 0, "train")
     anchor = {k: v.clone() for k, v in client.global_model().named_parameters()}
     with torch.no_grad():
         for p in client.model.tensors(params_only=True).values():
@@ -42,9 +43,9 @@ def test_without_data_gradient_the_gap_shrinks_by_one_minus_lr_mu_per_step(monke
 def test_proximal_term_is_zero_at_round_start_and_pulls_toward_global():
     def drift(mu):
         fed = make_federation("fedprox", rounds=1, local_epochs=5, hp_overrides={"mu": mu})
-        client = fed.client(0, 0, "data")
-        x, y = next(client.batches().xy(client.data))
-        ce = torch.nn.functional.cross_entropy(client.model(x), y)
+        client = fed.cohort([0], 0, "train")
+        x, y = next(batches_xy(client.batches(), client.data))
+        ce = torch.nn.functional.cross_entropy(forward(client.model, x), y)
         assert torch.equal(client.call(fed.method.loss, {}, 0, x, y), ce)  # w = w^t: the term is exactly 0
         fed.method.local_update(client)
         return flat_gap(client.model, dict(client.global_model().named_parameters())).norm()

@@ -1,10 +1,10 @@
 """FedRep: head epochs with the body frozen, then body epochs with the head frozen; heads private."""
-import dataclasses
 
 import pytest
 import torch
 
-from tests.conftest import make_federation
+from tests.looking import batches_xy, forward
+from tests.conftest import load_live, make_federation, set_training
 
 
 def clone(model):
@@ -18,7 +18,7 @@ def same(a, b, prefix):
 def run_local_update(fed, k=0, t=0):
     """Client k's local update with a spy on client.sgd: the received state, the state after each
     phase, and the epochs each phase asked for."""
-    client = fed.client(k, t, "data")
+    client = fed.cohort([k], t, "train")
     received, after, epochs = clone(client.model), [], []
     real_sgd, real_batches = client.sgd, client.batches
 
@@ -41,7 +41,7 @@ def test_head_phase_then_body_phase_each_freezing_the_other(official):
     # momentum 0.5 and weight decay 1e-4 (the official optimizer's), which would move a part "frozen"
     # by zeroing its gradients
     fed = make_federation("fedrep", rounds=1, momentum=0.5, hp_overrides={"official": official})
-    fed.run = dataclasses.replace(fed.run, weight_decay=1e-4)
+    set_training(fed, weight_decay=1e-4)
     received, (after_head, after_body), epochs = run_local_update(fed)
     assert epochs == [10, 1]  # 10 head epochs, then the run's local_epochs (1) body epochs
     assert same(after_head, received, "backbone.")  # body bitwise the received global
@@ -68,22 +68,22 @@ def test_server_never_holds_heads_and_heads_stay_personal():
     for t in range(3):
         fed.train_round(t)
         assert fed.global_state and all(k.startswith("backbone.") for k in fed.global_state)
-    client = fed.client(0, 3, "data")
+    client = fed.cohort([0], 3, "train")
     assert all(k.startswith("backbone.") for k in fed.upload(client))
-    heads = fed.store.tensors["head.0.weight"]
+    heads = fed.tensors.store.tensors["head.0.weight"]
     assert not torch.equal(heads[0], heads[1])
-    fed.load(1)  # a client evaluates its own stored head on the current global body
-    assert torch.equal(fed.live["head.0.weight"], heads[1])
-    assert torch.equal(fed.live["backbone.1.0.weight"], fed.global_state["backbone.1.0.weight"])
+    load_live(fed, 1)  # a client evaluates its own stored head on the current global body
+    assert torch.equal(fed.tensors.live["head.0.weight"], heads[1])
+    assert torch.equal(fed.tensors.live["backbone.1.0.weight"], fed.global_state["backbone.1.0.weight"])
 
 
 def test_official_weight_decay_covers_weights_not_biases():
     fed = make_federation("fedrep", rounds=1, hp_overrides={"official": True})
-    fed.run = dataclasses.replace(fed.run, weight_decay=0.5)
-    client = fed.client(0, 0, "data")
-    x, y = next(client.batches().xy(client.data))
+    set_training(fed, weight_decay=0.5)
+    client = fed.cohort([0], 0, "train")
+    x, y = next(batches_xy(client.batches(), client.data))
     head = {n: client.state[n][0].detach().requires_grad_() for n in client.model.names("head")}  # the head phase
-    ce = torch.nn.functional.cross_entropy(client.model(x), y)
+    ce = torch.nn.functional.cross_entropy(forward(client.model, x), y)
     weight = client.model.state_dict()["head.0.weight"]
     assert torch.allclose(client.call(fed.method.loss, head, 0, x, y) - ce, 0.25 * weight.pow(2).sum())
 
@@ -92,7 +92,7 @@ def test_run_weight_decay_is_sgds_on_every_trained_tensor():
     """Without official=true FedRep trains with the run's optimizer, like every method: the loss is
     plain CE and SGD's weight decay (biases included) is the run's."""
     fed = make_federation("fedrep", rounds=1)
-    fed.run = dataclasses.replace(fed.run, weight_decay=0.5)
-    client = fed.client(0, 0, "data")
-    x, y = next(client.batches().xy(client.data))
-    assert torch.equal(client.call(fed.method.loss, {}, 0, x, y), torch.nn.functional.cross_entropy(client.model(x), y))
+    set_training(fed, weight_decay=0.5)
+    client = fed.cohort([0], 0, "train")
+    x, y = next(batches_xy(client.batches(), client.data))
+    assert torch.equal(client.call(fed.method.loss, {}, 0, x, y), torch.nn.functional.cross_entropy(forward(client.model, x), y))

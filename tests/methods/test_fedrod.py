@@ -5,6 +5,7 @@ import torch
 
 from fedbench.data.types import ClientData, FederatedData
 from methods.fedrod import log_prior
+from tests.looking import copy_of
 from tests.conftest import make_federation
 from tests.methods.side_by_side import assert_same_global, train_both
 from tests.methods.spies import record_uploads
@@ -31,13 +32,13 @@ def test_uniform_counts_body_and_generic_head_follow_fedavg_bitwise():
     b = make_federation("fedavg", rounds=3, join_ratio=0.5, data=data, local_epochs=2)
     train_both(a, b, 3)
     assert_same_global(a, b)
-    trained = a.store.tensors["phead.0.weight"]
+    trained = a.tensors.store.tensors["phead.0.weight"]
     assert not torch.equal(trained[0], trained[1])  # the personal heads did train, apart
 
 
 def test_personal_head_is_never_uploaded():
     fed = make_federation("fedrod", rounds=2)
-    assert fed.personal and all(k.startswith("phead.") for k in fed.personal)
+    assert fed.tensors.personal and all(k.startswith("phead.") for k in fed.tensors.personal)
     uploads = record_uploads(fed)
     for t in range(2):
         fed.train_round(t)
@@ -49,8 +50,8 @@ def test_evaluated_logits_are_generic_plus_personal():
     fed = make_federation("fedrod", rounds=1)
     fed.train_round(0)
     client = fed.evaluated(1, 0)
-    model, x = client.model.copy(), fed.data.x[fed.data.clients[1].test]
-    assert torch.equal(model.phead[0].weight, fed.store.tensors["phead.0.weight"][1])
+    model, x = copy_of(client.model), fed.data.x[fed.data.clients[1].test]
+    assert torch.equal(model.phead[0].weight, fed.tensors.store.tensors["phead.0.weight"][1])
     with torch.no_grad():
         z = model.backbone(x)
         expected = model.head(z) + model.phead(z)
@@ -61,7 +62,7 @@ def test_evaluated_logits_are_generic_plus_personal():
 
 def test_personal_loss_sends_no_gradient_to_body_or_generic_head():
     fed = make_federation("fedrod", rounds=1)
-    client = fed.client(0, 0, "data")
+    client = fed.cohort([0], 0, "train")
     step = client.batches().steps[0]
     names = client.model.names()
 

@@ -3,14 +3,14 @@ plain mean, broadcast to every client)."""
 import torch
 
 from fedbench.data.types import ClientData
-from tests.conftest import make_federation, tiny_data
+from tests.conftest import load_live, make_federation, tiny_data
 from tests.methods.spies import record_uploads
 
 
 def test_only_the_top_layers_are_global():
     fed = make_federation("lgfedavg")
-    assert fed.shared == fed.model.keys("head") == ["head.0.weight", "head.0.bias"]  # the last Linear
-    assert set(fed.personal) == set(fed.model.keys("backbone"))  # not FL-bench's inverse split
+    assert fed.tensors.shared == fed.model.keys("head") == ["head.0.weight", "head.0.bias"]  # the last Linear
+    assert set(fed.tensors.personal) == set(fed.model.keys("backbone"))  # not FL-bench's inverse split
 
 
 def test_server_never_receives_backbone_tensors_and_bytes_are_the_head():
@@ -31,10 +31,10 @@ def test_heads_identical_everywhere_backbones_differ():
         fed.train_round(t)
     assert not torch.equal(fed.global_state["head.0.weight"], init_head)
     for k in range(fed.data.num_clients):  # after broadcast every client holds the averaged head
-        fed.load(k)
-        assert torch.equal(fed.live["head.0.weight"], fed.global_state["head.0.weight"])
-        assert torch.equal(fed.live["backbone.1.0.weight"], fed.store.tensors["backbone.1.0.weight"][k])
-    backbones = fed.store.tensors["backbone.1.0.weight"]
+        load_live(fed, k)
+        assert torch.equal(fed.tensors.live["head.0.weight"], fed.global_state["head.0.weight"])
+        assert torch.equal(fed.tensors.live["backbone.1.0.weight"], fed.tensors.store.tensors["backbone.1.0.weight"][k])
+    backbones = fed.tensors.store.tensors["backbone.1.0.weight"]
     assert all(not torch.equal(backbones[0], backbones[k]) for k in range(1, fed.data.num_clients))
 
 

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from fedbench.batches import Plan
+from fedbench.federation.batches import Plan
 from fedbench.data.types import FederatedData
 from fedbench.toolkit.functional import hvp_fd
+from tests.looking import batches_xy
 from tests.conftest import make_federation, tiny_data
 from tests.methods.side_by_side import assert_same_global, train_both
 from tests.methods.spies import grad_at
@@ -17,7 +18,7 @@ from tests.methods.spies import grad_at
 
 def batches_of(client, n):
     """The client's first n minibatches of its data stream, as (x, y)."""
-    return list(client.minibatches(n).xy(client.data))
+    return list(batches_xy(client.minibatches(n), client.data))
 
 
 def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
@@ -40,10 +41,10 @@ def test_meta_gradient_is_taken_at_w_tilde_and_applied_to_w():
     fed = make_federation("perfedavg", rounds=1, hp_overrides={"alpha": alpha, "beta": beta, "local_steps": 1})
     model = fed.model
     w = {k: p.detach().clone() for k, p in model.named_parameters()}
-    d, d_prime = batches_of(fed.client(0, 0, "data"), 2)
+    d, d_prime = batches_of(fed.cohort([0], 0, "train"), 2)
     g = grad_at(model, w, *d)
     g_tilde = grad_at(model, {k: w[k] - alpha * g[k] for k in w}, *d_prime)
-    client = fed.client(0, 0, "data")
+    client = fed.cohort([0], 0, "train")
     fed.method.local_update(client)
     for k, p in client.model.state_dict().items():
         assert torch.allclose(p, w[k] - beta * g_tilde[k], atol=1e-6), k
@@ -98,7 +99,7 @@ def test_evaluation_adapts_one_alpha_step_on_train_data_only():
         adapted.append({k: p.clone() for k, p in fed.evaluated(2, 0).model.state_dict().items()})
     assert all(torch.equal(adapted[0][k], adapted[1][k]) for k in adapted[0])
     # exactly one step of size alpha from the global model on the first train batch of the stream
-    batch = batches_of(fed.client(2, 0, "finetune"), 1)[0]
+    batch = batches_of(fed.cohort([2], 0, "eval", "finetune"), 1)[0]
     g = grad_at(fed.model, dict(fed.global_state), *batch)
     for k, p in adapted[0].items():
         assert torch.allclose(p, fed.global_state[k] - alpha * g[k], atol=1e-6), k
@@ -134,7 +135,7 @@ def test_hf_step_is_w_minus_beta_times_i_minus_alpha_hessian_at_w_times_grad_at_
     model = fed.model
     w = {k: p.detach().clone() for k, p in model.named_parameters()}
     assert all(p.dtype == torch.float64 for p in w.values())
-    d, d_prime, d_second = batches_of(fed.client(0, 0, "data"), 3)
+    d, d_prime, d_second = batches_of(fed.cohort([0], 0, "train"), 3)
     g = grad_at(model, w, *d)
     w_tilde = {k: w[k] - alpha * g[k] for k in w}
     g_tilde = grad_at(model, w_tilde, *d_prime)
@@ -144,7 +145,7 @@ def test_hf_step_is_w_minus_beta_times_i_minus_alpha_hessian_at_w_times_grad_at_
         return {k: w[k] - beta * (g_tilde[k] - sign * alpha * hg[k]) for k in w}
 
     want, flipped, at_w_tilde = meta_step(1, w), meta_step(-1, w), meta_step(1, w_tilde)
-    client = fed.client(0, 0, "data")
+    client = fed.cohort([0], 0, "train")
     fed.method.local_update(client)
     got = client.model.state_dict()
     tol = 1e-8

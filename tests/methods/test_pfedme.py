@@ -3,6 +3,7 @@ when lambda is large (the Moreau envelope collapses onto f), and the inner step 
 mu L2 term included."""
 import torch
 
+from tests.looking import batches_xy
 from tests.conftest import make_federation
 from tests.methods.spies import grad_at, record_uploads
 
@@ -43,7 +44,7 @@ def test_evaluated_model_is_the_stored_theta_not_w():
     assert fed.method.evaluates == "personal_model"
     for k in range(fed.data.num_clients):
         model = fed.evaluated(k, 0).personal_model.state_dict()
-        theta = {n: fed.store.tensors["personal_model." + n][k] for n in model}
+        theta = {n: fed.tensors.store.tensors["personal_model." + n][k] for n in model}
         evaluated = flat(model.values())
         assert torch.equal(evaluated, flat(theta.values()))
         assert not torch.allclose(evaluated, flat(seen[k][n] for n in theta), atol=1e-4)  # w_{i,R}
@@ -57,7 +58,7 @@ def test_theta_is_warm_started_across_the_r_iterations():
     lr, lam = HP["lr"], 15.0
     fed = make_federation("pfedme", rounds=2, hp_overrides=HP | {"local_steps": 3})
     fed.train_round(0)  # now client 0's stored theta is not the global
-    client = fed.client(0, 1, "data")
+    client = fed.cohort([0], 1, "train")
     round_start = flat(params(client.model)).clone()
     sgd, calls = client.sgd, []
 
@@ -80,7 +81,7 @@ def test_large_lambda_makes_theta_track_w():
         # keep lr*lam and personal_lr*lam stable (< 1): the fixed-step solver must converge
         hp = {"lam": lam, "personal_lr": 0.5 / lam, "lr": 0.5 / lam, "local_steps": 4, "mu": 0.0}
         fed = make_federation("pfedme", rounds=1, hp_overrides=hp)
-        client = fed.client(0, 0, "data")
+        client = fed.cohort([0], 0, "train")
         fed.method.local_update(client)
         theta = flat(params(client.personal_model))
         return (theta - flat(params(client.model))).norm().item()
@@ -97,9 +98,9 @@ def test_inner_steps_include_the_mu_l2_term():
     fed = make_federation("pfedme", rounds=2, hp_overrides={"personal_lr": plr, "lr": lr, "lam": lam, "mu": mu,
                                                             "inner_steps": 2, "local_steps": 1})
     fed.train_round(0)  # client 0's w^t is no longer the initial model
-    client = fed.client(0, 1, "data")
+    client = fed.cohort([0], 1, "train")
     w = {n: p[0].clone() for n, p in client.model.tensors(params_only=True).items()}
-    batch = next(fed.client(0, 1, "data").minibatches(1).xy(fed.data))  # D: the same stream's first minibatch
+    batch = next(batches_xy(fed.cohort([0], 1, "train").minibatches(1), fed.data))  # D: the same stream's first minibatch
 
     def solve(mu):
         theta = dict(w)  # theta <- w^t at round start

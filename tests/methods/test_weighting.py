@@ -2,15 +2,13 @@
 sizes an n_k-weighted and a plain mean coincide, so a flipped weighting could not show).
 
 The expected weighting of each method is written here (the paper's / official code's choice, as in
-the README's Methods table), not read from its config: each test builds the method from its own
-conf/method/<name>.yaml WITHOUT overriding `weighting`, so flipping the default (in the yaml, or the
-class's fallback when the yaml has no `weighting`) fails a test. The aggregated global state is
+the README's Methods table), not read from its class: each test builds the method from its own
+config WITHOUT overriding `weighting`, so flipping the class's declaration fails a test; the config
+key method.weighting overrides it for a run. The aggregated global state is
 compared with the mean of the recorded uploads computed by hand (tests.methods.spies.mean_upload)."""
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-import methods
 
 from tests.conftest import make_federation, method_hp, tiny_data
 from tests.methods.spies import mean_upload, record_uploads
@@ -82,14 +80,11 @@ def test_global_state_is_the_default_weighted_mean_of_the_uploads(method):
 
 @pytest.mark.parametrize("method", sorted(EXPECTED))
 def test_default_weighting_is_the_documented_one(method):
-    assert method_hp(method).weighting == EXPECTED[method][0]
+    assert method_hp(method).weighting is None  # declared once, on the class
+    assert make_federation(method, model=MLP_BN if method == "fedbn" else None).method.weighting == EXPECTED[method][0]
 
 
-@pytest.mark.parametrize("method", sorted(EXPECTED))
-def test_class_fallback_without_the_yaml_key_is_the_documented_one(method):
-    """A method config without `weighting` (a user's own yaml, or `~method.weighting`) gets the class's
-    fallback, which must agree with the default."""
-    hp = method_hp(method, **HP.get(method, {}))
-    hp = OmegaConf.create({k: v for k, v in OmegaConf.to_container(hp).items() if k != "weighting"})
-    model = make_federation(method, model=MLP_BN if method == "fedbn" else None).model
-    assert methods.get(method)(hp, model).weighting == EXPECTED[method][0]
+@pytest.mark.parametrize("method", ["fedavg", "fedrep"])
+def test_the_config_key_overrides_the_class(method):
+    other = "uniform" if EXPECTED[method][0] == "samples" else "samples"
+    assert make_federation(method, hp_overrides={"weighting": other}).method.weighting == other

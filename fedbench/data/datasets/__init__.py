@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from fedbench.data.records import require_params
+from fedbench.data.params import require_params
 from fedbench.registry import Registry
 from fedbench.data.types import RawDataset
 

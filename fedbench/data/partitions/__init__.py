@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from fedbench.data.partitions.common import as_int
-from fedbench.data.records import either, require_params
+from fedbench.data.partitions.common import MIN_SAMPLES, as_int
+from fedbench.data.params import either, require_params
 from fedbench.registry import Registry
 from fedbench.errors import ConfigError
 
@@ -56,6 +56,14 @@ class PartitionRecord:
 
 PARTITIONS = Registry(__name__, "partition")
 register = PARTITIONS.register
+
+
+def label_partition(name: str, key: str, spec: str, split, check=None) -> PartitionRecord:
+    """The record of a partition of the labels with one parameter `key` (and min_samples):
+    `split(labels, num_clients, rng, value of key)`."""
+    return PartitionRecord(name=name, needs="labels", ranges={key: spec, "min_samples": MIN_SAMPLES},
+                           split=lambda labels, num_clients, rng, p: split(labels, num_clients, rng, p[key]),
+                           check=check)
 
 
 def _no_groups(name: str, dataset: str) -> ConfigError:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedbench.data.partitions import PartitionRecord, register
-from fedbench.data.partitions.common import MIN_SAMPLES, as_int, as_labels, class_sorted, group
+from fedbench.data.partitions import label_partition, register
+from fedbench.data.partitions.common import as_int, as_labels, class_sorted, group
 from fedbench.errors import ConfigError
 
 
@@ -51,7 +51,4 @@ def fits(params, num_clients: int, info: dict) -> None:
                           f"[1, {info['classes']}] (dataset={info['name']} has {info['classes']} classes)")
 
 
-register(PartitionRecord(
-    name="pathological", needs="labels", ranges={"classes_per_client": "int [1, inf)", "min_samples": MIN_SAMPLES},
-    split=lambda labels, num_clients, rng, p: pathological(labels, num_clients, rng, p["classes_per_client"]),
-    check=fits))
+register(label_partition("pathological", "classes_per_client", "int [1, inf)", pathological, check=fits))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedbench.data.partitions import PartitionRecord, register
-from fedbench.data.partitions.common import MIN_SAMPLES, as_int, as_labels, class_sorted, group
+from fedbench.data.partitions import label_partition, register
+from fedbench.data.partitions.common import as_int, as_labels, class_sorted, group
 from fedbench.errors import ConfigError
 
 
@@ -33,7 +33,4 @@ def fits(params, num_clients: int, info: dict) -> None:
                           f"shards_per_client = {total} shards exceed the {n} samples of dataset={info['name']}")
 
 
-register(PartitionRecord(
-    name="shards", needs="labels", ranges={"shards_per_client": "int [1, inf)", "min_samples": MIN_SAMPLES},
-    split=lambda labels, num_clients, rng, p: shards(labels, num_clients, rng, p["shards_per_client"]),
-    check=fits))
+register(label_partition("shards", "shards_per_client", "int [1, inf)", shards, check=fits))

@@ -13,9 +13,6 @@ class ClientStore:
         self.tensors = {name: t.detach().unsqueeze(0).repeat(num_clients, *([1] * t.dim())).contiguous()
                         for name, t in init.items()}
 
-    def view(self, k: int) -> dict[str, torch.Tensor]:
-        return {name: t[k] for name, t in self.tensors.items()}
-
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 

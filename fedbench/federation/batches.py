@@ -77,13 +77,6 @@ class Plan:
         """Every step `times` times in a row (K inner steps on one minibatch)."""
         return Plan([s for s in self.steps for _ in range(times)], self.counts * times)
 
-    def xy(self, data, row: int = 0):
-        """Client `row`'s batches as (inputs, labels), step by step (to look at a plan)."""
-        for step in self.steps:
-            if step.active > row:
-                idx = step.rows(row)
-                yield data.x[idx], data.y[idx]
-
     def split(self) -> list["Plan"]:
         """One plan per step (a loop over single minibatches)."""
         return [Plan([s], (self.counts > i).astype(np.int64)) for i, s in enumerate(self.steps)]

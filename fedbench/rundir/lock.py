@@ -7,7 +7,7 @@ The file holds the holder's host, pid, start time (and Slurm job id), so that a 
 same directory can say who is running it; it refuses in one line (RunInProgress) and touches nothing.
 Lock files are never deleted: deleting one would let two processes lock two different files of one
 name. It lives beside the directory, not in it, so that a damaged run's files can be moved aside
-(fedbench.completion) without moving the lock.
+(fedbench.rundir.completion) without moving the lock.
 
 Shared filesystems: on NFS, Linux implements flock with the server's byte-range locks (NLM for NFSv3,
 built into NFSv4), so the lock holds across nodes when the mount has working locking; with `nolock`,
@@ -42,7 +42,7 @@ NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # a filesystem withou
 @contextlib.contextmanager
 def exclusive(path: Path):
     """An exclusive flock on the file `path` (created) for the block, waiting for it; on a filesystem
-    without working locks the block runs unlocked, as a run does (RunLock)."""
+    without working locks the block runs unlocked, as a run does (WriterLock)."""
     with open(path, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -80,7 +80,7 @@ def _read_info(fd: int) -> dict:
         return {}
 
 
-class RunLock:
+class WriterLock:
     """Context manager; `acquire()` takes the lock (creating the lock file and its parent
     directories), raising RunInProgress when another process holds it; leaving the context releases it.
     Acquiring again while held is a no-op."""
@@ -126,7 +126,7 @@ class RunLock:
         if fd is not None:
             os.close(fd)  # closing the last descriptor releases the flock
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> "WriterLock":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from fedbench.errors import WriteError
-from fedbench.results import RunDir, atomic_write
+from fedbench.files import atomic_write
+from fedbench.rundir.layout import CLIENTS, METRICS, RunDir
 
-FILES = ("metrics.csv", "clients.csv")
-REQUIRED_COLUMNS = {"metrics.csv": ("round", "test_acc", "bytes_up", "bytes_down"), "clients.csv": ("test_acc",)}
+FILES = (METRICS, CLIENTS)
+REQUIRED_COLUMNS = {METRICS: ("round", "test_acc", "bytes_up", "bytes_down"), CLIENTS: ("test_acc",)}
 ASIDE_PREFIX = "damaged-"
 REASON_FILE = "why.txt"
 
@@ -94,15 +95,15 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
 
     Unlocked (read-only, before any work): a run that would need anything written, i.e. leftovers
     to clean or damage to put aside, is left for the locked check (returns None). Locked (this
-    process holds fedbench.runlock): a kill between the final summary and the cleanup left a
+    process holds fedbench.rundir.lock): a kill between the final summary and the cleanup left a
     checkpoint or temp files, removed now; a damaged complete run is put aside (returns None: rerun)."""
-    from fedbench import checkpoint  # (torch) here: the report reads `damage` without importing torch
+    from fedbench.rundir import checkpoint  # (torch) here: the report reads `damage` without importing torch
 
     summary = rd.summary()
     if not summary or summary.get("status") != "complete":
         return None
     why = damage(rd.path, summary)
-    leftovers = (rd.path / checkpoint.NAME).exists() or any(rd.path.glob(".*.tmp"))
+    leftovers = rd.checkpoint.exists() or any(rd.path.glob(".*.tmp"))
     if not locked and (why or leftovers):
         return None
     if why:
@@ -110,7 +111,7 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
         print(f"fedbench: warning: {rd.path} says complete but {why}; its files are kept in {aside.name}/ "
               "and the run starts again from round 0", file=sys.stderr)
         return None
-    checkpoint.remove(rd.path / checkpoint.NAME)  # left behind when a kill came between summary and cleanup
+    checkpoint.remove(rd.checkpoint)  # left behind when a kill came between summary and cleanup
     checkpoint.remove_temp_files(rd.path)
     print(f"fedbench: skip, already complete: {rd.path}", file=sys.stderr)
     return summary

@@ -1,7 +1,7 @@
-"""What the dataset and partition records share: their parameter checks and listings. The records
-are `fedbench.data.datasets.DatasetRecord` and `fedbench.data.partitions.PartitionRecord`, kept in a
-fedbench.registry.Registry each (adding a dataset or a partition needs one module, or one record in
-an existing module, and one yaml under conf/, and no edit anywhere else).
+"""The parameter checks and listings the dataset and partition records share (helpers, not records).
+The records are `fedbench.data.datasets.DatasetRecord` and `fedbench.data.partitions.PartitionRecord`,
+kept in a fedbench.registry.Registry each (adding a dataset or a partition needs one module, or one
+record in an existing module, and one yaml under conf/, and no edit anywhere else).
 """
 from __future__ import annotations
 

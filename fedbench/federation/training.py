@@ -1,4 +1,4 @@
-"""The run settings a client needs (the run config's training keys as a plain, fast object), kept
+"""The training settings a cohort reads (the run config's training keys as a plain, fast object), kept
 apart from a method's own hyperparameters (`method.hp`, conf/method/<name>.yaml)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fedbench.optimizer import lr_at, resolve_optimizer
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class TrainingSettings:
     """The run's seed, batching and optimizer (fedbench.optimizer: the same for every method unless a
     method config sets its own)."""
 
@@ -25,7 +25,7 @@ class RunSettings:
     lr_gamma: float = 0.1
 
     @classmethod
-    def from_cfg(cls, cfg) -> "RunSettings":
+    def from_cfg(cls, cfg) -> "TrainingSettings":
         opt = resolve_optimizer(cfg)
         return cls(int(cfg.seed), opt["lr"], opt["momentum"], opt["weight_decay"], int(cfg.batch_size),
                    int(cfg.local_epochs), int(cfg.rounds), lr_schedule=opt["lr_schedule"],
@@ -37,5 +37,5 @@ class RunSettings:
 
     @property
     def final_lr(self) -> float:
-        """The learning rate of the last round (FedBABU fine-tunes at it)."""
+        """The learning rate of the last round (what fine-tuning before evaluation uses by default)."""
         return self.lr_at(self.rounds - 1)

@@ -44,9 +44,8 @@ import numpy as np
 import torch
 
 from fedbench.errors import FedbenchError
-from fedbench.results import atomic_open
+from fedbench.files import atomic_open
 
-NAME = "checkpoint.pt"
 FORMAT = 2
 TAG = b"FEDBENCH-SHA256 "  # the file ends with TAG + the hex sha256 of everything before it
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
@@ -170,7 +169,7 @@ def remove(path: Path) -> None:
 def remove_temp_files(run_dir: Path) -> None:
     """Delete the `.<name>.*.tmp` files that a kill in the middle of an atomic write leaves behind
     (the files they were to replace are intact). Call only while holding the run's lock
-    (fedbench.runlock): the temp files of a process writing this directory are never removed."""
+    (fedbench.rundir.lock): the temp files of a process writing this directory are never removed."""
     for stale in Path(run_dir).glob(".*.tmp"):
         remove(stale)
 

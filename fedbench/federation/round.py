@@ -1,0 +1,134 @@
+"""The round, written once; the engine it is given (fedbench.engines) only decides how a cohort of
+clients is stepped (client by client, or vmapped):
+
+    sampled  = the round's clients, drawn from the sampling stream before training
+    cohorts  = each loaded: the global state, then the client's own tensors (Federation.cohort)
+    train    = method.local_update(cohort)
+    store    = each client's personal tensors, personal model and state written back
+    upload   = each client's shared tensors, summed with the method's weights (Aggregator)
+    server   = method.server_update(global, weighted mean); bytes counted
+    evaluate = every client: method.adapt, fine-tuning add-on, method.predict on val and test (Evaluator)
+
+Per-client tensors live in one stacked store (fedbench.federation.tensors); a cohort works on a copy of
+its rows. Nothing here knows a method: what a method does is read from its declared attributes and hooks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fedbench.data.types import FederatedData
+from fedbench.federation.aggregation import Aggregator, sampling_schedule
+from fedbench.federation.client_view import StepModules
+from fedbench.federation.cohort import Cohort, CohortSetup
+from fedbench.federation.evaluator import Evaluator
+from fedbench.federation.finetune import finetune
+from fedbench.federation.store import nbytes
+from fedbench.federation.tensors import ModelState
+from fedbench.federation.training import TrainingSettings
+
+
+class Federation:
+    """A method's federation over `data`: its tensors (ModelState), the sampling schedule of `rounds`
+    rounds, the cohorts' setup, the evaluator; bytes and how often each client trained."""
+
+    def __init__(self, training: TrainingSettings, data: FederatedData, model, method, rounds: int,
+                 join_ratio: float, engine, finetuning: dict | None = None):
+        self.training, self.data, self.model, self.method, self.engine = training, data, model, method, engine
+        method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
+        self.tensors = ModelState(model, method, data.num_clients)
+        self.setup = CohortSetup(training, data, StepModules(model, self.tensors.personal_module), engine,
+                                 self.tensors.global_module, method.predict)
+        self.schedule = sampling_schedule(training.seed, rounds, data.num_clients, join_ratio)
+        self.n_train = data.sizes[:, 0].copy()
+        self.class_counts = torch.stack([torch.bincount(data.y[c.train], minlength=data.num_classes)
+                                         for c in data.clients]).float() if data.clients else None
+        self.times_sampled = np.zeros(data.num_clients, dtype=np.int64)
+        self.bytes_up = self.bytes_down = 0
+        self.finetuning = finetuning
+        self.evaluator = Evaluator(data, training.eval_batch_size)
+
+    @property
+    def global_state(self) -> dict[str, torch.Tensor]:
+        return self.tensors.global_state
+
+    # -- cohorts ------------------------------------------------------------------------------------
+    def cohort(self, ids, t: int, phase: str, stream: str = "data", vmapped: bool = False) -> Cohort:
+        """Clients `ids` (ordered by decreasing train size) as `phase` (train | eval) loads them in
+        round t, with the class counts of their train splits."""
+        ids = np.asarray(ids, dtype=np.int64)
+        state = self.tensors.load(ids, self.times_sampled[ids] > 0, phase)
+        if self.class_counts is not None:
+            state["class_counts"] = self.class_counts.index_select(
+                0, torch.as_tensor(ids, device=self.class_counts.device))
+        return Cohort(self.setup, ids, t, state, stream, vmapped)
+
+    def evaluated(self, ids, t: int, vmapped: bool = False) -> Cohort:
+        """Clients `ids` (or one client id) as round t's evaluation tests them: their eval-phase tensors
+        after the method's adapt hook and the fine-tuning add-on (a throwaway cohort)."""
+        cohort = self.cohort([ids] if np.isscalar(ids) else ids, t, "eval", "finetune", vmapped=vmapped)
+        self.method.adapt(cohort)
+        if self.finetuning:
+            finetune(cohort, self.method, **self.finetuning)
+        return cohort
+
+    # -- one round -----------------------------------------------------------------------------------
+    def train_round(self, t: int) -> float:
+        """Local updates of the round's sampled clients, then aggregation. Returns the mean local loss."""
+        sampled, method, tensors = self.schedule[t], self.method, self.tensors
+        acc = Aggregator(tensors.global_state)
+        losses = []
+        for ids, vmapped in self.engine.groups(sampled, self.n_train):
+            cohort = self.cohort(ids, t, "train", vmapped=vmapped)
+            losses.append(np.asarray(method.local_update(cohort), dtype=np.float64).reshape(-1))
+            tensors.write_back(cohort.ids, cohort.state)
+            if tensors.global_state:
+                acc.add(self.upload(cohort), self.weights(cohort.ids))
+        self.bytes_down += nbytes(tensors.global_state) * len(sampled)
+        self.bytes_up += nbytes({k: tensors.live[k] for k in tensors.shared}) * len(sampled)
+        np.add.at(self.times_sampled, sampled, 1)
+        if tensors.global_state:
+            tensors.global_state = method.server_update(tensors.global_state, acc.mean(tensors.global_state))
+            tensors.refresh_global()
+        losses = np.concatenate(losses) if losses else np.zeros(0)
+        return float(np.mean(losses)) if len(losses) else float("nan")
+
+    def upload(self, cohort: Cohort) -> dict[str, torch.Tensor]:
+        """What a cohort sends: each client's shared tensors (a leading client dimension)."""
+        return self.tensors.upload(cohort.state)
+
+    def weights(self, ids: np.ndarray) -> np.ndarray:
+        """Each client's aggregation weight: its train size (samples) or 1 (uniform)."""
+        return self.n_train[ids].astype(np.float64) if self.method.weighting == "samples" else np.ones(len(ids))
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def evaluate(self, t: int) -> dict[str, np.ndarray]:
+        """Every client's personalized model on its val and test splits: when every client evaluates
+        the same model (nothing personal, no personal model, no adapt/predict hook, no fine-tuning)
+        all samples go through it in one pass; otherwise cohort by cohort, as the engine groups them."""
+        if self.same_eval_model():
+            return self.evaluator.one_model(self.tensors.global_module)
+        return self.evaluator.cohorts(self.engine, lambda ids, vmapped: self.evaluated(ids, t, vmapped),
+                                      self.n_train)
+
+    def same_eval_model(self) -> bool:
+        m = self.method
+        return (not self.tensors.own["eval"] and m.evaluates == "model" and not self.finetuning
+                and not {"adapt", "predict"} & set(m.hooks))
+
+    # -- health and checkpoints ------------------------------------------------------------------------
+    def finite(self) -> bool:
+        """False when any global or personal tensor holds NaN or inf (divergence). One host sync."""
+        return self.tensors.finite()
+
+    def state_dict(self) -> dict:
+        """Everything a run changes (data, schedule and initial model are rebuilt from the config):
+        tensors and plain values only, so it loads with torch.load(weights_only=True)."""
+        return self.tensors.state_dict() | {"bytes_up": int(self.bytes_up), "bytes_down": int(self.bytes_down),
+                                            "times_sampled": torch.from_numpy(self.times_sampled.copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`; ValueError when its names, shapes or dtypes differ from this run's."""
+        self.tensors.load_state_dict(state)
+        self.bytes_up, self.bytes_down = int(state["bytes_up"]), int(state["bytes_down"])
+        self.times_sampled = state["times_sampled"].cpu().numpy().astype(np.int64).copy()
