@@ -7,7 +7,7 @@ import numpy as np
 
 from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
-from fedbench.errors import DataMissingError
+from fedbench.errors import DataMissingError, one_line
 
 # Per-channel mean/std of the training images (pixels scaled to [0, 1]).
 _STATS = {
@@ -37,10 +37,6 @@ def _files(cls: type, root: str) -> list[str]:
     return [os.path.join(root, cls.base_folder, n) for n in names]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
 def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
     from torchvision import datasets  # imported here: it costs seconds, and most runs need no CIFAR
 
@@ -53,7 +49,7 @@ def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
     except Exception as exc:  # torchvision raises RuntimeError; a failed download URLError/OSError
         missing = [p for p in _files(cls, root) if not os.path.isfile(p)]
         if missing:
-            why = f" (download failed: {_one_line(exc)})" if download else ""
+            why = f" (download failed: {one_line(exc)})" if download else ""
             raise DataMissingError(
                 f"{name} not found: expected {folder} (missing {os.path.basename(missing[0])}){why}; "
                 f"set data.download=true where the network allows, or download {cls.filename} from "
@@ -65,7 +61,7 @@ def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
                 f"release): delete them and set data.download=true, or extract {cls.filename} from {_PAGE} "
                 f"again, or set data.verify=false to load them unchecked"
             ) from None
-        raise DataMissingError(f"{name} files under {folder} could not be read: {_one_line(exc)}") from None
+        raise DataMissingError(f"{name} files under {folder} could not be read: {one_line(exc)}") from None
 
     data = np.concatenate([p.data for p in parts])  # uint8 (N, 32, 32, 3)
     y = np.concatenate([np.asarray(p.targets, dtype=np.int64) for p in parts])

@@ -9,7 +9,7 @@ import numpy as np
 
 from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
-from fedbench.errors import DataMissingError
+from fedbench.errors import DataMissingError, one_line
 
 NUM_CLASSES = 62  # 10 digits, 26 upper-case and 26 lower-case letters
 
@@ -57,8 +57,7 @@ def load_femnist(params, root, download, verify, seed, num_clients) -> RawDatase
                 xs.setdefault(user, []).extend(d["x"])
                 ys.setdefault(user, []).extend(d["y"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-            raise DataMissingError(f"femnist file {path} is not in LEAF's JSON format ({msg})") from None
+            raise DataMissingError(f"femnist file {path} is not in LEAF's JSON format ({one_line(exc)})") from None
 
     writers = sorted(u for u in xs if ys[u])
     counts = [len(ys[u]) for u in writers]
