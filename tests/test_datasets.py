@@ -245,12 +245,13 @@ def test_registry_dispatches_and_rejects_unknown_names():
     params = OmegaConf.merge(SYNTHETIC, {"num_features": 8, "max_samples": 60})
     ds = load_dataset("synthetic", params, None, False, True, 0, 4)
     assert ds.x.shape[1] == 8 and len(np.unique(ds.groups)) == 4
-    with pytest.raises(ConfigError, match=r"dataset='mnist' is not a dataset; choose one of: digits, synthetic"):
-        load_dataset("mnist", {}, None, False, True, 0, 4)
+    with pytest.raises(ConfigError, match=r"dataset='kmnist' is not a dataset; choose one of: digits, synthetic"):
+        load_dataset("kmnist", {}, None, False, True, 0, 4)
 
 
 @pytest.mark.parametrize("name,model", [("digits", "mlp"), ("synthetic", "mlp"), ("cifar10", "cnn"),
-                                        ("cifar100", "cnn"), ("femnist", "lenet")])
+                                        ("cifar100", "cnn"), ("femnist", "lenet"), ("fmnist", "cnn"),
+                                        ("mnist", "cnn")])
 def test_dataset_configs(name, model):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     assert cfg.name == name and name in DATASETS

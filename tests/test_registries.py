@@ -24,6 +24,7 @@ from fedbench.errors import ConfigError
 from fedbench.config.specs import check
 from tests.runs_helpers import compose_cfg
 from tests.test_datasets import write_cifar10, write_cifar100, write_femnist
+from tests.test_mnist_family import write_fixture as write_mnist_family
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REGISTRIES = [("dataset", DATASETS), ("partition", PARTITIONS)]
@@ -47,7 +48,9 @@ def _load(name: str, params, tmp_path: Path) -> RawDataset:
     """Dataset `name` with `params`: offline ones as they are, the others from tiny files in their
     real format."""
     writers = {"cifar10": write_cifar10, "cifar100": write_cifar100,
-               "femnist": lambda root: write_femnist(root / "femnist" / "data")}
+               "femnist": lambda root: write_femnist(root / "femnist" / "data"),
+               "fmnist": lambda root: write_mnist_family("fmnist", root),
+               "mnist": lambda root: write_mnist_family("mnist", root)}
     if name in writers:
         writers[name](tmp_path)
     return load_dataset(name, params, tmp_path, False, False, 0, 5)
