@@ -1,6 +1,12 @@
 """Errors that end a run with one clear line and a non-zero exit code (no traceback)."""
 
 
+def one_line(exc: BaseException) -> str:
+    """`exc` as one line, 'Type: message' with every run of whitespace (newlines too) made one space:
+    for quoting a library's (often multi-line) error inside a FedbenchError message."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 class FedbenchError(Exception):
     """Base class: the message is shown as one line, the process exits with `exit_code`."""
 

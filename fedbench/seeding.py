@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-STREAMS = {"partition": 1, "split": 2, "sampling": 3, "init": 4, "data": 5, "method": 6, "finetune": 7}
+STREAMS = {"partition": 1, "split": 2, "sampling": 3, "init": 4, "data": 5, "method": 6, "finetune": 7,
+           "subsample": 8}
 
 
 def stream_seed(seed: int, stream: str, *keys: int) -> int:

@@ -68,6 +68,8 @@ CASES = [
     (["dataset=synthetic", "dataset.num_classes=1"], ["dataset.num_classes=1", ">= 2"]),
     (["dataset=synthetic", "dataset.alpha=-1"], ["dataset.alpha=-1", ">= 0"]),
     (["dataset=digits", "partition=natural"], ["partition='natural'", "no natural groups"]),
+    (["dataset=fmnist", "dataset.samples=0"], ["dataset.samples=0", "null or an integer in [1, 70000]"]),
+    (["dataset=mnist", "dataset.samples=100"], ["num_clients=20", "dataset=mnist has 100"]),  # size = the subset's
     (["experiment=nope"], ["experiment='nope'", "fedbsd_ablation"]),
     (["-m", "experiment=fedbsd_ablation", "method.tau=0"], ["method.tau=0", "> 0"]),
     # a backbone/head method on a model whose backbone holds no parameters: FedAvg or Local in disguise

@@ -1,6 +1,4 @@
 """Dataset loaders: offline data, CIFAR in its real on-disk format via torchvision, LEAF FEMNIST JSON."""
-import json
-import pickle
 import urllib.error
 from pathlib import Path
 
@@ -11,9 +9,9 @@ import torchvision.datasets.cifar
 from omegaconf import OmegaConf
 
 from fedbench.data.datasets import DATASETS, load_dataset
-from fedbench.data.datasets.cifar import _STATS, load_cifar10, load_cifar100
+from fedbench.data.datasets.cifar import _STATS, load_cifar10, load_cifar100, write_cifar10, write_cifar100
 from fedbench.data.datasets.digits import load_digits
-from fedbench.data.datasets.femnist import load_femnist
+from fedbench.data.datasets.femnist import load_femnist, write_femnist
 from fedbench.data.datasets.synthetic import load_synthetic
 from fedbench.errors import ConfigError, DataMissingError
 from tests.runs_helpers import compose_cfg
@@ -102,42 +100,6 @@ def test_synthetic_rejects_bad_params():
 
 
 # ---------------------------------------------------------------- CIFAR, real on-disk format
-def _pickle(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        pickle.dump(obj, fh, protocol=2)
-
-
-def write_cifar10(root: Path, per_batch=10):
-    """cifar-10-batches-py/ as in the official tarball; returns the (uint8 rows, labels) in load order."""
-    rng = np.random.default_rng(0)
-    rows, labels = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        lab = rng.integers(0, 10, per_batch).tolist()
-        _pickle(root / "cifar-10-batches-py" / name,
-                {"batch_label": name, "labels": lab, "data": data, "filenames": [f"{i}.png" for i in lab]})
-        rows.append(data), labels.extend(lab)
-    _pickle(root / "cifar-10-batches-py" / "batches.meta",
-            {"num_cases_per_batch": per_batch, "label_names": [f"c{i}" for i in range(10)], "num_vis": 3072})
-    return np.concatenate(rows), np.asarray(labels)
-
-
-def write_cifar100(root: Path, n_train=10, n_test=10):
-    rng = np.random.default_rng(1)
-    rows, labels = [], []
-    for name, n in (("train", n_train), ("test", n_test)):
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        fine = rng.integers(0, 100, n).tolist()
-        _pickle(root / "cifar-100-python" / name,
-                {"filenames": [f"{i}.png" for i in range(n)], "batch_label": name, "fine_labels": fine,
-                 "coarse_labels": [f // 5 for f in fine], "data": data})
-        rows.append(data), labels.extend(fine)
-    _pickle(root / "cifar-100-python" / "meta",
-            {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]})
-    return np.concatenate(rows), np.asarray(labels)
-
-
 CIFARS = [("cifar10", load_cifar10, write_cifar10, 60, 10, "cifar-10-batches-py"),
           ("cifar100", load_cifar100, write_cifar100, 20, 100, "cifar-100-python")]
 
@@ -185,27 +147,9 @@ def test_cifar_failed_download_is_one_line(tmp_path, monkeypatch, name, load, wr
 
 
 # ---------------------------------------------------------------- FEMNIST, LEAF JSON
-def _leaf(path: Path, users: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"users": list(users), "num_samples": [len(d["y"]) for d in users.values()],
-            "user_data": {u: {"x": d["x"].reshape(len(d["y"]), 784).tolist(), "y": d["y"]} for u, d in users.items()}}
-    path.write_text(json.dumps(blob))
-
-
-def write_femnist(base: Path):
-    """Writers f2, f0 in train file 1, f1 in train file 2, all three in the test file."""
-    def w(value, labels):
-        return {"x": np.full((len(labels), 28, 28), value, dtype=np.float32), "y": labels}
-
-    _leaf(base / "train" / "all_data_0_niid_0_keep_0_train_9.json", {"f2": w(0.25, [61, 3]), "f0": w(0.5, [0, 1, 2])})
-    _leaf(base / "train" / "all_data_1_niid_0_keep_0_train_9.json", {"f1": w(0.75, [10])})
-    _leaf(base / "test" / "all_data_0_niid_0_keep_0_test_9.json",
-          {"f0": w(1.0, [4]), "f1": w(0.0, [35, 36]), "f2": w(0.125, [5])})
-
-
 @pytest.mark.parametrize("layout", ["femnist/data", "femnist"])
 def test_femnist_pools_train_and_test_per_writer(tmp_path, layout):
-    write_femnist(tmp_path / layout)
+    write_femnist(tmp_path, base=tmp_path / layout)
     ds = load_femnist({}, tmp_path, False, True, 0, 3)
     assert ds.x.shape == (10, 1, 28, 28) and ds.x.dtype == np.float32 and ds.num_classes == 62
     np.testing.assert_array_equal(ds.groups, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2])  # f0, f1, f2
@@ -217,7 +161,7 @@ def test_femnist_pools_train_and_test_per_writer(tmp_path, layout):
 def test_femnist_inputs_are_standardized_from_train_samples(tmp_path):
     from fedbench.data.federated import load_federated
 
-    write_femnist(tmp_path / "femnist" / "data")
+    write_femnist(tmp_path)
     cfg = compose_cfg("dataset=femnist", "partition=natural", "num_clients=3",
                       f"data.root={tmp_path}")
     data = load_federated(cfg, torch.device("cpu"))
@@ -245,13 +189,14 @@ def test_registry_dispatches_and_rejects_unknown_names():
     params = OmegaConf.merge(SYNTHETIC, {"num_features": 8, "max_samples": 60})
     ds = load_dataset("synthetic", params, None, False, True, 0, 4)
     assert ds.x.shape[1] == 8 and len(np.unique(ds.groups)) == 4
-    with pytest.raises(ConfigError, match=r"dataset='mnist' is not a dataset; choose one of: digits, synthetic"):
-        load_dataset("mnist", {}, None, False, True, 0, 4)
+    with pytest.raises(ConfigError, match=r"dataset='kmnist' is not a dataset; choose one of: digits, synthetic"):
+        load_dataset("kmnist", {}, None, False, True, 0, 4)
 
 
 @pytest.mark.parametrize("name,model", [("digits", ("mlp", [100])), ("synthetic", ("mlp", [128, 64])),
                                         ("cifar10", ("cnn", [512])), ("cifar100", ("cnn", [512])),
-                                        ("femnist", ("lenet", None))])
+                                        ("femnist", ("lenet", None)),
+                                        ("fmnist", ("cnn", [512])), ("mnist", ("cnn", [512]))])
 def test_dataset_configs(name, model):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     assert cfg.name == name and name in DATASETS

@@ -1,12 +1,12 @@
 """End to end through the command line: the contract files, multirun with -m anywhere, skipping
 complete runs, the missing-data error, and the pFL property on a pathological split."""
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fedbench.data.datasets import DATASETS
 from tests.conftest import run_cli
 
 
@@ -64,27 +64,15 @@ def test_missing_cifar_gives_one_line_and_nonzero_exit(tmp_path, data_root):
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
-def _write_cifar10(root: Path, per_batch: int = 20) -> None:
-    """A tiny CIFAR-10 in torchvision's on-disk format (pickled batches)."""
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": list(rng.integers(0, 10, per_batch))}
-        (d / name).write_bytes(pickle.dumps(batch))
-    (d / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
-
-
 def test_cifar10_fixture_runs_through_the_cli(tmp_path, data_root):
-    _write_cifar10(data_root)
+    DATASETS.get("cifar10").fixture(data_root)  # the record's tiny files in the real format: 6 x 10 images
     res = run_cli(f"results_dir={tmp_path}", "dataset=cifar10", "data.verify=false", "data.download=false",
                   "partition=iid", "num_clients=4", "rounds=1", "model.channels=[4,8]", "model.hidden=[16]")
     assert res.returncode == 0, res.stderr
     (run,) = _runs(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["model"] == "cnn"
-    assert pd.read_csv(run / "clients.csv")[["n_train", "n_val", "n_test"]].to_numpy().sum() == 120
+    assert pd.read_csv(run / "clients.csv")[["n_train", "n_val", "n_test"]].to_numpy().sum() == 60
 
 
 def test_personalized_methods_beat_fedavg_on_pathological_split(tmp_path, data_root):

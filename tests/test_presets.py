@@ -12,7 +12,8 @@ def _compose(*overrides):
 
 
 @pytest.mark.parametrize("dataset,model", [("digits", "mlp"), ("synthetic", "mlp"), ("cifar10", "cnn"),
-                                           ("cifar100", "cnn"), ("femnist", "lenet")])
+                                           ("cifar100", "cnn"), ("femnist", "lenet"), ("fmnist", "cnn"),
+                                           ("mnist", "cnn")])
 def test_dataset_default_model(dataset, model):
     assert _compose(f"dataset={dataset}").model.name == model
     assert _compose(f"dataset={dataset}", "model=resnet18").model.name == "resnet18"

@@ -23,7 +23,6 @@ from fedbench.data.types import RawDataset
 from fedbench.errors import ConfigError
 from fedbench.config.specs import check
 from tests.runs_helpers import compose_cfg
-from tests.test_datasets import write_cifar10, write_cifar100, write_femnist
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REGISTRIES = [("dataset", DATASETS), ("partition", PARTITIONS)]
@@ -44,12 +43,12 @@ def test_every_yaml_has_a_record_and_every_record_a_yaml_with_its_keys(group, re
 
 
 def _load(name: str, params, tmp_path: Path) -> RawDataset:
-    """Dataset `name` with `params`: offline ones as they are, the others from tiny files in their
-    real format."""
-    writers = {"cifar10": write_cifar10, "cifar100": write_cifar100,
-               "femnist": lambda root: write_femnist(root / "femnist" / "data")}
-    if name in writers:
-        writers[name](tmp_path)
+    """Dataset `name` with `params`: offline ones as they are, the others from the tiny files in their
+    real format that their record's fixture writes."""
+    record = DATASETS.get(name)
+    assert record.offline or record.fixture is not None, f"dataset {name} reads files but has no fixture writer"
+    if record.fixture is not None:
+        record.fixture(tmp_path)
     return load_dataset(name, params, tmp_path, False, False, 0, 5)
 
 

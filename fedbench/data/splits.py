@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from fedbench.data.partitions.common import class_sorted
 from fedbench.data.types import Partition
 from fedbench.errors import ConfigError
 
@@ -24,6 +25,14 @@ def _systematic(length: int, m: int, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     pos = np.floor((np.arange(m) + rng.random()) * (length / m)).astype(np.int64)
     return np.minimum(pos, length - 1)
+
+
+def stratified_subset(labels: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted int64 indices of m distinct samples of `labels`, stratified by class the way each
+    client's test split is drawn: systematic sampling over the samples shuffled within each class
+    and laid out class by class, so every class holds its proportional share of m, +-1."""
+    ordered = class_sorted(np.asarray(labels), rng)
+    return np.sort(ordered[_systematic(len(ordered), int(m), rng)]).astype(np.int64)
 
 
 def split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int]:

@@ -35,6 +35,9 @@ class DatasetRecord:
     image_shape  (C, H, W) of the image behind each sample (data.rotations turns it); None: no images
     offline      True when it loads without files or network (bundled or generated)
     check        optional (params) -> None raising ConfigError: what `ranges` cannot say key by key
+    fixture      for a dataset read from files: (root) -> writes a tiny copy of them in their real on-disk
+                 format where the loader looks under data.root `root` (tests load it through the real
+                 loader; also a quick check of an install); returns what it wrote, for checks
     """
 
     name: str
@@ -47,6 +50,7 @@ class DatasetRecord:
     image_shape: tuple[int, int, int] | None = None
     offline: bool = False
     check: Callable[[Mapping], None] | None = None
+    fixture: Callable[[Any], Any] | None = None
 
     @property
     def images(self) -> bool:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import pickle
+from pathlib import Path
 
 import numpy as np
 
 from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
-from fedbench.errors import DataMissingError
+from fedbench.errors import DataMissingError, one_line
 
 # Per-channel mean/std of the training images (pixels scaled to [0, 1]).
 _STATS = {
@@ -37,10 +39,6 @@ def _files(cls: type, root: str) -> list[str]:
     return [os.path.join(root, cls.base_folder, n) for n in names]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
 def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
     from torchvision import datasets  # imported here: it costs seconds, and most runs need no CIFAR
 
@@ -53,7 +51,7 @@ def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
     except Exception as exc:  # torchvision raises RuntimeError; a failed download URLError/OSError
         missing = [p for p in _files(cls, root) if not os.path.isfile(p)]
         if missing:
-            why = f" (download failed: {_one_line(exc)})" if download else ""
+            why = f" (download failed: {one_line(exc)})" if download else ""
             raise DataMissingError(
                 f"{name} not found: expected {folder} (missing {os.path.basename(missing[0])}){why}; "
                 f"set data.download=true where the network allows, or download {cls.filename} from "
@@ -65,7 +63,7 @@ def _load(name: str, root, download: bool, verify: bool) -> RawDataset:
                 f"release): delete them and set data.download=true, or extract {cls.filename} from {_PAGE} "
                 f"again, or set data.verify=false to load them unchecked"
             ) from None
-        raise DataMissingError(f"{name} files under {folder} could not be read: {_one_line(exc)}") from None
+        raise DataMissingError(f"{name} files under {folder} could not be read: {one_line(exc)}") from None
 
     data = np.concatenate([p.data for p in parts])  # uint8 (N, 32, 32, 3)
     y = np.concatenate([np.asarray(p.targets, dtype=np.int64) for p in parts])
@@ -89,11 +87,49 @@ def load_cifar100(params, root, download, verify, seed, num_clients) -> RawDatas
     return _load("cifar100", root, download, verify)
 
 
-def _record(name: str, load) -> DatasetRecord:
+# -- tiny files in the real format (DatasetRecord.fixture) ------------------------------------------
+def _pickle(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=2)
+
+
+def write_cifar10(root: Path, per_batch=10):
+    """cifar-10-batches-py/ as in the official tarball; returns the (uint8 rows, labels) in load order."""
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        lab = rng.integers(0, 10, per_batch).tolist()
+        _pickle(root / "cifar-10-batches-py" / name,
+                {"batch_label": name, "labels": lab, "data": data, "filenames": [f"{i}.png" for i in lab]})
+        rows.append(data), labels.extend(lab)
+    _pickle(root / "cifar-10-batches-py" / "batches.meta",
+            {"num_cases_per_batch": per_batch, "label_names": [f"c{i}" for i in range(10)], "num_vis": 3072})
+    return np.concatenate(rows), np.asarray(labels)
+
+
+def write_cifar100(root: Path, n_train=10, n_test=10):
+    """cifar-100-python/ as in the official tarball; returns the (uint8 rows, fine labels) in load order."""
+    rng = np.random.default_rng(1)
+    rows, labels = [], []
+    for name, n in (("train", n_train), ("test", n_test)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine = rng.integers(0, 100, n).tolist()
+        _pickle(root / "cifar-100-python" / name,
+                {"filenames": [f"{i}.png" for i in range(n)], "batch_label": name, "fine_labels": fine,
+                 "coarse_labels": [f // 5 for f in fine], "data": data})
+        rows.append(data), labels.extend(fine)
+    _pickle(root / "cifar-100-python" / "meta",
+            {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]})
+    return np.concatenate(rows), np.asarray(labels)
+
+
+def _record(name: str, load, fixture) -> DatasetRecord:
     """Both CIFARs: 60000 RGB 32x32 images (train and test pooled), no parameters, no natural groups."""
     return DatasetRecord(name=name, load=load, ranges={}, input_shape=(3, 32, 32), num_classes=_CLASSES[name],
-                         size=60000, groups=False, image_shape=(3, 32, 32))
+                         size=60000, groups=False, image_shape=(3, 32, 32), fixture=fixture)
 
 
-register(_record("cifar10", load_cifar10))
-register(_record("cifar100", load_cifar100))
+register(_record("cifar10", load_cifar10, write_cifar10))
+register(_record("cifar100", load_cifar100, write_cifar100))

@@ -4,12 +4,13 @@ from __future__ import annotations
 import glob
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
 from fedbench.data.datasets import DatasetRecord, register
 from fedbench.data.types import RawDataset
-from fedbench.errors import DataMissingError
+from fedbench.errors import DataMissingError, one_line
 
 NUM_CLASSES = 62  # 10 digits, 26 upper-case and 26 lower-case letters
 
@@ -57,8 +58,7 @@ def load_femnist(params, root, download, verify, seed, num_clients) -> RawDatase
                 xs.setdefault(user, []).extend(d["x"])
                 ys.setdefault(user, []).extend(d["y"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-            raise DataMissingError(f"femnist file {path} is not in LEAF's JSON format ({msg})") from None
+            raise DataMissingError(f"femnist file {path} is not in LEAF's JSON format ({one_line(exc)})") from None
 
     writers = sorted(u for u in xs if ys[u])
     counts = [len(ys[u]) for u in writers]
@@ -75,5 +75,26 @@ def load_femnist(params, root, download, verify, seed, num_clients) -> RawDatase
                       standardize=True)
 
 
+# -- tiny files in the real format (DatasetRecord.fixture) ------------------------------------------
+def _leaf(path: Path, users: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"users": list(users), "num_samples": [len(d["y"]) for d in users.values()],
+            "user_data": {u: {"x": d["x"].reshape(len(d["y"]), 784).tolist(), "y": d["y"]} for u, d in users.items()}}
+    path.write_text(json.dumps(blob))
+
+
+def write_femnist(root: Path, base: Path | None = None):
+    """LEAF JSON under `base` (default <root>/femnist/data): writers f2, f0 in train file 1, f1 in train
+    file 2, all three in the test file."""
+    base = Path(root) / "femnist" / "data" if base is None else Path(base)
+    def w(value, labels):
+        return {"x": np.full((len(labels), 28, 28), value, dtype=np.float32), "y": labels}
+
+    _leaf(base / "train" / "all_data_0_niid_0_keep_0_train_9.json", {"f2": w(0.25, [61, 3]), "f0": w(0.5, [0, 1, 2])})
+    _leaf(base / "train" / "all_data_1_niid_0_keep_0_train_9.json", {"f1": w(0.75, [10])})
+    _leaf(base / "test" / "all_data_0_niid_0_keep_0_test_9.json",
+          {"f0": w(1.0, [4]), "f1": w(0.0, [35, 36]), "f2": w(0.125, [5])})
+
+
 register(DatasetRecord(name="femnist", load=load_femnist, ranges={}, input_shape=(1, 28, 28), num_classes=NUM_CLASSES,
-                       size=None, groups=True, image_shape=(1, 28, 28)))
+                       size=None, groups=True, image_shape=(1, 28, 28), fixture=write_femnist))
