@@ -4,7 +4,8 @@ Evaluator scores the models).
 Per evaluation round, over ALL clients: unweighted mean, test-sample-weighted mean, std, and the
 bottom decile (mean accuracy of the worst 10% of clients, at least one client).
 Headline numbers: final = mean of the last k evaluations; best = test accuracy at the evaluation
-round with the highest mean validation accuracy (never the max over test rounds).
+round with the highest mean validation accuracy (never the max over test rounds). Compute: the
+COMPUTE_FIELDS counted by fedbench.federation.compute.
 """
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import math
 
 import numpy as np
 import pandas as pd
+
+
+# The compute every run counts apart (fedbench.federation.compute), in summary.json and summary.csv;
+# compute_flops = their FLOPs together.
+COMPUTE_FIELDS = ("train_samples", "train_flops", "train_forward_samples", "train_forward_flops",
+                  "personalize_train_samples", "personalize_train_flops")
 
 
 def bottom_decile(acc: np.ndarray) -> float:

@@ -217,7 +217,7 @@ def finish(run: Progress, status: str, stop_round: int | None) -> dict:
     cfg, fed, data, rd = run.cfg, run.fed, run.data, run.rd
     wall = run.elapsed()
     summary = run.base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
-                          "bytes_down": fed.bytes_down, "rounds_done": stop_round or cfg.rounds,
+                          "bytes_down": fed.bytes_down, **fed.compute.summary(), "rounds_done": stop_round or cfg.rounds,
                           "coverage": float((fed.times_sampled > 0).mean())}
     if stop_round:
         summary["diverged_round"] = stop_round

@@ -37,7 +37,8 @@ def write_run(root, method, seed, acc, status="complete", alpha=0.1, lr=0.05, hp
         summary |= {"final_acc": acc, "final_acc_weighted": acc - 0.01, "final_acc_std": 0.1,
                     "final_acc_bottom10": acc / 2, "best_acc": b, "best_acc_weighted": b, "best_acc_std": 0.1,
                     "best_acc_bottom10": b / 2, "best_round": 10, "bytes_up": 1000, "bytes_down": 3000,
-                    "final_val_acc": acc if val is None else val, "best_val_acc": b if val is None else val}
+                    "final_val_acc": acc if val is None else val, "best_val_acc": b if val is None else val,
+                    "compute_flops": FLOPS.get(method, 100), "train_flops": FLOPS.get(method, 100)}
     if status == "diverged":
         summary["diverged_round"] = 7
     if error:
@@ -49,6 +50,9 @@ def write_run(root, method, seed, acc, status="complete", alpha=0.1, lr=0.05, hp
     pd.DataFrame({"client": range(4), "test_acc": acc + np.array([-0.1, 0.0, 0.05, 0.05])}).to_csv(
         d / "clients.csv", index=False)
     return d
+
+
+FLOPS = {"fedavg": 100, "local": 50, "fedper": 300}  # compute per run: local half of FedAvg's, fedper 3x
 
 
 def heatmap_png(path):
@@ -80,10 +84,11 @@ def test_mean_std_to_the_digit_and_best_marked(results):
     md = (results / "tables" / "final_acc.md").read_text()
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in md.splitlines() if line.startswith("| ") and "method" not in line}
-    # columns sorted: alpha=0.1 first. fedavg: 70, 72, 77 -> mean 73, sample std sqrt(13) = 3.6056
-    assert rows["fedavg"] == ["**73.00 ± 3.61**", "43.00 ± 3.61"]
-    assert rows["local"] == ["61.00 ± 1.00", "**51.00 ± 1.00**"]
-    assert rows["fedper"] == ["95.00 † (1/3)", ""]   # higher mean, but missing seeds: never bold
+    # columns sorted: alpha=0.1 first, each followed by compute and bytes as multiples of FedAvg's there.
+    # fedavg: 70, 72, 77 -> mean 73, sample std sqrt(13) = 3.6056
+    assert rows["fedavg"] == ["**73.00 ± 3.61**", "1.00×", "1.00×", "43.00 ± 3.61", "1.00×", "1.00×"]
+    assert rows["local"] == ["61.00 ± 1.00", "0.50×", "1.00×", "**51.00 ± 1.00**", "0.50×", "1.00×"]
+    assert rows["fedper"] == ["95.00 † (1/3)", "3.00×", "1.00×", "", "—", "—"]  # missing seeds: never bold
     tex = (results / "tables" / "final_acc.tex").read_text()
     assert r"\textbf{73.00 $\pm$ 3.61}" in tex and r"\textbf{51.00 $\pm$ 1.00}" in tex
     assert r"min\_samples=10" in tex and r"\textbf{95" not in tex
@@ -125,11 +130,13 @@ def test_plots_written_and_not_empty(results):
     report = build_report(results, echo=lambda s: None)
     plots = results / "plots"
     names = sorted(p.name for p in plots.glob("*.png"))
-    for prefix in ("curves_", "bytes_", "clients_"):
+    for prefix in ("curves_", "bytes_", "clients_", "compute_"):
         assert sum(n.startswith(prefix) for n in names) == 2, names      # one per setting
     assert sum(n.startswith("partition_") for n in names) == 1          # one distinct partition cache
     assert all((plots / n).stat().st_size > 5000 for n in names)
     assert sorted(p.name for p in report.plots) == names
+    summary = pd.read_csv(results / "summary.csv")
+    assert {"compute_flops", "train_flops", "train_samples", "personalize_train_flops"} <= set(summary.columns)
 
 
 def test_metric_best_uses_the_validation_chosen_round(tmp_path):

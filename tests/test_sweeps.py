@@ -132,5 +132,5 @@ def test_real_slurm_sweep_ends_with_report(tmp_path, data_root):
     for name in ("final_acc.md", "final_acc.tex", "issues.md"):
         assert (results / "tables" / name).stat().st_size > 0
     plots = {p.name.split("_")[0] for p in (results / "plots").glob("*.png")}
-    assert plots == {"curves", "bytes", "clients", "partition"}
+    assert plots == {"curves", "bytes", "clients", "partition", "compute"}
     assert "fedbench.report: 4 runs in 1 setting (4 complete); 4 usable" in proc.stderr

@@ -20,6 +20,7 @@ from torch.func import vmap
 
 from fedbench.federation.batches import Plan, Step, epochs_of, make_plan, steps_of
 from fedbench.federation.client_view import MODELS, StepModules
+from fedbench.federation.compute import Compute
 from fedbench.federation.model_handle import ModelHandle
 from fedbench.federation.sgd import sgd_update
 from fedbench.federation.training import TrainingSettings
@@ -30,7 +31,8 @@ from fedbench.seeding import torch_generator
 class CohortSetup:
     """What every cohort of a federation is built with: the training settings, the data, the modules
     its objectives run in, the engine that steps it, the frozen round-start global model (reloaded in
-    place each round) and the method's prediction (view, x) -> logits."""
+    place each round), the method's prediction (view, x) -> logits, and the compute ledger every
+    gradient step is counted in."""
 
     training: TrainingSettings
     data: object
@@ -38,17 +40,19 @@ class CohortSetup:
     engine: object
     global_model: nn.Module
     predict: Callable
+    compute: Compute
 
 
 class Cohort:
     """Clients `ids` (rows of every tensor, in decreasing order of train-split size) in round `round`,
-    holding working copies of their tensors (`state`, as the federation loads them for training or
-    evaluation); `stream` names the data-order stream (data, finetune); `vmapped`: the engine may
-    step its rows in one vectorized call."""
+    holding working copies of their tensors (`state`, as the federation loads them for `phase`: train
+    or eval); `stream` names the data-order stream (data, finetune); `vmapped`: the engine may step its
+    rows in one vectorized call."""
 
     def __init__(self, setup: CohortSetup, ids: np.ndarray, round: int, state: dict[str, torch.Tensor],
-                 stream: str, vmapped: bool):
+                 stream: str, vmapped: bool, phase: str = "train"):
         self.setup, self.ids, self.round, self.state, self.stream = setup, ids, round, state, stream
+        self.phase = phase
         self.training, self.data, self.vmapped = setup.training, setup.data, vmapped
         self.model = ModelHandle(state, "model.", setup.modules.model)
         personal = getattr(setup.modules, "personal_model", None)
@@ -146,9 +150,12 @@ class Cohort:
                   ) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
         """Each active client's gradient of `objective` on its batch of `step` w.r.t. the cohort-state
         tensors `names` (None where the objective does not use one), and its loss: the engine's
-        (client by client, or one vmapped call)."""
+        (client by client, or one vmapped call). Counted in the compute ledger: every step of every
+        method goes through here."""
         self.setup.modules.set_mode(True)
-        return self.setup.engine.gradients(self, objective, names, step)
+        grads, loss = self.setup.engine.gradients(self, objective, names, step)
+        self.setup.compute.count(self, objective, names, step)
+        return grads, loss
 
     def predictions(self, x: torch.Tensor) -> torch.Tensor:
         """The logits of every client's evaluated model, (size, L, classes) from inputs (size, L, ...):

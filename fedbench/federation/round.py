@@ -21,6 +21,7 @@ from fedbench.data.types import FederatedData
 from fedbench.federation.aggregation import Aggregator, sampling_schedule
 from fedbench.federation.client_view import StepModules
 from fedbench.federation.cohort import Cohort, CohortSetup
+from fedbench.federation.compute import Compute
 from fedbench.federation.evaluator import Evaluator
 from fedbench.federation.finetune import finetune
 from fedbench.federation.store import nbytes
@@ -37,8 +38,9 @@ class Federation:
         self.training, self.data, self.model, self.method, self.engine = training, data, model, method, engine
         method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
         self.tensors = ModelState(model, method, data.num_clients)
+        self.compute = Compute()
         self.setup = CohortSetup(training, data, StepModules(model, self.tensors.personal_module), engine,
-                                 self.tensors.global_module, method.predict)
+                                 self.tensors.global_module, method.predict, self.compute)
         self.schedule = sampling_schedule(training.seed, rounds, data.num_clients, join_ratio)
         self.n_train = data.sizes[:, 0].copy()
         self.class_counts = torch.stack([torch.bincount(data.y[c.train], minlength=data.num_classes)
@@ -61,7 +63,7 @@ class Federation:
         if self.class_counts is not None:
             state["class_counts"] = self.class_counts.index_select(
                 0, torch.as_tensor(ids, device=self.class_counts.device))
-        return Cohort(self.setup, ids, t, state, stream, vmapped)
+        return Cohort(self.setup, ids, t, state, stream, vmapped, phase)
 
     def evaluated(self, ids, t: int, vmapped: bool = False) -> Cohort:
         """Clients `ids` (or one client id) as round t's evaluation tests them: their eval-phase tensors
@@ -125,10 +127,12 @@ class Federation:
         """Everything a run changes (data, schedule and initial model are rebuilt from the config):
         tensors and plain values only, so it loads with torch.load(weights_only=True)."""
         return self.tensors.state_dict() | {"bytes_up": int(self.bytes_up), "bytes_down": int(self.bytes_down),
-                                            "times_sampled": torch.from_numpy(self.times_sampled.copy())}
+                                            "times_sampled": torch.from_numpy(self.times_sampled.copy()),
+                                            "compute": self.compute.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`; ValueError when its names, shapes or dtypes differ from this run's."""
         self.tensors.load_state_dict(state)
         self.bytes_up, self.bytes_down = int(state["bytes_up"]), int(state["bytes_down"])
         self.times_sampled = state["times_sampled"].cpu().numpy().astype(np.int64).copy()
+        self.compute.load_state_dict(state.get("compute", {}))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from fedbench.evaluation import COMPUTE_FIELDS
 from fedbench.report.collect import ReportError
 
 METRICS = ("final", "best")
@@ -35,7 +36,8 @@ def summary_columns(runs) -> list[str]:
              + ["variant", "method", "seed", "status", "dataset", "partition"])
     part = sorted(c for c in runs.columns if c.startswith("partition."))
     heads = [f"{w}_{v}" for w in METRICS for v in ("acc", "acc_weighted", "acc_std", "acc_bottom10")]
-    cost = ["best_round", "rounds", "rounds_done", "wall_time_s", "bytes_up", "bytes_down", "bytes_total"]
+    cost = ["best_round", "rounds", "rounds_done", "wall_time_s", "bytes_up", "bytes_down", "bytes_total",
+            *COMPUTE_FIELDS, "compute_flops"]
     last = ["diverged_round", "error", "model", "setting_key", "config_hash", "partition_cache", "run_dir"]
     named = set(first + part + heads + cost + last + ["num_clients"])
     extra = sorted(c for c in runs.columns if c not in named)

@@ -21,14 +21,15 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from fedbench.rundir import completion
 from fedbench.optimizer import OPTIMIZER_KEYS
-from fedbench.rundir import CONFIG, SUMMARY, RunDir, scientific_config
+from fedbench.evaluation import COMPUTE_FIELDS
+from fedbench.rundir import CONFIG, SUMMARY, RunDir, completion, scientific_config
 
 HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
               "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
-              "error", "config_hash", "partition_cache", "engines", "device", "threads", "torch", "overrides")
+              "error", "config_hash", "partition_cache", "engines", "device", "threads", "torch", "overrides",
+              *COMPUTE_FIELDS, "compute_flops")
 STATUS_OK = "complete"
 
 

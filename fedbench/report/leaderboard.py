@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from fedbench.report.aggregate import aggregate
-from fedbench.report.tables import best_cells, cell_text, to_latex, to_markdown
+from fedbench.report.cost import cost_ratios
+from fedbench.report.tables import COST_NOTE, best_cells, cell_text, to_latex, to_markdown, with_costs
 from fedbench.files import atomic_write
 
 
@@ -22,7 +23,8 @@ def ranks(agg: pd.DataFrame) -> pd.Series:
 
 
 def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
-    """Rows: variants; per setting a mean ± std column and a bottom-10% column; then the average rank."""
+    """Rows: variants; per setting a mean ± std column and a bottom-10% column, then what the method
+    spends there (compute and bytes, x FedAvg's); then the average rank."""
     acc, low = aggregate(runs, metric, "acc"), aggregate(runs, metric, "acc_bottom10")
     best = best_cells(acc)
     pm = "$\\pm$" if style == "tex" else "±"
@@ -40,6 +42,7 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
     columns = [f"{s} | {what}" for s in settings for what in ("acc", "bottom 10%")]
     table = pd.DataFrame([[cells.get((v, s, w), "") for s in settings for w in ("acc", "bottom 10%")]
                           for v in variants], index=variants, columns=columns)
+    table = with_costs(table, cost_ratios(runs, metric), style, after=" | bottom 10%")
     avg = ranks(acc)
     table["avg rank"] = [f"{avg[v]:.2f}" if v in avg and not math.isnan(avg[v]) else "" for v in variants]
     return table.sort_values("avg rank", key=lambda c: pd.to_numeric(c, errors="coerce"), kind="stable")
@@ -48,8 +51,8 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
 def note(metric: str) -> str:
     return (f"{metric} personalized accuracy in %, mean ± sample std over seeds, each method at its configuration "
             "selected on validation accuracy; bottom 10% = mean accuracy of the worst decile of clients (mean over "
-            "seeds); avg rank = mean over settings of the method's rank by mean accuracy (1 = best). Bold = best per "
-            "setting among cells with all seeds; † (n/N) = only n of N seeds completed.")
+            "seeds); " + COST_NOTE + "; avg rank = mean over settings of the method's rank by mean accuracy (1 = best). "
+            "Bold = best per setting among cells with all seeds; † (n/N) = only n of N seeds completed.")
 
 
 def legend(runs: pd.DataFrame) -> str:

@@ -1,6 +1,7 @@
 """Plots (matplotlib, Agg, no pyplot state): per setting, accuracy vs round and accuracy vs
-communicated bytes (one line per method, band = std over seeds), the per-client accuracy
-distribution per method (box plot, clients pooled over seeds), and copies of the partition heatmaps.
+communicated bytes (one line per method, band = std over seeds), accuracy vs compute (one point per
+method), the per-client accuracy distribution per method (box plot, clients pooled over seeds), and
+copies of the partition heatmaps.
 Only usable runs are drawn (aggregate.good_runs); files are written atomically.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fedbench.rundir.layout import CLIENTS, METRICS
 
 TAB20 = colormaps["tab20"]
 
-PREFIXES = ("curves_", "bytes_", "clients_", "partition_")
+PREFIXES = ("curves_", "bytes_", "clients_", "partition_", "compute_")
 
 
 def slug(setting: str, key: str) -> str:
@@ -116,6 +117,28 @@ def plot_clients(results_dir: Path, ok: pd.DataFrame, out: Path, name: str) -> l
     return [save(fig, out / f"clients_{name}.png")]
 
 
+def plot_compute(ok: pd.DataFrame, out: Path, name: str, y: str = "final_acc") -> list[Path]:
+    """compute_<setting>.png: each method's accuracy against what it computed (compute_flops: local
+    training, the forward passes it needs, the work before evaluation; log scale), mean ± std over seeds."""
+    if "compute_flops" not in ok.columns:
+        return []
+    frame = ok.assign(flops=pd.to_numeric(ok["compute_flops"], errors="coerce"), acc=100 * ok[y])
+    cells = frame.groupby("variant").agg(flops=("flops", "mean"), flops_std=("flops", "std"), acc=("acc", "mean"),
+                                         acc_std=("acc", "std")).dropna(subset=["flops"])
+    cells = cells[cells["flops"] > 0]
+    if not len(cells):
+        return []
+    fig, ax = _figure(ok["setting"].iloc[0], "compute, FLOPs (training + before evaluation; log scale)",
+                      f"{y.replace('_', ' ')} (%)")
+    ax.set_xscale("log")
+    for i, (variant, c) in enumerate(cells.iterrows()):
+        ax.errorbar(c["flops"], c["acc"], xerr=np.nan_to_num(c["flops_std"]), yerr=np.nan_to_num(c["acc_std"]),
+                    color=TAB20(i % 20), marker="os^"[(i // 10) % 3], capsize=3, label=variant)
+        ax.annotate(variant, (c["flops"], c["acc"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.legend(fontsize=7, ncol=2 if len(cells) > 8 else 1)
+    return [save(fig, out / f"compute_{name}.png")]
+
+
 def copy_heatmaps(runs: pd.DataFrame, out: Path) -> list[Path]:
     """partition_<setting>_seed<k>.png: each distinct partition's heatmap.png from its cache entry."""
     written, seen = [], set()
@@ -149,4 +172,5 @@ def write_plots(results_dir: Path, runs: pd.DataFrame, ok: pd.DataFrame, out: Pa
         name = slug(group["setting"].iloc[0], key)
         written += plot_setting_lines(results_dir, group, out, name)
         written += plot_clients(results_dir, group, out, name)
+        written += plot_compute(group, out, name)
     return written + copy_heatmaps(runs, out)

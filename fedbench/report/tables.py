@@ -3,7 +3,8 @@
 A cell reads `71.23 ± 0.45`; with one seed just `71.23`; a cell missing seeds gets `† (n/N)` and
 is never marked best; a cell whose runs all failed reads `—`. The best cell of each column (the
 highest mean at the shown precision, ties all marked, among cells with every seed) is bold:
-`**...**` in Markdown, `\\textbf{...}` in LaTeX.
+`**...**` in Markdown, `\\textbf{...}` in LaTeX. Beside each setting's column: what each method spends
+there (compute and bytes, x FedAvg's; fedbench.report.cost).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedbench.report.aggregate import aggregate, missing_seed_cells
+from fedbench.report.cost import COSTS, cost_ratios, ratio_text
 from fedbench.files import atomic_write
 
 VALUES = {"acc": "mean client accuracy (unweighted)",
@@ -47,8 +49,10 @@ def best_cells(agg: pd.DataFrame) -> pd.Series:
     return eligible & (shown == top)
 
 
-def pivot(agg: pd.DataFrame, style: str) -> pd.DataFrame:
-    """Methods (rows) x settings (columns) of formatted cells; style is 'md' or 'tex'."""
+def pivot(agg: pd.DataFrame, style: str, costs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods (rows) x settings (columns) of formatted cells; style is 'md' or 'tex'. With `costs`
+    (report.cost.cost_ratios), each setting's column is followed by its compute and bytes columns
+    (x FedAvg's in that setting)."""
     best = best_cells(agg)
     texts = []
     for (_, r), is_best in zip(agg.iterrows(), best):
@@ -61,7 +65,26 @@ def pivot(agg: pd.DataFrame, style: str) -> pd.DataFrame:
         texts.append(t)
     frame = agg.assign(text=texts)
     table = frame.pivot(index="variant", columns="setting", values="text").fillna("")
-    return table.sort_index().reindex(sorted(table.columns), axis=1)
+    table = table.sort_index().reindex(sorted(table.columns), axis=1)
+    return table if costs is None else with_costs(table, costs, style)
+
+
+def with_costs(table: pd.DataFrame, costs: pd.DataFrame, style: str, after: str = "") -> pd.DataFrame:
+    """`table` (variants x settings, or with `after`, x '<setting><after>' and other columns) with
+    '<setting> | compute' and '<setting> | bytes' columns after each setting's (its `after` column):
+    the cell's cost as a multiple of FedAvg's in the same setting."""
+    times = (lambda t: t.replace("×", "$\\times$")) if style == "tex" else (lambda t: t)  # noqa: E731
+    out = {}
+    for column in table.columns:
+        out[column] = table[column]
+        if after and not column.endswith(after):
+            continue
+        setting = column.removesuffix(after)
+        mine = costs[costs["setting"] == setting].set_index("variant")
+        for label in COSTS:
+            out[f"{setting} | {label}"] = [times(ratio_text(mine[f"{label}_x"].get(v, float("nan"))))
+                                          for v in table.index]
+    return pd.DataFrame(out, index=table.index)
 
 
 def latex_escape(text: str) -> str:
@@ -88,8 +111,13 @@ def to_latex(table: pd.DataFrame, title: str, note: str) -> str:
     return f"% {title}\n% {note}\n{body}"
 
 
+COST_NOTE = ("compute = the FLOPs of local training, of the forward passes it needs and of the work before "
+             "evaluation (fine-tuning, adaptation), bytes = bytes sent up and down, both as multiples of FedAvg's "
+             "in the same setting (mean over seeds; FLOPs of matrix products and convolutions, torch.utils.flop_counter)")
+
+
 def note_text(metric: str) -> str:
-    return (f"{metric} personalized accuracy in %, mean ± sample std (ddof=1) over seeds; "
+    return (f"{metric} personalized accuracy in %, mean ± sample std (ddof=1) over seeds; " + COST_NOTE + "; "
             "bold = best per column among cells with all seeds; † (n/N) = only n of the setting's N seeds "
             "completed (not eligible for best); — = every run failed. Failed, diverged and unfinished "
             "runs are never averaged in (see issues.md).")
@@ -99,12 +127,13 @@ def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path, prefix: str = "
     """Write <prefix><metric>_<value>.md and .tex for each value in VALUES; return the paths."""
     out_dir = Path(out_dir)
     written = []
+    costs = cost_ratios(runs, metric)
     for value, desc in VALUES.items():
         agg = aggregate(runs, metric, value)
         title = f"{metric} {desc}" + (" (configurations selected on validation)" if prefix else "")
         for style, render in (("md", to_markdown), ("tex", to_latex)):
             path = out_dir / f"{prefix}{metric}_{value}.{style}"
-            atomic_write(path, render(pivot(agg, style), title, note_text(metric)))
+            atomic_write(path, render(pivot(agg, style, costs), title, note_text(metric)))
             written.append(path)
     return written
 
