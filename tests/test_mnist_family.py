@@ -188,7 +188,8 @@ def test_missing_files_through_the_command_line_exit_2_without_a_run_directory(t
 CNN_PARAMS = 32 * 1 * 25 + 32 + 64 * 32 * 25 + 64 + 1024 * 512 + 512 + 512 * 10 + 10  # PFLlib's FedAvgCNN, 1x28x28
 
 
-def _require_debian_fmnist() -> None:
+def require_real_fmnist() -> None:
+    """Skip without Debian's Fashion-MNIST files (fail instead when FEDBENCH_REQUIRE_FMNIST=1, as in CI)."""
     folder = mnist_family.FMNIST_DEBIAN_DIR
     if mnist_family._find(folder) is None:
         why = f"Debian's Fashion-MNIST is not in {folder}/"
@@ -201,7 +202,7 @@ def test_real_fashion_mnist_trains_the_cnn_through_the_command_line(tmp_path, da
     """2000 real images (stratified), Dirichlet(0.5) over 10 clients, PFLlib's CNN, FedAvg, 3 rounds:
     the inputs are in [-1, 1], the partition holds exactly the subset, and the model learns (about 50%
     test accuracy after 3 rounds on this seed; chance is 10%)."""
-    _require_debian_fmnist()
+    require_real_fmnist()
     started = time.perf_counter()
     res = run_cli(f"results_dir={tmp_path}", "dataset=fmnist", "dataset.samples=2000", "partition=dirichlet",
                   "partition.alpha=0.5", "num_clients=10", "join_ratio=1", "method=fedavg", "rounds=3",

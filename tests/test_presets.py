@@ -64,6 +64,9 @@ def test_comparison_settings_compose_and_validate(preset, expect):
                         "join_ratio": 0.1}),
     ("fedrep_cifar10_5", {"dataset.name": "cifar10", "partition.classes_per_client": 5, "num_clients": 100,
                           "join_ratio": 0.1}),
+    ("fmnist_pfllib", {"dataset.name": "fmnist", "dataset.samples": None, "partition.alpha": 0.1, "num_clients": 20,
+                       "join_ratio": 1.0, "batch_size": 10, "lr": 0.005, "model.name": "cnn", "model.channels": [32, 64],
+                       "model.hidden": [512]}),
 ])
 def test_gpu_protocol_proxies_compose_and_validate(preset, expect):
     from omegaconf import OmegaConf, open_dict
@@ -75,3 +78,29 @@ def test_gpu_protocol_proxies_compose_and_validate(preset, expect):
     with open_dict(cfg):
         del cfg["hydra"]
     prepare(cfg, machine=False)
+
+
+@pytest.mark.parametrize("preset,expect", [
+    ("fmnist_skew", {"partition.alpha": 0.3, "data.rotations": 1}),
+    ("fmnist_rotated", {"partition.alpha": 1.0, "data.rotations": 4}),
+])
+def test_cpu_fmnist_settings_give_every_client_20_steps_and_20_validation_images(preset, expect):
+    """The CPU Fashion-MNIST presets keep the properties they were chosen for, on the real partition:
+    one local epoch is >= 20 SGD steps at batch 10 for every client, every client has >= 20
+    validation images (measured: >= 22 steps, >= 31 images). Needs the Fashion-MNIST files."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf, open_dict
+
+    from fedbench.config import prepare
+    from fedbench.data.federated import load_federated
+    from tests.test_mnist_family import require_real_fmnist
+
+    require_real_fmnist()
+    cfg = _compose(f"experiment={preset}")
+    assert {k: OmegaConf.select(cfg, k) for k in expect} == expect
+    with open_dict(cfg):
+        del cfg["hydra"]
+    data = load_federated(prepare(cfg), torch.device("cpu"))
+    steps = np.ceil(data.sizes[:, 0] / cfg.batch_size)
+    assert steps.min() >= 20 and data.sizes[:, 1].min() >= 20, (steps.min(), data.sizes[:, 1].min())
