@@ -1,8 +1,9 @@
 """`python -m fedbench.bench [--quick]`: what the harness costs, measured against plain PyTorch.
 
-In ONE process, on one fixed setting (scikit-learn digits, Dirichlet(0.1) over 20 clients, all
+In ONE process, on two fixed settings (MLP: scikit-learn digits, Dirichlet(0.1) over 20 clients, all
 clients every round, the default MLP, batch 10, 1 local epoch, lr 0.05, every client evaluated every
-5 rounds), it times R rounds of FedAvg and of FedBSD done four ways:
+5 rounds; CNN: Fashion-MNIST, 14,000 images, the same partition and clients, PFLlib's FedAvgCNN, lr
+0.005, every client evaluated every round), it times R rounds of FedAvg and of FedBSD done four ways:
 
   sequential  fedbench's Federation with engine=sequential: the clients one by one, the same steps as
             the floor, so its time over the floor's is what the harness itself costs.
@@ -14,7 +15,8 @@ clients every round, the default MLP, batch 10, 1 local epoch, lr 0.05, every cl
             aggregation, per-client DataLoaders for evaluation (batch = the training batch size, as
             PFLlib does). It does the same SGD steps (its batch sampler replays the same order).
   vmap      fedbench with engine=vmap (each step of all sampled clients as one vmapped call).
-The default engine=auto picks one of the two (fedbench.engines.auto_engine): vmap here.
+The default engine=auto picks one of the two (fedbench.engines.auto_engine): vmap for the MLP,
+sequential for the CNN on a CPU (convolutions are compute-bound: there the measure is the floor).
 
 All four compute the same model: the bench checks that their final global parameters agree.
 Runners are interleaved block by block (one evaluation period each), so background load on a shared
@@ -27,7 +29,6 @@ asserted: tests only check that the quick mode runs and prints every row.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import shutil
@@ -38,8 +39,9 @@ import time
 import torch
 
 from fedbench.bench.checks import sync as _sync, engines_check, threads_check
-from fedbench.bench.methods import MATCHED, SETTING as METHOD_SETTING, method_rows, method_table
-from fedbench.bench.runners import SETTING, Floor, Harness, Setting, Typical, compose
+from fedbench.bench.memory import memory_section
+from fedbench.bench.methods import BENCHES, method_rows, method_table
+from fedbench.bench.runners import CNN_SETTING, SETTING, Floor, Harness, Setting, Typical
 
 
 # -- measuring --------------------------------------------------------------------------------------
@@ -66,75 +68,6 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float().to(a[k].device)).abs().max()) for k in a)
 
 
-def rss_mb() -> tuple[float, float]:
-    """(current RSS, peak RSS since the last reset) in MiB, from /proc (Linux)."""
-    vals = {}
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith(("VmRSS", "VmHWM")):
-                vals[line.split(":")[0]] = int(line.split()[1]) / 1024
-    except OSError:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return peak, peak
-    return vals.get("VmRSS", float("nan")), vals.get("VmHWM", float("nan"))
-
-
-def reset_peak(device: torch.device) -> bool:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def memory_case(clients: int, method: str, engine: str, root: str, device: torch.device, rounds: int) -> dict:
-    gc.collect()
-    base, _ = rss_mb()
-    exact = reset_peak(device)
-    t0 = time.perf_counter()
-    s = Setting(method, ["dataset=synthetic", f"num_clients={clients}", "join_ratio=0.1", "batch_size=10",
-                         "partition=dirichlet", "partition.alpha=0.1"], root, device, rounds)
-    t_data = time.perf_counter() - t0
-    gc.collect()
-    loaded, data_peak = rss_mb()
-    reset_peak(device)
-    fed = s.federation(engine)
-    t1 = time.perf_counter()
-    for t in range(rounds):
-        fed.train_round(t)
-    fed.evaluate(rounds - 1)
-    _sync(device)
-    t_run = time.perf_counter() - t1
-    _, run_peak = rss_mb()
-    row = {"clients": clients, "method": method, "engine": engine, "samples": len(s.data.y),
-           "data_mb": (s.data.x.numel() * s.data.x.element_size() + s.data.y.numel() * 8) / 2 ** 20,
-           "store_mb": fed.tensors.store.nbytes() / 2 ** 20, "rss_base_mb": base, "data_peak_mb": data_peak - base,
-           "loaded_mb": loaded, "run_peak_mb": run_peak - loaded, "peak_mb": max(data_peak, run_peak),
-           "peak_exact": exact, "data_s": t_data, "run_s": t_run, "rounds": rounds}
-    if device.type == "cuda":
-        row["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-    del fed, s
-    gc.collect()
-    return row
-
-
-def cold_partition(clients: int, root: str) -> float:
-    """Seconds for the whole data path of `clients` Synthetic clients with an empty cache:
-    generate, Dirichlet(0.1) partition with min_samples, per-client stratified splits, cache write."""
-    from fedbench.data.federated import load_federated
-
-    cfg = compose(["dataset=synthetic", f"num_clients={clients}", "partition=dirichlet", "partition.alpha=0.1"],
-                  root)
-    t0 = time.perf_counter()
-    load_federated(cfg, torch.device("cpu"))
-    return time.perf_counter() - t0
-
-
 def hardware(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -156,14 +89,14 @@ def hardware(device: torch.device) -> str:
 
 
 # -- main -------------------------------------------------------------------------------------------
-def harness_section(root: str, device, rounds: int, block: int) -> dict:
-    """FedAvg and FedBSD timed four ways (module docstring): {method: (seconds, agreement, why not
-    vmap, auto engine)}."""
+def harness_section(root: str, device, rounds: int, block: int, setting: list) -> dict:
+    """FedAvg and FedBSD timed four ways (module docstring) on `setting`: {method: (seconds,
+    agreement, why not vmap, auto engine)}."""
     from fedbench.engines import auto_engine, vmap_support
 
     results = {}
     for method in ("fedavg", "fedbsd"):
-        s = Setting(method, SETTING, root, device, rounds + block)
+        s = Setting(method, setting, root, device, rounds + block)
         runners = {"sequential": Harness(s), "floor": Floor(s, method), "typical": Typical(s, method)}
         fed = runners["sequential"].fed
         why = vmap_support(fed.method, fed.model)
@@ -181,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedbench.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short run for CI (< 60 s): fewer rounds, 1,000 "
                    "clients for memory only with the sequential engine")
-    p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 50, quick 5)")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds of the MLP (default 50, quick 5)")
+    p.add_argument("--cnn-rounds", type=int, default=None, help="timed rounds of the CNN (default 5, quick 2)")
+    p.add_argument("--no-cnn", action="store_true", help="skip the CNN sections (Fashion-MNIST)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", default="auto", help="torch threads (default: fedbench's threads=auto)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory section")
@@ -195,34 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(resolve_threads(args.threads))
     device = resolve_device(args.device)
-    rounds = args.rounds or (5 if args.quick else 50)
-    block = 5
-    rounds = max(block, rounds - rounds % block)
     root = tempfile.mkdtemp(prefix="fedbench-bench-")
     print(f"fedbench.bench: {hardware(device)}", flush=True)
-    print(f"setting: {' '.join(SETTING)}, model=mlp (the digits default, 64-100-10), {rounds} timed rounds after {block} warm-up "
-          f"rounds, device {device}", flush=True)
     try:
-        results = harness_section(root, device, rounds, block)
-        print()
-        print(table(results, rounds))
-        matched = "; ".join(f"{m} {' '.join(o)}" for m, o in MATCHED.items())
-        print(f"\nevery method on both engines, on the setting of PFLlib's numbers ({' '.join(METHOD_SETTING)}; "
-              f"matched work: {matched}), {2 if args.quick else 20} timed rounds, each with an evaluation of "
-              "every client:", flush=True)
-        print(method_table(method_rows(root, device, 2 if args.quick else 20)))
+        speed_sections(args, root, device)
         if not args.no_memory:
-            print()
-            rows = []
-            cases = [(100, "fedbsd", "sequential"), (1000, "fedbsd", "sequential"), (1000, "local", "sequential")]
-            if not args.quick:
-                cases += [(100, "fedbsd", "vmap"), (1000, "fedbsd", "vmap")]
-            for clients, method, engine in cases:
-                rows.append(memory_case(clients, method, engine, root, device, rounds=2 if args.quick else 5))
-            print(memory_table(rows, device))
-            cold = cold_partition(1000, tempfile.mkdtemp(dir=root))
-            print(f"\ndata path, 1,000 clients, empty cache (Synthetic generation + Dirichlet(0.1) partition + "
-                  f"splits + cache write): {cold:.1f} s")
+            memory_section(args, root, device)
         if args.engines_check:
             print("\nengines (one local step of 20 clients, batch 10, 1 torch thread; median of 3):")
             print(engines_check(device))
@@ -235,11 +148,50 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cnn_missing(root: str) -> str:
+    """'' when Fashion-MNIST's files are found (the CNN sections run), else why not."""
+    from fedbench.data.datasets import load_dataset
+    from fedbench.errors import DataMissingError
+
+    try:
+        load_dataset("fmnist", {"samples": 100}, root, False, False, 0, 1)
+    except DataMissingError as exc:
+        return str(exc)
+    return ""
+
+
+def speed_sections(args, root: str, device) -> None:
+    """The harness against the floor (MLP, then CNN), then every method on both engines beside PFLlib's."""
+    missing = "" if args.no_cnn else cnn_missing(root)
+    quick_cnn = ["dataset.samples=400", "num_clients=4", "partition.min_samples=5"] if args.quick else []
+    models = [("mlp", SETTING, args.rounds or (5 if args.quick else 50), 5, "model=mlp (the digits default, 64-100-10)")]
+    if not args.no_cnn and not missing:
+        models.append(("cnn", CNN_SETTING + quick_cnn, args.cnn_rounds or (2 if args.quick else 5), 1,
+                       "model=cnn (PFLlib's FedAvgCNN, 1x28x28)"))
+    for name, setting, rounds, block, model in models:
+        rounds = max(block, rounds - rounds % block)
+        print(f"\n{name}: {' '.join(setting)}, {model}, {rounds} timed rounds after {block} warm-up rounds, "
+              f"device {device}", flush=True)
+        print(table(harness_section(root, device, rounds, block, setting), rounds, cnn=name == "cnn"))
+    if missing:
+        print(f"\ncnn: skipped, Fashion-MNIST not found ({missing})")
+    for name, bench in BENCHES.items():
+        if name == "cnn" and (args.no_cnn or missing):
+            continue
+        rounds = (2 if args.quick else 20) if name == "mlp" else (1 if args.quick else 3)
+        extra = tuple(quick_cnn) if name == "cnn" else ()
+        matched = "; ".join(f"{m} {' '.join(o)}" for m, o in bench.matched.items())
+        print(f"\nevery method on both engines, {name}, on the setting of PFLlib's numbers ({' '.join(bench.setting)}; "
+              f"matched work: {matched}), {rounds} timed rounds, each with an evaluation of every client:", flush=True)
+        quick = args.quick and name == "cnn"  # a smaller setting than PFLlib's: no ratio to show
+        print(method_table(method_rows(bench, root, device, rounds, extra, quick=quick), bench, compare=not quick))
+
+
 LABELS = {"sequential": "harness, engine=sequential", "vmap": "harness, engine=vmap", "floor": "floor",
           "typical": "typical"}
 
 
-def table(results: dict, rounds: int) -> str:
+def table(results: dict, rounds: int, cnn: bool = False) -> str:
     lines = ["| method | runner | rounds/s | s/round | time vs floor | agrees with floor (max abs diff) |",
              "|---|---|---|---|---|---|"]
     ratios = []
@@ -255,31 +207,14 @@ def table(results: dict, rounds: int) -> str:
                          f"| {diff} |")
         default = spent[auto]
         r = (f"{method}: default engine (auto) = {auto}; harness/floor = {spent['sequential'] / floor:.3f} "
-             f"(engine=sequential: the same steps one by one; target <= 1.10); typical/harness = "
-             f"{spent['typical'] / default:.2f} (default engine; target >= 3)")
+             f"(engine=sequential: the same steps one by one; target <= {1.25 if cnn else 1.10:.2f}); "
+             f"default/floor = {default / floor:.3f}; typical/harness = "
+             f"{spent['typical'] / default:.2f} (default engine; target >= {1 if cnn else 3})")
         r += f"; typical/sequential = {spent['typical'] / spent['sequential']:.2f}"
         if "vmap" in spent:
             r += f"; typical/vmap = {spent['typical'] / spent['vmap']:.2f}, vmap/floor = {spent['vmap'] / floor:.2f}"
         ratios.append(r)
     return "\n".join(lines + [""] + ratios)
-
-
-def memory_table(rows: list[dict], device) -> str:
-    cuda = device.type == "cuda"
-    head = ("| clients | method | engine | samples | data tensors MiB | client store MiB | process RSS before MiB "
-            "| peak while loading data, above before MiB | peak while training + evaluating, above loaded MiB "
-            "| process peak RSS MiB |" + (" CUDA peak allocated MiB |" if cuda else "")
-            + " data load s | rounds + eval s |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        lines.append(f"| {r['clients']} | {r['method']} | {r['engine']} | {r['samples']} | {r['data_mb']:.1f} | "
-                     f"{r['store_mb']:.2f} | {r['rss_base_mb']:.0f} | {r['data_peak_mb']:.0f} | "
-                     f"{r['run_peak_mb']:.0f} | "
-                     f"{r['peak_mb']:.0f} |" + (f" {r['cuda_peak_mb']:.1f} |" if cuda else "")
-                     + f" {r['data_s']:.1f} | {r['run_s']:.1f} ({r['rounds']} rounds of 10% + 1 evaluation of all) |")
-    if not all(r["peak_exact"] for r in rows):
-        lines.append("(peak RSS could not be reset between cases: it is the process peak so far)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ import torch.nn.functional as F
 
 SETTING = ["dataset=digits", "partition=dirichlet", "partition.alpha=0.1", "num_clients=20", "join_ratio=1.0",
            "batch_size=10", "local_epochs=1", "lr=0.05", "eval_every=5", "seed=0"]
+# the CNN on real images: Fashion-MNIST (14,000 images, stratified) with its default model, PFLlib's FedAvgCNN
+CNN_SETTING = ["dataset=fmnist", "dataset.samples=14000", "partition=dirichlet", "partition.alpha=0.1",
+               "num_clients=20", "join_ratio=1.0", "batch_size=10", "local_epochs=1", "lr=0.005", "eval_every=1",
+               "seed=0"]
 
 
 # -- setup ----------------------------------------------------------------------------------------
