@@ -10,7 +10,8 @@ and the module that holds each (each layer imports only the layers below it):
                 writer per run directory), checkpoint.py, completion.py (complete means the files agree)
   round         fedbench.federation: round.py (the round, written once), tensors.py (global and
                 per-client tensors), cohort.py (clients stepped together: the training primitives a
-                method uses), client_view.py (one client inside a step: what a loss sees),
+                method uses; cohort_data.py, its data streams and batches), client_view.py (one
+                client inside a step: what a loss sees),
                 evaluator.py (the one reduction), finetune.py (fine-tuning before evaluation),
                 aggregation.py, batches.py, sgd.py, store.py, training.py
   engines       fedbench.engines: sequential.py (client by client), vmap.py (a cohort per vectorized

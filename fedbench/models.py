@@ -22,6 +22,16 @@ class SplitModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
 
+    @property
+    def feature_dim(self) -> int:
+        """The size of the feature vector the head reads (its first Linear's input)."""
+        return next(m for m in self.head.modules() if isinstance(m, nn.Linear)).in_features
+
+    @property
+    def num_classes(self) -> int:
+        """The number of logits (the head's last Linear's output)."""
+        return [m for m in self.head.modules() if isinstance(m, nn.Linear)][-1].out_features
+
     def has_batchnorm(self) -> bool:
         return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
 

@@ -25,6 +25,9 @@ The hooks, and what each may read and write:
   extend_model(model)   add modules before the federation reads the model's parts (FedRoD's personal
                         head); called once, before anything else.
   client_state(model)   {name: tensor}: extra per-client tensors (APFL's alpha), held in the store.
+  start(cohort)         once, before the first round, on every client (cohorts, their tensors kept):
+                        e.g. FedDBE's initialization pass; then each `consensus` state is set, on
+                        every client, to the weighted mean over all clients of its source state.
   local_update(cohort)  the local training of a cohort of clients; reads and writes the cohort's
                         tensors only through its primitives (cohort.sgd, cohort.grad, cohort.batches,
                         cohort.minibatches, cohort.model/.personal_model .tensors()), returns each
@@ -36,6 +39,9 @@ The hooks, and what each may read and write:
                         the objective (a per-client term such as a proximal term is added to every
                         sample's). Pure: it must not change any tensor.
   server_update(global, mean)  the new global state from the old one and the weighted mean upload.
+  receive(cohort)       after the server update, on the clients `receivers` names (cohorts, their
+                        tensors kept): what a client does with the new global state it receives
+                        (FedALA's adaptive local aggregation, GPFL's conditional inputs).
   adapt(cohort)         prepares the evaluated model of an evaluation cohort (a throwaway copy; e.g.
                         Per-FedAvg's one step); the fine-tuning add-on (ft_* keys) runs after it.
   predict(client, x)    the logits of ONE client's evaluated model (a ClientView). Default: its `evaluates`.
@@ -50,7 +56,8 @@ import torch.nn.functional as F
 
 from methods import register
 
-HOOKS = ("extend_model", "client_state", "local_update", "loss", "server_update", "adapt", "predict")
+HOOKS = ("extend_model", "client_state", "start", "local_update", "loss", "server_update", "receive", "adapt",
+         "predict")
 
 
 @register
@@ -67,6 +74,8 @@ class FedAvg:
     vectorizable = True
     why_not_vectorizable = ""
     needs_batchnorm = False
+    receivers = "none"   # which clients run `receive` after the server update: none | sampled | all
+    consensus: dict = {}  # {state: source state}: after `start`, every client's state = the weighted mean of source
     ranges: dict = {}
     hooks: tuple[str, ...] = ()
 
@@ -83,6 +92,9 @@ class FedAvg:
     def client_state(self, model) -> dict[str, torch.Tensor]:
         return {}
 
+    def start(self, cohort) -> None:
+        pass
+
     def local_update(self, cohort) -> np.ndarray:
         return cohort.sgd(self.loss, train=self.trains)
 
@@ -91,6 +103,9 @@ class FedAvg:
 
     def server_update(self, global_state, mean_upload) -> dict[str, torch.Tensor]:
         return mean_upload
+
+    def receive(self, cohort) -> None:
+        pass
 
     def adapt(self, cohort) -> None:
         pass

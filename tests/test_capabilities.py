@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 import methods
-from methods.fedavg import FedAvg
+from methods.fedavg import HOOKS, FedAvg
 
 ROOT = Path(__file__).resolve().parents[1]
-HOOKS = ("extend_model", "client_state", "local_update", "loss", "server_update", "adapt", "predict")
 HARNESS = [*sorted((ROOT / "fedbench" / "federation").glob("*.py")), *sorted((ROOT / "fedbench" / "engines").glob("*.py"))]
 
 
@@ -22,6 +21,10 @@ def test_the_harness_names_no_method(path):
     code = "\n".join(line.split("#")[0] for line in text.splitlines())  # comments may cite measurements
     found = re.findall(rf"\b({names})\b", code, re.I)
     assert not found, f"{path.name} names methods: {sorted(set(found))}"
+
+
+def test_every_public_method_of_fedavg_is_a_hook():
+    assert set(HOOKS) == {k for k, v in vars(FedAvg).items() if callable(v) and not k.startswith("_")}
 
 
 @pytest.mark.parametrize("name", methods.available())

@@ -144,7 +144,8 @@ def test_quick_bench_prints_every_row(tmp_path):
     for method in methods.available():  # every method, both engines where it is vectorizable
         row = re.search(rf"^\| {method} \| ([0-9.]+) \| (\S+)[^|]*\| (vmap|sequential) \|", text, re.M)
         assert row, (method, text)
-        assert (row.group(2) == "n/a") == (method == "fedbn") and row.group(3) == ("sequential" if method == "fedbn" else "vmap")
+        vectorizable = methods.get(method).vectorizable   # FedBN (BatchNorm statistics) and FedCP (Gumbel noise) are not
+        assert (row.group(2) == "n/a") == (not vectorizable) and row.group(3) == ("vmap" if vectorizable else "sequential")
     for clients in (100, 1000):
         assert re.search(rf"^\| {clients} \| fedbsd \| sequential \| \d+ \|", text, re.M), text
     assert "data path, 1,000 clients" in text

@@ -55,6 +55,7 @@ CNN = MethodBench(
      "fedbabu": 8.62, "pfedme": 37.83, "perfedavg": 16.00, "ditto": 19.07, "apfl": 15.56, "fedrod": 8.82,
      "fedala": 10.56, "fedcp": 11.61, "gpfl": 13.47, "feddbe": 9.28})
 BENCHES = {b.name: b for b in (MLP, CNN)}
+IN_PFLLIB = {*CNN.pfllib, "fedbn"}   # every method PFLlib d832e76 has (its FedBN: measured on neither setting)
 
 
 def time_method(method: str, bench: MethodBench, root: str, device, rounds: int, block: int = 5,
@@ -96,6 +97,7 @@ def method_table(rows: list[dict], bench: MethodBench, compare: bool = True) -> 
         vm = f"{r['vmap']:.4f}" if "vmap" in r else "n/a (not vectorizable)"
         ref = bench.pfllib.get(r["method"]) if compare else None
         ratio = f"{ref / r[r['auto']]:.1f}x" if ref else "-"
-        missing = "- (not in PFLlib)" if compare else "- (quick setting: not compared)"
+        missing = ("- (quick setting: not compared)" if not compare else "- (not in PFLlib)"
+                   if r["method"] not in IN_PFLLIB else "- (not measured here)")
         lines.append(f"| {r['method']} | {r['sequential']:.4f} | {vm} | {r['auto']} | {ref if ref else missing} | {ratio} |")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedbench.engines.sequential import SequentialEngine
+from fedbench.engines.sequential import SequentialEngine, split_carry
 
 
 class VmapEngine(SequentialEngine):
@@ -43,24 +43,26 @@ class VmapEngine(SequentialEngine):
         if len(rows):
             yield rows, True
 
-    def gradients(self, cohort, objective, names: list[str], step) -> tuple[dict, torch.Tensor]:
+    def gradients(self, cohort, objective, names: list[str], step) -> tuple[dict, torch.Tensor, dict]:
         G = step.active
         if not cohort.vmapped or G < self.min_group:
             return super().gradients(cohort, objective, names, step)
         x, y = cohort.data.x, cohort.data.y
         size = max(1, self.max_call_samples // step.idx.shape[1])
-        parts, losses = [], []
+        parts, losses, carried = [], [], []
         for a in range(0, G, size):
             c = slice(a, min(G, a + size))
             leaves = {n: cohort.state[n][c].detach().requires_grad_() for n in names}
             w = None if step.w is None else step.w[c]
-            loss = cohort.call(objective, leaves, c, x[step.idx[c]], y[step.idx[c]], w)
+            loss, carry = split_carry(cohort.call(objective, leaves, c, x[step.idx[c]], y[step.idx[c]], w))
             parts.append(torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True))
             losses.append(loss.detach())
+            carried.append(carry)
         grads = {n: None if parts[0][j] is None else (parts[0][j] if len(parts) == 1 else
                                                       torch.cat([p[j] for p in parts]))
                  for j, n in enumerate(names)}
-        return grads, torch.cat(losses)
+        carry = {k: torch.cat([c[k].detach() for c in carried]) for k in carried[0]}
+        return grads, torch.cat(losses), carry
 
     def eval_chunks(self, sizes: np.ndarray, n_train: np.ndarray, budget: int):
         """Clients in order of evaluation size, in chunks whose padded samples fit `budget` (at least

@@ -5,7 +5,9 @@
   tensors.py      ModelState: the global state, each client's stored tensors, which are shared,
                   personal or fixed
   cohort.py       Cohort: clients stepped together, with the training primitives a method uses
-                  (sgd, grad, batches, minibatches); CohortSetup: what every cohort is built with
+                  (sgd, grad); CohortSetup: what every cohort is built with
+  cohort_data.py  CohortData, Cohort's base: each client's data stream, batches, minibatches, and
+                  sub-cohorts of some rows (rows, update_rows)
   client_view.py  ClientView: ONE client inside one step, what a method's loss sees; StepModules
   model_handle.py ModelHandle: a cohort's model or personal model, by name and part
   evaluator.py    Evaluator: the evaluation layout, per-client counts and the one reduction

@@ -14,14 +14,30 @@ MODELS = ("model", "personal_model")   # the cohort-state prefixes of model tens
 
 class ClientView:
     """One client inside one step: its model and personal model (modules holding its tensors), its
-    extra state tensors and class counts, the run's training settings, and the frozen round-start
-    global model."""
+    extra state tensors and class counts, the run's training settings, the frozen round-start global
+    model, and `carry`: state values the objective hands to the next step (a running mean), which
+    the cohort's sgd writes into the client's state after the step (names given as sgd's `carry`)."""
 
-    def __init__(self, modules: "StepModules", state: dict, cohort, trained: frozenset = frozenset()):
+    def __init__(self, modules: "StepModules", state: dict, cohort, trained: frozenset = frozenset(),
+                 weights: torch.Tensor | None = None):
         self.model, self.personal_model = modules.model, getattr(modules, "personal_model", None)
-        self.state, self._trained = state, trained
+        self.state, self._trained, self._weights = state, trained, weights
         self.training = cohort.training
         self._global = cohort.global_model()
+        self.carry: dict[str, torch.Tensor] = {}
+
+    def batch_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """The mean over this step's batch of per-sample rows `t` (batch first): a vectorized step pads
+        a short batch, so a statistic of the batch must be taken with the step's sample weights."""
+        if self._weights is None:
+            return t.mean(0)
+        return (self._weights.view(-1, *([1] * (t.dim() - 1))) * t).sum(0)
+
+    def batch_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum over this step's batch of per-sample rows `t` (its real samples: padding left out)."""
+        if self._weights is None:
+            return t.sum(0)
+        return ((self._weights > 0).to(t.dtype).view(-1, *([1] * (t.dim() - 1))) * t).sum(0)
 
     @property
     def trained(self) -> frozenset:
@@ -64,18 +80,18 @@ class StepModules(nn.Module):
 
     def run(self, tensors: dict[str, torch.Tensor], fn, cohort, state, x, y, w, trained=frozenset()):
         """`fn(view, x, y, reduction)` (or, with fn None, the method's prediction) with `tensors` in
-        the modules: the mean objective, or with weights `w` the weighted sum of per-sample terms."""
+        the modules: the mean objective, or with weights `w` the weighted sum of per-sample terms;
+        with what the objective carries to the next step, (value, carry)."""
         saved = [(self._slots[n], self._slots[n][0][self._slots[n][1]]) for n in tensors]
         try:
             for n, t in tensors.items():
                 table, attr = self._slots[n]
                 table[attr] = t
-            view = ClientView(self, state, cohort, trained)
+            view = ClientView(self, state, cohort, trained, w)
             if fn is None:  # a prediction
                 return cohort.predict(view, x)
-            if w is None:
-                return fn(view, x, y, "mean")
-            return (fn(view, x, y, "none") * w).sum()
+            value = fn(view, x, y, "mean") if w is None else (fn(view, x, y, "none") * w).sum()
+            return (value, view.carry) if view.carry else value
         finally:
             for (table, attr), old in saved:
                 table[attr] = old

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from fedbench.federation.batches import Plan, Step, epochs_of, make_plan, steps_of
+from fedbench.federation.batches import Plan, Step
 from fedbench.federation.client_view import MODELS, StepModules
+from fedbench.federation.cohort_data import CohortData
 from fedbench.federation.compute import Compute
 from fedbench.federation.model_handle import ModelHandle
 from fedbench.federation.sgd import sgd_update
 from fedbench.federation.training import TrainingSettings
-from fedbench.seeding import torch_generator
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class CohortSetup:
     compute: Compute
 
 
-class Cohort:
+class Cohort(CohortData):
     """Clients `ids` (rows of every tensor, in decreasing order of train-split size) in round `round`,
     holding working copies of their tensors (`state`, as the federation loads them for `phase`: train
     or eval); `stream` names the data-order stream (data, finetune); `vmapped`: the engine may step its
@@ -60,6 +60,7 @@ class Cohort:
         self.predict = setup.predict
         self._generators: dict[int, torch.Generator] = {}
         self._row_views: dict[int, tuple[dict, dict]] = {}  # one row's views of the state (call)
+        self.carried: dict[str, torch.Tensor] = {}  # what the last step's objective carries to the next
 
     # -- facts ------------------------------------------------------------------------------------
     @property
@@ -75,26 +76,6 @@ class Cohort:
         """The round's global model (the server state the clients received), frozen."""
         return self.setup.global_model
 
-    # -- data -------------------------------------------------------------------------------------
-    def _generator(self, k: int) -> torch.Generator:
-        if k not in self._generators:  # made on first use, then drawn from for the whole round
-            self._generators[k] = torch_generator(self.training.seed, self.stream, self.round, int(k))
-        return self._generators[k]
-
-    def batches(self, epochs: int | None = None, split: str = "train", batch_size: int | None = None) -> Plan:
-        """`epochs` shuffled passes (default: the run's local_epochs) over each client's `split`."""
-        epochs = self.training.local_epochs if epochs is None else epochs
-        size = batch_size or self.training.batch_size
-        return make_plan([epochs_of(getattr(self.data.clients[k], split), self._generator(k), epochs, size)
-                          for k in self.ids], self.data.x.dtype)
-
-    def minibatches(self, n: int, batch_size: int | None = None) -> Plan:
-        """`n` single train minibatches per client, in its data stream's order (a fixed number of
-        steps: every client of the cohort takes all n)."""
-        size = batch_size or self.training.batch_size
-        return make_plan([steps_of(self.data.clients[k].train, self._generator(k), n, size) for k in self.ids],
-                         self.data.x.dtype)
-
     # -- training ---------------------------------------------------------------------------------
     def sgd(self, objective: Callable, train="all", model: ModelHandle | None = None, epochs: int | None = None,
             batches: Plan | None = None, lr: float | None = None, momentum: float | None = None,
@@ -106,7 +87,9 @@ class Cohort:
         tensor frozen (so momentum or weight decay cannot move it); a fresh optimizer per call, the
         arithmetic of torch.optim.SGD. Unset hyperparameters are the run's optimizer (lr: this
         round's). `state_steps` {name: (lr, low, high)}: per-client state tensors that also take
-        plain projected gradient steps on the objective (e.g. a mixing weight). Returns each client's mean loss."""
+        plain projected gradient steps on the objective (e.g. a mixing weight). What the objective
+        puts in `client.carry` (a running mean) is written into the client's state after each step.
+        Returns each client's mean loss."""
         model = model or self.model
         names = train if isinstance(train, list) and train and train[0].startswith(MODELS) else model.names(train)
         if batches is None:
@@ -126,6 +109,8 @@ class Cohort:
                     if grads.get(n) is not None:
                         step_lr, low, high = state_steps[n]
                         self.state[n][:G].sub_(step_lr * grads[n]).clamp_(low, high)
+                for n, value in self.carried.items():  # what the objective hands to the next step
+                    self.state[n][:G].copy_(value)
                 totals[:G] += loss.detach()
         return totals.cpu().numpy().astype(np.float64) / np.maximum(batches.counts, 1)
 
@@ -153,7 +138,7 @@ class Cohort:
         (client by client, or one vmapped call). Counted in the compute ledger: every step of every
         method goes through here."""
         self.setup.modules.set_mode(True)
-        grads, loss = self.setup.engine.gradients(self, objective, names, step)
+        grads, loss, self.carried = self.setup.engine.gradients(self, objective, names, step)
         self.setup.compute.count(self, objective, names, step)
         return grads, loss
 

@@ -96,6 +96,7 @@ class Compute:
                 leaves = {n: cohort.state[n][0].detach().requires_grad_() for n in names}
                 with FlopCounterMode(display=False) as total, ForwardOnly(cohort.global_model()) as forward:
                     loss = cohort.call(objective, leaves, 0, x, y)
+                    loss = loss[0] if isinstance(loss, tuple) else loss  # (value, carry)
                     if loss.requires_grad:
                         torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
             with torch.no_grad():

@@ -7,7 +7,9 @@ clients is stepped (client by client, or vmapped):
     store    = each client's personal tensors, personal model and state written back
     upload   = each client's shared tensors, summed with the method's weights (Aggregator)
     server   = method.server_update(global, weighted mean); bytes counted
+    receive  = the clients the method names (sampled, or all) take the new global state: method.receive
     evaluate = every client: method.adapt, fine-tuning add-on, method.predict on val and test (Evaluator)
+Before the first round, method.start runs once on every client (and its consensus states are set).
 
 Per-client tensors live in one stacked store (fedbench.federation.tensors); a cohort works on a copy of
 its rows. Nothing here knows a method: what a method does is read from its declared attributes and hooks.
@@ -49,6 +51,7 @@ class Federation:
         self.bytes_up = self.bytes_down = 0
         self.finetuning = finetuning
         self.evaluator = Evaluator(data, training.eval_batch_size)
+        self.started = False  # the method's start hook has run (before the first round)
 
     @property
     def global_state(self) -> dict[str, torch.Tensor]:
@@ -74,9 +77,32 @@ class Federation:
             finetune(cohort, self.method, **self.finetuning)
         return cohort
 
+    def visit(self, ids: np.ndarray, t: int, stream: str, hook) -> None:
+        """`hook(cohort)` on clients `ids` as the engine groups them, their tensors kept (written back)."""
+        for group, vmapped in self.engine.groups(ids, self.n_train):
+            cohort = self.cohort(group, t, "train", stream, vmapped)
+            hook(cohort)
+            self.tensors.write_back(cohort.ids, cohort.state)
+
+    def start(self) -> None:
+        """Once, before the first round: the method's start hook on every client, then each of its
+        consensus states set, on every client, to the weighted mean of its source state over all."""
+        self.started = True
+        if "start" not in self.method.hooks:
+            return
+        everyone = np.arange(self.data.num_clients)
+        self.visit(everyone, 0, "start", self.method.start)
+        store, w = self.tensors.store.tensors, torch.as_tensor(self.weights(everyone))
+        for target, source in self.method.consensus.items():
+            mean = torch.tensordot(w.to(store[source]) / w.sum(), store[source], dims=1)
+            store[target].copy_(mean.expand_as(store[target]))
+
     # -- one round -----------------------------------------------------------------------------------
     def train_round(self, t: int) -> float:
-        """Local updates of the round's sampled clients, then aggregation. Returns the mean local loss."""
+        """Local updates of the round's sampled clients, then aggregation, then what the clients that
+        receive the new global state do with it. Returns the mean local loss."""
+        if not self.started:
+            self.start()
         sampled, method, tensors = self.schedule[t], self.method, self.tensors
         acc = Aggregator(tensors.global_state)
         losses = []
@@ -92,6 +118,9 @@ class Federation:
         if tensors.global_state:
             tensors.global_state = method.server_update(tensors.global_state, acc.mean(tensors.global_state))
             tensors.refresh_global()
+        if method.receivers != "none":
+            self.visit(sampled if method.receivers == "sampled" else np.arange(self.data.num_clients), t, "receive",
+                       method.receive)
         losses = np.concatenate(losses) if losses else np.zeros(0)
         return float(np.mean(losses)) if len(losses) else float("nan")
 
@@ -133,6 +162,7 @@ class Federation:
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`; ValueError when its names, shapes or dtypes differ from this run's."""
         self.tensors.load_state_dict(state)
+        self.started = True  # a checkpoint comes after a round
         self.bytes_up, self.bytes_down = int(state["bytes_up"]), int(state["bytes_down"])
         self.times_sampled = state["times_sampled"].cpu().numpy().astype(np.int64).copy()
         self.compute.load_state_dict(state.get("compute", {}))

@@ -26,6 +26,10 @@ EXPECTED = {  # method: (weighting, why)
     "ditto": ("samples", "official: sampling ~ n_k"),
     "apfl": ("uniform", "paper and FedTorch"),
     "fedrod": ("samples", "PFLlib, FL-bench"),
+    "fedala": ("samples", "official: FedAvg's n_k-weighted mean"),
+    "fedcp": ("samples", "official servercp.py: n_k / sum n over the uploaders"),
+    "gpfl": ("samples", "official servergpfl.py: n_k-weighted"),
+    "feddbe": ("samples", "official serverdbe.py: FedAvg's n_k-weighted mean"),
     "fedbn": ("uniform", "official communication(), 1/K"),
     "fedbsd": ("uniform", "README"),
 }
