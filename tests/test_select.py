@@ -48,7 +48,8 @@ def test_the_best_mean_validation_accuracy_is_selected_never_test(tuned):
     # the tables hold the selected configuration only, labelled by the method name
     rows = read_md(tuned / "tables" / "selected_final_acc.md")
     same = ["1.00×", "1.00×"]  # compute and bytes x FedAvg's (the fixture's runs all cost the same)
-    assert rows["fedavg"] == ["**71.00 ± 1.00**", *same] * 2 and rows["fedprox"] == ["70.00 ± 0.00", *same] * 2
+    # fedprox (70, 70, 70) is not significantly worse than fedavg (70, 71, 72): paired one-sided p = 0.11
+    assert rows["fedavg"] == ["**71.00 ± 1.00**", *same] * 2 and rows["fedprox"] == ["**70.00 ± 0.00**", *same] * 2
     assert any(p.name.startswith("curves_") for p in report.plots)
     # summary.csv keeps every run of the sweep, with the configuration columns
     runs = pd.read_csv(tuned / "summary.csv")
@@ -60,7 +61,7 @@ def test_leaderboard_has_bottom_decile_and_average_rank(tuned):
     rows = read_md(tuned / "tables" / "leaderboard_final.md")
     # per setting: mean ± std, bottom 10% (write_run: acc / 2), compute and bytes x FedAvg's; then the average rank
     assert rows["fedavg"] == ["**71.00 ± 1.00**", "35.50", "1.00×", "1.00×"] * 2 + ["1.00"]
-    assert rows["fedprox"] == ["70.00 ± 0.00", "35.00", "1.00×", "1.00×"] * 2 + ["2.00"]
+    assert rows["fedprox"] == ["**70.00 ± 0.00**", "35.00", "1.00×", "1.00×"] * 2 + ["2.00"]  # not significantly worse
     assert list(rows) == ["fedavg", "fedprox"]  # sorted by average rank
     hp = (tuned / "tables" / "selected_hparams.md").read_text()
     assert "lr=0.05, method.mu=0.1 (4 tried)" in hp and "lr=0.05 (3 tried)" in hp

@@ -79,6 +79,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     from fedbench.report.collect import collect
     from fedbench.report.plots import write_plots
     from fedbench.report.select import select_by_validation
+    from fedbench.report.significance import write_friedman
     from fedbench.report.tables import write_issues, write_tables
     from fedbench.files import atomic_write
 
@@ -111,6 +112,9 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     elif len(ok):
         report.tables = write_tables(runs, metric, tables_dir)
         report.plots = write_plots(results_dir, runs, ok, out / "plots")
+    if len(ok):   # the tests across settings: of the selected configurations, or of every variant
+        tables, plots = write_friedman(runs if selection is None else selection[1], metric, tables_dir, out / "plots")
+        report.tables, report.plots = report.tables + tables, report.plots + plots
     counts = runs["status"].value_counts().to_dict()
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
     echo(f"fedbench.report: {plural(len(runs), 'run')} in {plural(report.settings, 'setting')} "

@@ -10,6 +10,7 @@ import pandas as pd
 
 from fedbench.report.aggregate import aggregate
 from fedbench.report.cost import cost_ratios
+from fedbench.report.significance import SIGNIFICANCE_NOTE
 from fedbench.report.tables import COST_NOTE, best_cells, cell_text, to_latex, to_markdown, with_costs
 from fedbench.files import atomic_write
 
@@ -26,7 +27,7 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
     """Rows: variants; per setting a mean ± std column and a bottom-10% column, then what the method
     spends there (compute and bytes, x FedAvg's); then the average rank."""
     acc, low = aggregate(runs, metric, "acc"), aggregate(runs, metric, "acc_bottom10")
-    best = best_cells(acc)
+    best = best_cells(acc, runs, metric)
     pm = "$\\pm$" if style == "tex" else "±"
     cells = {}
     for (_, r), is_best, (_, b) in zip(acc.iterrows(), best, low.iterrows()):
@@ -51,8 +52,8 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
 def note(metric: str) -> str:
     return (f"{metric} personalized accuracy in %, mean ± sample std over seeds, each method at its configuration "
             "selected on validation accuracy; bottom 10% = mean accuracy of the worst decile of clients (mean over "
-            "seeds); " + COST_NOTE + "; avg rank = mean over settings of the method's rank by mean accuracy (1 = best). "
-            "Bold = best per setting among cells with all seeds; † (n/N) = only n of N seeds completed.")
+            "seeds); " + COST_NOTE + "; avg rank = mean over settings of the method's rank by mean accuracy (1 = best); "
+            + SIGNIFICANCE_NOTE + "; † (n/N) = only n of N seeds completed.")
 
 
 def legend(runs: pd.DataFrame) -> str:
@@ -90,7 +91,26 @@ def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str
     hp = hyperparameter_table(selected, keys)
     atomic_write(path, to_markdown(hp, "Configurations selected on validation accuracy",
                                    "Per setting, the chosen values of each method's searched keys and how many "
-                                   "configurations were tried (the same budget for every method)."))
+                                   "configurations were tried (the same budget for every method).")
+                 + selection_notes(selected))
     written.append(path)
     return written
+
+
+def selection_notes(selected: pd.DataFrame) -> str:
+    """Markdown: how many selections were ties (and the rule that broke them), and every selection
+    at an end of its grid."""
+    if not len(selected) or "tied" not in selected:
+        return ""
+    ties = selected[selected["tied"].fillna(1) > 1]
+    edges = selected[selected["grid_edge"].fillna("").astype(str) != ""]
+    lines = ["", "## Ties", "",
+             f"{len(ties)} of {len(selected)} selections were ties on validation accuracy, broken by the "
+             "configuration nearest the grid's middle, then label order (fedbench.report.select)."]
+    lines += [f"- {r['setting']} | {r['method']}: {int(r['tied'])} configurations tied" for _, r in ties.iterrows()]
+    lines += ["", "## Selections at an edge of the grid", "",
+              f"{len(edges)} of {len(selected)} selections take a searched key at the smallest or largest value "
+              "tried (with two values tried, every choice is an edge):"]
+    lines += [f"- {r['setting']} | {r['method']}: {r['grid_edge']}" for _, r in edges.iterrows()]
+    return "\n".join(lines) + "\n"
 

@@ -22,7 +22,7 @@ from fedbench.rundir.layout import CLIENTS, METRICS
 
 TAB20 = colormaps["tab20"]
 
-PREFIXES = ("curves_", "bytes_", "clients_", "partition_", "compute_")
+PREFIXES = ("cd_", "curves_", "bytes_", "clients_", "partition_", "compute_")
 
 
 def slug(setting: str, key: str) -> str:

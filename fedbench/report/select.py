@@ -8,7 +8,13 @@ evaluations for --metric final, the best round's for --metric best) averaged ove
 configuration of the (setting, method) has a result for, so that every configuration is judged on
 the same seeds (a tuning sweep on seed 0 whose winner is then rerun on more seeds selects on seed 0).
 A diverged run scores 0 (the configuration lost); a failed, unfinished or missing run makes its seed
-unusable for the comparison. Ties go to the first configuration in label order.
+unusable for the comparison.
+
+Ties (equal scores, common on small validation splits) do not default to an end of the grid: among
+the tied configurations the one nearest the grid's middle wins (per searched key, the position of its
+value among the values tried, 0 to 1; the sum of the distances to 0.5), then the first in label order.
+Each selection records how many configurations tied for it (`tied`, 1 = no tie) and the searched keys
+it took at an end of their range of values (`grid_edge`, e.g. `lr=0.3 (largest of 4)`).
 """
 from __future__ import annotations
 
@@ -33,6 +39,24 @@ def config_columns(runs: pd.DataFrame) -> list[str]:
     return sorted((c for c in runs.columns if configuration_key(c)), key=lambda c: (c.startswith("method."), c))
 
 
+def distance_to_middle(config: pd.Series, grid: dict[str, list]) -> float:
+    """How far a configuration sits from its grid's middle: the sum over searched keys (with more than
+    one value tried) of |position - 0.5|, its value's position among the values tried scaled to [0, 1]."""
+    return sum(abs(values.index(config[k]) / (len(values) - 1) - 0.5) for k, values in grid.items()
+               if len(values) > 1 and config.get(k) in values)
+
+
+def grid_edges(config: pd.Series, grid: dict[str, list]) -> str:
+    """The searched keys a configuration takes at an end of the values tried: 'lr=0.3 (largest of 4)'."""
+    edges = []
+    for k, values in grid.items():
+        if len(values) > 1 and config.get(k) in (values[0], values[-1]):
+            end = "smallest" if config[k] == values[0] else "largest"
+            edges.append(f"{k}={config[k]:g} ({end} of {len(values)})" if isinstance(config[k], float)
+                         else f"{k}={config[k]} ({end} of {len(values)})")
+    return "; ".join(edges)
+
+
 def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(selected, runs_of_selected): one row per (setting, method) with the chosen configuration, its
     validation score, the test accuracy of its runs (mean ± std over seeds) and the number of
@@ -54,12 +78,17 @@ def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame,
         if not ranked:
             rows.append(row | {"variant": None, "val_acc": math.nan})
             continue
-        best = max(ranked, key=lambda v: scores[v])  # max keeps the first of equal scores (label order)
+        top = max(scores[v] for v in ranked)
+        tied = [v for v in ranked if math.isclose(scores[v], top, rel_tol=0, abs_tol=1e-12)]
+        values = {v: g.iloc[0] for v, g in group.groupby("variant", sort=True)}
+        grid = {k: sorted({values[v][k] for v in per_config if pd.notna(values[v].get(k))}) for k in keys}
+        best = min(tied, key=lambda v: distance_to_middle(values[v], grid))  # min keeps label order among equals
         runs_best = group[group["variant"] == best]
         ok = runs_best[usable(runs_best, metric)].drop_duplicates("seed")
         first = runs_best.iloc[0]
         row |= {"variant": best, **{k: first.get(k) for k in keys if pd.notna(first.get(k))},
-                "val_acc": scores[best], "val_seeds": len(common) if common else int(per_config[best].size),
+                "val_acc": scores[best], "tied": len(tied), "grid_edge": grid_edges(values[best], grid),
+                "val_seeds": len(common) if common else int(per_config[best].size),
                 f"{test}_mean": ok[test].mean(), f"{test}_std": ok[test].std(),
                 f"{metric}_acc_bottom10_mean": ok[metric_column(metric, "acc_bottom10")].mean(),
                 "seeds": len(ok)}

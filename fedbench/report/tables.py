@@ -1,9 +1,10 @@
 """Tables: methods x settings, mean ± std over seeds (in %), as Markdown and LaTeX, plus issues.md.
 
 A cell reads `71.23 ± 0.45`; with one seed just `71.23`; a cell missing seeds gets `† (n/N)` and
-is never marked best; a cell whose runs all failed reads `—`. The best cell of each column (the
-highest mean at the shown precision, ties all marked, among cells with every seed) is bold:
-`**...**` in Markdown, `\\textbf{...}` in LaTeX. Beside each setting's column: what each method spends
+is never marked; a cell whose runs all failed reads `—`. In each column the best cell (highest mean
+among cells with every seed) and every cell not significantly worse than it (a paired test over
+seeds, Holm-corrected: fedbench.report.significance) are bold: `**...**` in Markdown,
+`\\textbf{...}` in LaTeX. Beside each setting's column: what each method spends
 there (compute and bytes, x FedAvg's; fedbench.report.cost).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from fedbench.report.aggregate import aggregate, missing_seed_cells
 from fedbench.report.cost import COSTS, cost_ratios, ratio_text
+from fedbench.report.significance import SIGNIFICANCE_NOTE, paired_marks
 from fedbench.files import atomic_write
 
 VALUES = {"acc": "mean client accuracy (unweighted)",
@@ -41,19 +43,17 @@ def cell_text(mean: float, std: float, n: int, expected: int, pm: str = "±") ->
     return text
 
 
-def best_cells(agg: pd.DataFrame) -> pd.Series:
-    """Boolean per row of `agg`: best of its setting among the cells that have all their seeds."""
-    eligible = (agg["n"] > 0) & (agg["n"] == agg["expected"])
-    shown = (100 * agg["mean"]).round(DIGITS).where(eligible)
-    top = shown.groupby(agg["setting_key"]).transform("max")
-    return eligible & (shown == top)
+def best_cells(agg: pd.DataFrame, runs: pd.DataFrame, metric: str, value: str = "acc") -> pd.Series:
+    """Boolean per row of `agg`: the best cell of its setting or not significantly worse than it
+    (fedbench.report.significance.paired_marks on the runs' `value`), among cells with all their seeds."""
+    return paired_marks(runs, metric, agg, value=value)["mark"].ne("").to_numpy()
 
 
-def pivot(agg: pd.DataFrame, style: str, costs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Methods (rows) x settings (columns) of formatted cells; style is 'md' or 'tex'. With `costs`
-    (report.cost.cost_ratios), each setting's column is followed by its compute and bytes columns
-    (x FedAvg's in that setting)."""
-    best = best_cells(agg)
+def pivot(agg: pd.DataFrame, style: str, costs: pd.DataFrame | None = None, best=None) -> pd.DataFrame:
+    """Methods (rows) x settings (columns) of formatted cells; style is 'md' or 'tex'; `best`: the
+    bold cells (best_cells). With `costs` (report.cost.cost_ratios), each setting's column is
+    followed by its compute and bytes columns (x FedAvg's in that setting)."""
+    best = [False] * len(agg) if best is None else best
     texts = []
     for (_, r), is_best in zip(agg.iterrows(), best):
         pm = "$\\pm$" if style == "tex" else "±"
@@ -118,7 +118,7 @@ COST_NOTE = ("compute = the FLOPs of local training, of the forward passes it ne
 
 def note_text(metric: str) -> str:
     return (f"{metric} personalized accuracy in %, mean ± sample std (ddof=1) over seeds; " + COST_NOTE + "; "
-            "bold = best per column among cells with all seeds; † (n/N) = only n of the setting's N seeds "
+            + SIGNIFICANCE_NOTE + "; † (n/N) = only n of the setting's N seeds "
             "completed (not eligible for best); — = every run failed. Failed, diverged and unfinished "
             "runs are never averaged in (see issues.md).")
 
@@ -133,7 +133,8 @@ def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path, prefix: str = "
         title = f"{metric} {desc}" + (" (configurations selected on validation)" if prefix else "")
         for style, render in (("md", to_markdown), ("tex", to_latex)):
             path = out_dir / f"{prefix}{metric}_{value}.{style}"
-            atomic_write(path, render(pivot(agg, style, costs), title, note_text(metric)))
+            atomic_write(path, render(pivot(agg, style, costs, best_cells(agg, runs, metric, value)), title,
+                                      note_text(metric)))
             written.append(path)
     return written
 
