@@ -13,6 +13,12 @@ With `--final-seeds 1,2` the grid runs on the overrides' seed (e.g. seed=0) and 
 configuration is then rerun on the extra seeds (one more multirun per method, from the selected runs'
 recorded overrides), so every reported number has several seeds while the choice stays on the tuning
 seed (the report compares configurations on the seeds they all have).
+
+With `--screen R --carry N` (multi-fidelity tuning, the same schedule for every method): the grid
+first runs for R rounds only, into <results_dir>/screening (its own directory: its runs are a
+different setting and never reach the tables), then the N best configurations of each setting and
+method there, by the same rule as the selection (validation score, ties nearest the grid's middle),
+run for the full rounds into results_dir, where the selection picks among them.
 """
 from __future__ import annotations
 
@@ -105,11 +111,42 @@ def final_runs(results_dir: Path, seeds: list[str], metric: str, methods: list[s
     return argvs
 
 
+def screened(overrides: list[str], rounds: int, screen_dir: Path) -> list[str]:
+    """The overrides of the screening stage: R rounds into its own directory."""
+    return [o for o in overrides if not o.startswith(("rounds=", "results_dir="))] + [
+        f"rounds={rounds}", f"results_dir={screen_dir}"]
+
+
+def carried_runs(screen_dir: Path, carry: int, metric: str, methods: list[str], overrides: list[str]
+                 ) -> list[list[str]]:
+    """fedbench argv (one run each) of the `carry` best screened configurations per setting and
+    method, from their recorded overrides, at the full rounds and into the main results directory
+    (`overrides`' rounds and results_dir, when given, else the configuration's own)."""
+    from fedbench.report.collect import collect
+    from fedbench.report.select import rankings
+
+    full = [o for o in overrides if o.startswith(("rounds=", "results_dir="))]
+    argvs = []
+    for (_, method), (rank, group) in rankings(collect(screen_dir), metric).items():
+        if method not in methods:
+            continue
+        for variant in rank.order[:carry]:
+            recorded = group[group["variant"] == variant]["overrides"].dropna()
+            if len(recorded):
+                base = [o for o in shlex.split(recorded.iloc[0]) if not o.startswith(("rounds=", "results_dir="))]
+                argvs.append([*base, *full, "hydra.callbacks.report.enabled=false"])
+    return argvs
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fedbench.tune", description=__doc__.split("\n\n")[1])
     p.add_argument("--methods", default="all", help="comma-separated method names, or all (default)")
     p.add_argument("--final-seeds", default=None, metavar="S1,S2",
                    help="after the grid, rerun each selected configuration on these seeds")
+    p.add_argument("--screen", type=int, default=None, metavar="R",
+                   help="multi-fidelity: run the grid for R rounds first (into <results_dir>/screening)")
+    p.add_argument("--carry", type=int, default=4, metavar="N",
+                   help="with --screen: configurations per setting and method carried to the full rounds")
     p.add_argument("--metric", choices=("final", "best"), default="final", help="validation number to select by")
     p.add_argument("--dry-run", action="store_true", help="print the multiruns instead of running them")
     p.add_argument("--replace-published", action="store_true",
@@ -125,12 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(methods) - set(group_options("method")))
         if unknown:
             raise ConfigError(f"--methods {','.join(unknown)}: unknown; choose from {', '.join(group_options('method'))}")
-        jobs = plan(methods, args.overrides)
+        if args.screen is not None and (args.screen < 1 or args.carry < 1):
+            raise ConfigError(f"--screen {args.screen} --carry {args.carry}: both must be at least 1")
+        results_dir = Path(next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")),
+                                "results"))
+        screen_dir = results_dir / "screening"
+        jobs = plan(methods, args.overrides if args.screen is None else screened(args.overrides, args.screen,
+                                                                                   screen_dir))
     except ConfigError as exc:
         print(f"fedbench.tune: error: {exc}", file=sys.stderr)
         return 2
-    results_dir = Path(next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results"))
     failed = [m for m, argv in jobs if run_fedbench(argv, args.dry_run) != 0]
+    if args.screen is not None and not args.dry_run:
+        carried = carried_runs(screen_dir, args.carry, args.metric, methods, args.overrides)
+        failed += [" ".join(a[:1]) for a, code in zip(carried, run_side_by_side(carried)) if code]
     if args.final_seeds and not args.dry_run:
         seeds = [s.strip() for s in args.final_seeds.split(",") if s.strip()]
         failed += [" ".join(a[1:3]) for a in final_runs(results_dir, seeds, args.metric, methods)
@@ -146,6 +191,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def run_side_by_side(argvs: list[list[str]]) -> list[int]:
+    """Single runs side by side, one per core of this process (threads=auto gives each one thread
+    outside a launcher); their exit codes, in order."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, cores)) as pool:
+        return list(pool.map(lambda a: run_fedbench(a, False), argvs))
 
 
 def run_fedbench(argv: list[str], dry_run: bool) -> int:

@@ -65,3 +65,25 @@ def test_tune_then_select_then_final_seeds_end_to_end(tmp_path, data_root):
     assert again.returncode == 0, again.stderr[-2000:]
     (metrics,) = (tmp_path / "redo").glob("runs/**/metrics.csv")
     assert metrics.read_bytes() == (tmp_path / row["run_dir"] / "metrics.csv").read_bytes()
+
+
+def test_screening_runs_the_grid_short_and_carries_the_best_to_the_full_rounds(tmp_path):
+    """--screen 1 --carry 2: the 12 configurations for 1 round in results_dir/screening, then the 2 best
+    there (the selection's rule) for the full 2 rounds in results_dir, where the selection picks one."""
+    proc = subprocess.run([sys.executable, "-m", "fedbench.tune", "--methods", "fedavg", "--screen", "1", "--carry", "2",
+                           f"results_dir={tmp_path}", "rounds=2", "num_clients=4", "eval_every=1", "progress=false",
+                           "threads=1", "partition=iid"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from fedbench.report.collect import collect
+    from fedbench.report.select import rankings
+
+    screen = collect(tmp_path / "screening")
+    assert len(screen) == 12 and set(screen["rounds"]) == {1}
+    ((rank, _),) = rankings(screen, "final").values()
+    runs = pd.read_csv(tmp_path / "summary.csv")
+    assert len(runs) == 2 and set(runs["rounds"]) == {2} and set(runs["status"]) == {"complete"}
+    carried = {v.split("(", 1)[1] for v in rank.order[:2]}   # 'fedavg(lr=...)' -> 'lr=...)'
+    assert {v.split("(", 1)[1] for v in runs["variant"]} == carried
+    assert not runs["overrides"].str.contains(str(tmp_path / "screening"), regex=False).any()
+    sel = pd.read_csv(tmp_path / "tables" / "selected.csv")
+    assert list(sel["configs_tried"]) == [2]

@@ -19,6 +19,7 @@ it took at an end of their range of values (`grid_edge`, e.g. `lr=0.3 (largest o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,37 @@ def grid_edges(config: pd.Series, grid: dict[str, list]) -> str:
     return "; ".join(edges)
 
 
+@dataclass
+class Ranking:
+    """A (setting, method)'s configurations ranked: `order` (best first; those without a score left
+    out), `scores` (mean validation score over `common` seeds), `values` (each variant's first run),
+    `grid` (the values tried per searched key), `seeds` (each variant's number of scored seeds)."""
+
+    order: list
+    scores: dict
+    values: dict
+    grid: dict
+    common: set
+    seeds: dict
+
+
+def rank_configurations(group: pd.DataFrame, keys: list[str]) -> Ranking:
+    """The runs of one (setting, method), with `_score` (validation score per run), ranked by mean
+    score over the seeds every configuration has; equal scores by distance to the grid's middle,
+    then label order."""
+    per_config = {v: g.dropna(subset=["_score"]).drop_duplicates("seed").set_index("seed")["_score"]
+                  for v, g in group.groupby("variant", sort=True)}
+    known = [set(s.index) for s in per_config.values() if len(s)]
+    common = set.intersection(*known) if known else set()
+    scores = {v: (math.nan if not len(s) else float(s.loc[sorted(common)].mean()) if common else float(s.mean()))
+              for v, s in per_config.items()}  # a configuration without a result yet cannot win
+    values = {v: g.iloc[0] for v, g in group.groupby("variant", sort=True)}
+    grid = {k: sorted({values[v][k] for v in per_config if pd.notna(values[v].get(k))}) for k in keys}
+    scored = [v for v in sorted(scores) if not math.isnan(scores[v])]
+    order = sorted(scored, key=lambda v: (-round(scores[v], 12), distance_to_middle(values[v], grid)))  # stable
+    return Ranking(order, scores, values, grid, common, {v: int(s.size) for v, s in per_config.items()})
+
+
 def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(selected, runs_of_selected): one row per (setting, method) with the chosen configuration, its
     validation score, the test accuracy of its runs (mean ± std over seeds) and the number of
@@ -66,29 +98,21 @@ def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame,
     keys = config_columns(runs)
     rows, chosen = [], []
     for (setting_key, method), group in runs.groupby(["setting_key", "method"], sort=True):
-        per_config = {v: g.dropna(subset=["_score"]).drop_duplicates("seed").set_index("seed")["_score"]
-                      for v, g in group.groupby("variant", sort=True)}
-        known = [set(s.index) for s in per_config.values() if len(s)]
-        common = set.intersection(*known) if known else set()
-        scores = {v: (math.nan if not len(s) else float(s.loc[sorted(common)].mean()) if common else float(s.mean()))
-                  for v, s in per_config.items()}  # a configuration without a result yet cannot win
-        ranked = [v for v in sorted(scores) if not math.isnan(scores[v])]
-        row = {"setting": group["setting"].iloc[0], "method": method, "configs_tried": len(per_config),
+        rank = rank_configurations(group, keys)
+        row = {"setting": group["setting"].iloc[0], "method": method, "configs_tried": len(rank.values),
                "setting_key": setting_key}
-        if not ranked:
+        if not rank.order:
             rows.append(row | {"variant": None, "val_acc": math.nan})
             continue
-        top = max(scores[v] for v in ranked)
-        tied = [v for v in ranked if math.isclose(scores[v], top, rel_tol=0, abs_tol=1e-12)]
-        values = {v: g.iloc[0] for v, g in group.groupby("variant", sort=True)}
-        grid = {k: sorted({values[v][k] for v in per_config if pd.notna(values[v].get(k))}) for k in keys}
-        best = min(tied, key=lambda v: distance_to_middle(values[v], grid))  # min keeps label order among equals
+        best = rank.order[0]
+        scores, values, grid, common = rank.scores, rank.values, rank.grid, rank.common
+        tied = [v for v in rank.order if math.isclose(scores[v], scores[best], rel_tol=0, abs_tol=1e-12)]
         runs_best = group[group["variant"] == best]
         ok = runs_best[usable(runs_best, metric)].drop_duplicates("seed")
         first = runs_best.iloc[0]
         row |= {"variant": best, **{k: first.get(k) for k in keys if pd.notna(first.get(k))},
                 "val_acc": scores[best], "tied": len(tied), "grid_edge": grid_edges(values[best], grid),
-                "val_seeds": len(common) if common else int(per_config[best].size),
+                "val_seeds": len(common) if common else int(rank.seeds[best]),
                 f"{test}_mean": ok[test].mean(), f"{test}_std": ok[test].std(),
                 f"{metric}_acc_bottom10_mean": ok[metric_column(metric, "acc_bottom10")].mean(),
                 "seeds": len(ok)}
@@ -100,3 +124,12 @@ def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame,
     selected = selected[cols].sort_values(["setting", "method"]).reset_index(drop=True)
     picked = pd.concat(chosen).drop(columns="_score") if chosen else runs.iloc[:0].drop(columns="_score")
     return selected, picked.reset_index(drop=True)
+
+
+def rankings(runs: pd.DataFrame, metric: str) -> dict[tuple[str, str], tuple[Ranking, pd.DataFrame]]:
+    """{(setting_key, method): (its configurations ranked, its runs)}: what a screening stage carries
+    on (fedbench.tune --screen)."""
+    runs = runs.assign(_score=_seed_scores(runs, metric))
+    keys = config_columns(runs)
+    return {(k, m): (rank_configurations(g, keys), g.drop(columns="_score"))
+            for (k, m), g in runs.groupby(["setting_key", "method"], sort=True)}
