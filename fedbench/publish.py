@@ -1,15 +1,19 @@
-"""`python -m fedbench.publish [--results-dir results] [--dry-run]`: the published comparison and the
-FedBSD ablation, regenerated from nothing by one command.
+"""`python -m fedbench.publish [--results-dir results] [--dry-run] [--report-only]`: the published
+comparison and the FedBSD ablation, regenerated from nothing by one command.
 
-  1. The comparison (fedbench.tune): every method, its 12 configurations on seed 0 on each of
-     SETTINGS (one Hydra multirun per method, hydra/launcher=local), then each configuration selected
-     on validation accuracy on seeds 1 and 2; report --select val into <results-dir>.
-  2. The FedBSD ablation on ABLATION_SETTING, 3 seeds, one factor at a time around FedBSD's selected
-     configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10, loss mse instead of kl, tau 4
-     instead of 1, student_init personal, eval_backbone global; reported into <results-dir>/ablation
-     (its own directory: its variants must not join the tuning budget of the selection).
-  3. <results-dir>/summary.csv holds every run of both (column `study`), and plots/ablation_fedbsd.png
-     the ablation.
+  1. The studies (fedbench.tune, one per study, into <results-dir>): every method with the same
+     tuning budget (its 12 configurations) and schedule, on seed 0 of each setting of the study,
+     each configuration selected on validation, then rerun on the study's other seeds. Fashion-MNIST
+     screens the grid at SCREEN rounds first and carries the CARRY best configurations per setting
+     and method to the full rounds (tune --screen/--carry; the same for every method); digits runs
+     the grid at full rounds (it is cheap).
+  2. The FedBSD ablation on ABLATION_SETTING, ABLATION_SEEDS, one factor at a time around FedBSD's
+     selected configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10, loss mse instead of kl,
+     student_init personal, eval_backbone global; reported into <results-dir>/ablation (its own
+     directory: its variants must not join the tuning budget of the selection).
+  3. The report of both studies (--select val: tables with tested differences, Friedman tests and
+     critical-difference diagrams per dataset), <results-dir>/summary.csv with every run of the
+     studies and the ablation (column `study`), and plots/ablation_fedbsd.png.
 Runs already complete are read, not recomputed, so a stopped publication resumes where it stopped;
 --report-only rewrites the tables and plots from the runs on disk without starting any run.
 """
@@ -19,15 +23,38 @@ import argparse
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-SETTINGS = ("digits_pathological2", "digits_skew", "digits_rotated")
+
+@dataclass(frozen=True)
+class Study:
+    """One dataset's comparison: its settings (presets), its seeds (the first one tunes), and its
+    tuning schedule (screen: rounds of the screening stage, None = the grid at full rounds; carry:
+    configurations carried from the screening to the full rounds)."""
+
+    name: str
+    settings: tuple[str, ...]
+    seeds: tuple[int, ...]
+    screen: int | None = None
+    carry: int = 0
+
+    def tune_argv(self, results: Path) -> list[str]:
+        schedule = [] if self.screen is None else ["--screen", str(self.screen), "--carry", str(self.carry)]
+        return [*schedule, "--final-seeds", ",".join(map(str, self.seeds[1:])), "--replace-published",
+                f"experiment={','.join(self.settings)}", f"seed={self.seeds[0]}", f"results_dir={results}", *COMMON]
+
+
+STUDIES = (Study("fmnist", ("fmnist_skew", "fmnist_rotated"), (0, 1, 2), screen=25, carry=2),
+           Study("digits", ("digits_pathological2", "digits_skew", "digits_rotated"), (0, 1, 2)))
+SETTINGS = tuple(s for study in STUDIES for s in study.settings)
 # feature and label shift: where a client's own (distilled) backbone has the most to gain or lose
-ABLATION_SETTING = "digits_rotated"
+ABLATION_SETTING = "fmnist_rotated"
+ABLATION_SEEDS = (0, 1, 2)
 ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0"]), "loss": ("method.loss", ["mse"]),
-            "tau": ("method.tau", ["4.0"]), "student_init": ("method.student_init", ["personal"]),
+            "student_init": ("method.student_init", ["personal"]),
             "eval_backbone": ("method.eval_backbone", ["global"])}
 # the other factors' values in the base configuration (conf/method/fedbsd.yaml)
 ABLATION_BASE = {"method.loss": "kl", "method.tau": "1.0", "method.student_init": "global",
@@ -61,17 +88,21 @@ def ablation_runs(results: Path, base: dict[str, str], dry_run: bool) -> None:
     out = results / "ablation"
     for key, values in ABLATION.values():
         fixed = {k: v for k, v in base.items() if k != key}
-        fedbench("-m", "method=fedbsd", f"experiment={ABLATION_SETTING}", "seed=0,1,2", f"{key}={','.join(values)}",
+        fedbench("-m", "method=fedbsd", f"experiment={ABLATION_SETTING}", f"seed={','.join(map(str, ABLATION_SEEDS))}",
+                 f"{key}={','.join(values)}",
                  *[f"{k}={v}" for k, v in fixed.items()], f"results_dir={out}", *COMMON,
                  "hydra.callbacks.report.enabled=false", dry_run=dry_run)
 
 
 def merge_summaries(results: Path) -> Path:
-    """<results>/summary.csv: the comparison's runs and the ablation's, with a `study` column."""
-    parts = []
-    for study, path in (("comparison", results / "summary.csv"), ("ablation", results / "ablation" / "summary.csv")):
-        frame = pd.read_csv(path)
-        parts.append(frame.drop(columns=["study"], errors="ignore").assign(study=study))
+    """<results>/summary.csv: the studies' runs (`study`: the study of their dataset) and the ablation's
+    (`study` ablation)."""
+    comparison = pd.read_csv(results / "summary.csv").drop(columns=["study"], errors="ignore")
+    by_dataset = {s.name: s.name for s in STUDIES}
+    names = comparison["dataset"].map(by_dataset).fillna("comparison") if "dataset" in comparison else "comparison"
+    parts = [comparison.assign(study=names),
+             pd.read_csv(results / "ablation" / "summary.csv").drop(columns=["study"], errors="ignore").assign(
+                 study="ablation")]
     merged = pd.concat(parts, ignore_index=True)
     merged = merged[["study"] + [c for c in merged.columns if c != "study"]]
     path = results / "summary.csv"
@@ -91,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         fedbench("--results-dir", str(results), "--select", "val", "--replace-published", dry_run=args.dry_run,
                  module="fedbench.report")
     else:
-        fedbench("--final-seeds", "1,2", "--replace-published", f"experiment={','.join(SETTINGS)}", "seed=0",
-                 f"results_dir={results}", *COMMON, dry_run=args.dry_run, module="fedbench.tune")
+        for study in STUDIES:
+            fedbench(*study.tune_argv(results), dry_run=args.dry_run, module="fedbench.tune")
     base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
         selected_fedbsd(results, ABLATION_SETTING)
     if not args.report_only:

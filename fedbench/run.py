@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from fedbench.rundir import checkpoint, completion
-from fedbench.config import method_class, prepare, require_backbone_and_head, require_batchnorm
+from fedbench.config import method_class, method_parts, prepare, require_backbone_and_head, require_batchnorm
 from fedbench.execution import check_deterministic_model, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.engines import choose_engine
@@ -33,7 +33,7 @@ def build_method(cfg: DictConfig, model):
     cls = method_class(cfg.method.name)
     require_batchnorm(cfg, cls, model)
     require_backbone_and_head(cfg, cls, model)
-    return cls(cfg.method, model)
+    return method_parts.build_method(cls, cfg.method, model)
 
 
 def build_federation(cfg: DictConfig, data, model, method, engine: str | None = None, warn=None) -> Federation:

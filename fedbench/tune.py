@@ -91,16 +91,19 @@ def required(method: str, given: set) -> list[str]:
     return ["model.bn=true"] if needs_bn and "model.bn" not in given and "model" not in given else []
 
 
-def final_runs(results_dir: Path, seeds: list[str], metric: str, methods: list[str]) -> list[list[str]]:
+def final_runs(results_dir: Path, seeds: list[str], metric: str, methods: list[str], presets: list[str] = ()
+               ) -> list[list[str]]:
     """fedbench argv (one multirun per selected configuration) rerunning each selected configuration
-    of `methods` (only these: another tune may be working on the others), from its recorded
-    overrides, on `seeds`."""
-    from fedbench.report.collect import collect
+    of `methods` (only these: another tune may be working on the others) on the settings of the
+    `presets` (experiment=...; all when none), from its recorded overrides, on `seeds`."""
+    from fedbench.report.collect import collect, preset_of
     from fedbench.report.select import select_by_validation
 
     runs = collect(results_dir)
     _, picked = select_by_validation(runs, metric)
     picked = picked[picked["method"].isin(methods)]
+    if presets:   # only this tune's settings: another study may share the results directory
+        picked = picked[picked["overrides"].map(preset_of).isin(presets)]
     argvs, seen = [], set()
     for line in picked["overrides"].dropna():
         base = [o for o in shlex.split(line) if not o.startswith("seed=")]
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         failed += [" ".join(a[:1]) for a, code in zip(carried, run_side_by_side(carried)) if code]
     if args.final_seeds and not args.dry_run:
         seeds = [s.strip() for s in args.final_seeds.split(",") if s.strip()]
-        failed += [" ".join(a[1:3]) for a in final_runs(results_dir, seeds, args.metric, methods)
+        presets = [p for o in args.overrides if o.startswith("experiment=") for p in o.split("=", 1)[1].split(",")]
+        failed += [" ".join(a[1:3]) for a in final_runs(results_dir, seeds, args.metric, methods, presets)
                    if run_fedbench(a, False)]
     if args.dry_run:
         return 0

@@ -15,7 +15,8 @@ Evaluated model: the client's mixed model. Deviations from the official code, fo
 primitives: the higher layers are the head's parameters (official layer_idx=2 counts tensors: the
 head of a one-layer head); the rand_percent% subset is random (official: a contiguous window of data
 shuffled once at generation) and drawn anew each epoch; an epoch's loss is its mean (official: its last
-batch's); the start phase stops at max_start_epochs at the latest (official: no limit).
+batch's); the start phase stops at max_start_epochs at the latest (official: no limit). ALA, as the
+official one, mixes parameters only: a model's BatchNorm statistics stay the client's own.
 """
 from __future__ import annotations
 

@@ -7,20 +7,26 @@ import sys
 
 import pandas as pd
 
-from fedbench.publish import ABLATION, ABLATION_BASE, merge_summaries
+from fedbench.publish import ABLATION, ABLATION_BASE, STUDIES, merge_summaries
 from fedbench.report.ablation import plot_ablation
 from tests.conftest import ROOT
 
 
-def test_dry_run_lists_the_tuning_then_one_ablation_multirun_per_factor():
+def test_dry_run_lists_one_tuning_per_study_then_one_ablation_multirun_per_factor():
     out = subprocess.run([sys.executable, "-m", "fedbench.publish", "--dry-run", "--results-dir", "r"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stderr.strip().splitlines()
-    assert lines[0].startswith("python -m fedbench.tune --final-seeds 1,2 --replace-published ")
-    assert "experiment=digits_pathological2,digits_skew,digits_rotated" in lines[0] and "hydra/launcher=local" in lines[0]
+    tunes = [line for line in lines if line.startswith("python -m fedbench.tune ")]
+    assert len(tunes) == len(STUDIES) == 2 and all("--replace-published" in t and "hydra/launcher=local" in t
+                                                   for t in tunes)
+    fmnist, digits = tunes
+    assert "experiment=fmnist_skew,fmnist_rotated" in fmnist and "--screen 25 --carry 2" in fmnist
+    assert "experiment=digits_pathological2,digits_skew,digits_rotated" in digits and "--screen" not in digits
+    assert all("--final-seeds 1,2 " in t and "seed=0 " in t for t in tunes)
     ablation = [line for line in lines if "results_dir=r/ablation" in line]
-    assert len(ablation) == len(ABLATION) and all("seed=0,1,2" in line for line in ablation)
+    assert len(ablation) == len(ABLATION) and all("seed=0,1,2" in line and "experiment=fmnist_rotated" in line
+                                                  for line in ablation)
     assert "method.lam=0.0,0.1,1.0,10.0" in ablation[0] and "method.lam=" not in ablation[0].split("10.0", 1)[1]
     assert lines[-1] == "python -m fedbench.report --results-dir r/ablation"
 
@@ -35,8 +41,8 @@ def test_report_only_starts_no_run():
 
 def test_summary_holds_both_studies_and_the_ablation_plot_is_drawn(tmp_path):
     (tmp_path / "ablation").mkdir()
-    pd.DataFrame({"method": ["fedavg", "fedbsd"], "seed": [0, 0], "final_acc": [0.5, 0.6]}).to_csv(
-        tmp_path / "summary.csv", index=False)
+    pd.DataFrame({"method": ["fedavg", "fedbsd", "fedavg"], "dataset": ["fmnist", "fmnist", "digits"], "seed": [0, 0, 0],
+                  "final_acc": [0.5, 0.6, 0.7]}).to_csv(tmp_path / "summary.csv", index=False)
     rows = []
     for seed in range(3):
         base_row = {"method.lam": 1.0, "method.loss": "kl", "method.tau": 1.0, "method.student_init": "global",
@@ -48,7 +54,7 @@ def test_summary_holds_both_studies_and_the_ablation_plot_is_drawn(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "ablation" / "summary.csv", index=False)
     merged = pd.read_csv(merge_summaries(tmp_path))
     assert list(merged.columns[:2]) == ["study", "method"]
-    assert (merged["study"] == "comparison").sum() == 2 and (merged["study"] == "ablation").sum() == len(rows)
+    assert list(merged["study"][:3]) == ["fmnist", "fmnist", "digits"] and (merged["study"] == "ablation").sum() == len(rows)
     base = {"lr": "0.1", "method.lam": "1.0"} | ABLATION_BASE
     path = plot_ablation(tmp_path / "ablation" / "summary.csv", base, ABLATION, tmp_path / "plots" / "ablation.png")
     assert path.stat().st_size > 10_000

@@ -38,9 +38,8 @@ class CohortData:
         tensors, the same data streams (their order goes on where this cohort's is); write back with
         `update_rows`."""
         rows = torch.as_tensor(np.flatnonzero(selected), device=self.data.x.device)
-        sub = type(self)(self.setup, self.ids[selected], self.round, {n: t.index_select(0, rows) for n, t in
-                                                                  self.state.items()}, self.stream, self.vmapped,
-                     self.phase)
+        state = {n: t.index_select(0, rows) for n, t in self.state.items()}
+        sub = type(self)(self.setup, self.ids[selected], self.round, state, self.stream, self.vmapped, self.phase)
         sub._generators = self._generators
         return sub
 

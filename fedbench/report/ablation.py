@@ -34,7 +34,7 @@ def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tu
             means.append(acc.mean() if len(acc) else np.nan)
             stds.append(acc.std() if len(acc) > 1 else 0.0)
             colors.append(palette[name])
-    fig, ax = _figure("FedBSD ablation (3 seeds, mean ± std)", "", f"{metric.replace('_', ' ')} (%)")
+    fig, ax = _figure(f"FedBSD ablation ({runs['seed'].nunique()} seeds, mean ± std)", "", f"{metric.replace('_', ' ')} (%)")
     x = np.arange(len(labels))
     ax.bar(x, means, yerr=stds, color=colors, capsize=3)
     base_acc = at("method.lam", base.get("method.lam", ""))

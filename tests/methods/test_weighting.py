@@ -92,3 +92,17 @@ def test_default_weighting_is_the_documented_one(method):
 def test_the_config_key_overrides_the_class(method):
     other = "uniform" if EXPECTED[method][0] == "samples" else "samples"
     assert make_federation(method, hp_overrides={"weighting": other}).method.weighting == other
+
+
+def test_a_run_builds_its_method_the_same_way_the_override_included():
+    """The run path (fedbench.run.build_method, what `python -m fedbench` uses) applies the config's
+    weighting and gives the method its read-only hyperparameters, not the config node."""
+    from fedbench.config.method_parts import Hyperparameters
+    from fedbench.models import build_model
+    from fedbench.run import build_method
+    from tests.runs_helpers import compose_cfg
+
+    cfg = compose_cfg("method=fedbsd", "method.weighting=samples")
+    method = build_method(cfg, build_model({"name": "mlp", "hidden": [16]}, (8,), 4))
+    assert method.weighting == "samples" and type(method).weighting == "uniform"
+    assert isinstance(method.hp, Hyperparameters) and method.hp.lam == cfg.method.lam
