@@ -13,7 +13,8 @@ comparison and the FedBSD ablation, regenerated from nothing by one command.
      directory: its variants must not join the tuning budget of the selection).
   3. The report of both studies (--select val: tables with tested differences, Friedman tests and
      critical-difference diagrams per dataset), <results-dir>/summary.csv with every run of the
-     studies and the ablation (column `study`), and plots/ablation_fedbsd.png.
+     studies and the ablation (column `study`), plots/ablation_fedbsd.png and the ablation's tested
+     differences to its base configuration, ablation/tables/tests.md.
 Runs already complete are read, not recomputed, so a stopped publication resumes where it stopped;
 --report-only rewrites the tables and plots from the runs on disk without starting any run.
 """
@@ -131,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     fedbench("--results-dir", str(results / "ablation"), dry_run=args.dry_run, module="fedbench.report")
     if args.dry_run:
         return 0
-    from fedbench.report.ablation import plot_ablation
+    from fedbench.report.ablation import plot_ablation, write_ablation_tests
 
     merge_summaries(results)  # fedbench.tune wrote the comparison's report (--select val)
-    plot_ablation(results / "ablation" / "summary.csv", base | ABLATION_BASE, ABLATION,
-                  results / "plots" / "ablation_fedbsd.png")
+    ablation = results / "ablation"
+    plot_ablation(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, results / "plots" / "ablation_fedbsd.png")
+    write_ablation_tests(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, ablation / "tables" / "tests.md")
     print(f"fedbench.publish: done in {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
     return 0
 

@@ -83,3 +83,34 @@ def test_a_later_report_never_overwrites_the_published_comparison(tmp_path):
     assert out.returncode == 0 and (results / "summary.csv").read_bytes() == published, out.stderr
     build_report(results, echo=lambda s: None, replace_published=True)
     assert pd.read_csv(results / "summary.csv").columns[0] == "setting"          # the report's own, replaced
+
+
+def test_ablation_variants_are_tested_against_the_base_paired_over_seeds(tmp_path):
+    """Seeds differ by 5 points; lam=0 is 3 points below the base on every seed (a tested difference only
+    when paired), mse only noise, personal init 10 below; the base's own lam value is not a variant."""
+    from fedbench.report.ablation import ablation_tests, write_ablation_tests
+
+    noise = [0.001, -0.001, 0.0005]
+    rows = []
+    for seed in range(3):
+        base_row = {"lr": 0.1, "method.lam": 1.0, "method.loss": "kl", "method.tau": 1.0,
+                    "method.student_init": "global", "method.eval_backbone": "local", "seed": seed,
+                    "status": "complete"}
+        acc = 0.70 + 0.05 * seed
+        shift = {0.0: -0.03 + noise[seed], 0.1: noise[seed], 1.0: 0.0, 10.0: -noise[seed]}
+        rows += [{**base_row, "method.lam": lam, "final_acc": acc + d} for lam, d in shift.items()]
+        rows += [{**base_row, "method.loss": "mse", "final_acc": acc + (0.02, -0.02, 0.01)[seed]},
+                 {**base_row, "method.student_init": "personal", "final_acc": acc - 0.10 + noise[seed]},
+                 {**base_row, "method.eval_backbone": "global", "final_acc": acc + noise[seed]}]
+    csv = tmp_path / "summary.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    base = {"lr": "0.1", "method.lam": "1.0"} | ABLATION_BASE
+    found = ablation_tests(csv, base, ABLATION).set_index("variant")
+    assert "lam=1.0" not in found.index and found.loc["selected (base)", "mean"] == 75.0
+    assert found.loc["lam=0.0", "verdict"] == "worse" and abs(found.loc["lam=0.0", "diff"] + 3.0) < 0.1
+    assert found.loc["student_init=personal", "verdict"] == "worse"
+    assert found.loc["loss=mse", "verdict"] == "no tested difference"
+    assert found.loc["eval_backbone=global", "verdict"] == "no tested difference"
+    assert (found["n"] == 3).all()
+    text = write_ablation_tests(csv, base, ABLATION, tmp_path / "t.md").read_text()
+    assert "| lam=0.0 | 3 | 72.02 ± 4.9" in text and "| -2.98 [" in text and "| selected (base) | 3 | 75.00 ± 5.00 |" in text

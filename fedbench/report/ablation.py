@@ -1,5 +1,7 @@
-"""The ablation plot: one bar per variant (mean final accuracy over seeds, error bar = sample std),
-grouped by the factor it changes, the base configuration as a dashed line (fedbench.publish)."""
+"""The ablation (fedbench.publish): a plot with one bar per variant (mean final accuracy over seeds,
+error bar = sample std), grouped by the factor it changes, the base configuration as a dashed line;
+and each variant tested against the base, paired over seeds (significance.paired_difference, Holm
+over the variants)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,25 +13,32 @@ from fedbench.report.collect import matches
 from fedbench.report.plots import _figure, save
 
 
+def at(runs: pd.DataFrame, base: dict[str, str], key: str, value: str, metric: str = "final_acc") -> pd.Series:
+    """Accuracy in % of the runs at `base` except `key` = `value`, indexed by seed."""
+    keep = np.ones(len(runs), dtype=bool)
+    for k, v in {**base, key: value}.items():
+        if k in runs:
+            keep &= runs[k].map(lambda x, v=v: matches(x, [v])).to_numpy()
+    chosen = runs[keep].drop_duplicates("seed")
+    return pd.Series(100 * chosen[metric].to_numpy(), index=chosen["seed"].to_numpy())
+
+
+def complete_runs(summary_csv: Path) -> pd.DataFrame:
+    runs = pd.read_csv(summary_csv)
+    return runs[runs["status"] == "complete"]
+
+
 def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
                   path: Path, metric: str = "final_acc") -> Path:
     """Bars for every (factor, value) of `factors` ({name: (config key, values)}), each the runs at
     `base` except that key; complete runs only."""
-    runs = pd.read_csv(summary_csv)
-    runs = runs[runs["status"] == "complete"]
+    runs = complete_runs(summary_csv)
     labels, means, stds, colors = [], [], [], []
     palette = dict(zip(factors, ["C0", "C1", "C2", "C3", "C4", "C5"]))
 
-    def at(key: str, value: str) -> pd.Series:
-        keep = np.ones(len(runs), dtype=bool)
-        for k, v in {**base, key: value}.items():
-            if k in runs:
-                keep &= runs[k].map(lambda x, v=v: matches(x, [v])).to_numpy()
-        return 100 * runs.loc[keep, metric]
-
     for name, (key, values) in factors.items():
         for value in values:
-            acc = at(key, value)
+            acc = at(runs, base, key, value, metric)
             labels.append(f"{name}={value}")
             means.append(acc.mean() if len(acc) else np.nan)
             stds.append(acc.std() if len(acc) > 1 else 0.0)
@@ -37,7 +46,7 @@ def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tu
     fig, ax = _figure(f"FedBSD ablation ({runs['seed'].nunique()} seeds, mean ± std)", "", f"{metric.replace('_', ' ')} (%)")
     x = np.arange(len(labels))
     ax.bar(x, means, yerr=stds, color=colors, capsize=3)
-    base_acc = at("method.lam", base.get("method.lam", ""))
+    base_acc = at(runs, base, "method.lam", base.get("method.lam", ""), metric)
     if len(base_acc):
         ax.axhline(base_acc.mean(), color="k", linestyle="--", linewidth=1, label="selected configuration")
         ax.legend(loc="best", fontsize=8)
@@ -46,3 +55,51 @@ def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tu
     if finite:
         ax.set_ylim(max(0.0, min(finite) - 10), min(100.0, max(finite) + 5))
     return save(fig, Path(path))
+
+
+def ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
+                   metric: str = "final_acc") -> pd.DataFrame:
+    """Every variant against the base configuration, paired over seeds (two-sided t-test, Holm over the
+    variants): variant, n, mean, std, diff (points) with its 95% interval, p, p_holm, verdict."""
+    from fedbench.report.differences import BETTER, NONE, WORSE
+    from fedbench.report.significance import ALPHA, holm, paired_difference
+
+    runs = complete_runs(summary_csv)
+    reference = at(runs, base, "method.lam", base.get("method.lam", ""), metric)
+    rows = []
+    for name, (key, values) in factors.items():
+        for value in values:
+            if str(base.get(key, "")) == value:
+                continue   # the base itself
+            acc = at(runs, base, key, value, metric)
+            d = paired_difference(acc, reference)
+            rows.append({"variant": f"{name}={value}", "n": d.n, "mean": acc.mean(), "std": acc.std(),
+                         "diff": d.mean, "low": d.low, "high": d.high, "p": d.p})
+    out = pd.DataFrame(rows, columns=["variant", "n", "mean", "std", "diff", "low", "high", "p"])
+    out["p_holm"] = holm(list(out["p"]), ALPHA)
+    out["verdict"] = [NONE if p >= ALPHA else (BETTER if d > 0 else WORSE) for p, d in zip(out["p_holm"], out["diff"])]
+    base_row = {"variant": "selected (base)", "n": len(reference), "mean": reference.mean(), "std": reference.std()}
+    return pd.concat([pd.DataFrame([base_row]), out], ignore_index=True)
+
+
+def write_ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
+                         path: Path, metric: str = "final_acc") -> Path:
+    """The ablation's tested differences as Markdown (one row per variant, the base first)."""
+    from fedbench.files import atomic_write
+    from fedbench.report.significance import ALPHA
+
+    found = ablation_tests(summary_csv, base, factors, metric)
+    lines = ["# FedBSD ablation: each variant against the selected configuration", "",
+             "Base: " + ", ".join(f"{k}={v}" for k, v in base.items()) + f". {metric} in %, mean ± std over seeds; "
+             f"difference = variant - base, mean of the paired differences [95% t-interval]; two-sided paired "
+             f"t-test Holm-corrected over the variants (alpha = {ALPHA}).", "",
+             "| variant | seeds | acc | difference | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
+    for _, r in found.iterrows():
+        if r["variant"] == "selected (base)":
+            lines.append(f"| {r['variant']} | {r['n']} | {r['mean']:.2f} ± {r['std']:.2f} | — | — | — |")
+            continue
+        interval = "" if np.isnan(r["low"]) else f" [{r['low']:+.2f}, {r['high']:+.2f}]"
+        lines.append(f"| {r['variant']} | {r['n']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['diff']:+.2f}{interval} | "
+                     f"{r['p_holm']:.2g} | {r['verdict']} |")
+    atomic_write(path, "\n".join(lines) + "\n")
+    return Path(path)

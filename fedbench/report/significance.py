@@ -20,6 +20,7 @@ are not significantly different.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,44 @@ BEST, SAME = "best", "same"   # the marks: the best cell; not significantly wors
 SIGNIFICANCE_NOTE = (f"bold = the best cell of the column and every cell not significantly worse than it "
                      f"(one-sided paired t-test over seeds, Holm-corrected over the column, alpha = {ALPHA}; "
                      f"only cells with all seeds)")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired comparison of a vs b over their common seeds: n seeds, the mean of a - b with its 95%
+    t-interval (in the values' units), and the p-value of the paired t-test."""
+    n: int
+    mean: float
+    low: float
+    high: float
+    p: float
+
+
+def paired_difference(a: pd.Series, b: pd.Series, alternative: str = "two-sided") -> Difference:
+    """a vs b (seed-indexed) paired over the seeds both have: scipy.stats.ttest_rel with `alternative`
+    (two-sided, or greater: H1 a > b). A constant difference has no variance: p = 0 when it is in the
+    alternative's direction, 1 when it is not (or zero); fewer than 2 common seeds: p = 1, no interval."""
+    from scipy.stats import t, ttest_rel
+
+    pair = pd.concat([a, b], axis=1, keys=["a", "b"]).dropna()
+    diff = (pair["a"] - pair["b"]).to_numpy()
+    n = len(diff)
+    if n < 2:
+        return Difference(n, float(diff.mean()) if n else math.nan, math.nan, math.nan, 1.0)
+    mean = float(diff.mean())
+    half = float(t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n))
+    if np.allclose(diff, diff[0]):
+        favours = diff[0] > 0 if alternative == "greater" else diff[0] != 0
+        return Difference(n, mean, mean, mean, 0.0 if favours else 1.0)
+    p = float(ttest_rel(pair["a"], pair["b"], alternative=alternative).pvalue)
+    return Difference(n, mean, mean - half, mean + half, p)
+
+
+def holm(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
+    """Holm-corrected p-values of one family of comparisons (statsmodels' multipletests)."""
+    from statsmodels.stats.multitest import multipletests
+
+    return list(multipletests(pvalues, alpha=alpha, method="holm")[1]) if len(pvalues) else []
 
 
 def seed_table(runs: pd.DataFrame, metric: str, value: str = "acc") -> pd.DataFrame:
@@ -45,9 +84,6 @@ def paired_marks(runs: pd.DataFrame, metric: str, agg: pd.DataFrame, alpha: floa
     """Per cell of `agg` (report.aggregate's rows): `mark` (BEST, SAME or "") and `p_holm` (the
     Holm-corrected one-sided p-value of best > cell; NaN for the best and for cells not tested: a
     cell missing seeds is never marked)."""
-    from scipy.stats import ttest_rel
-    from statsmodels.stats.multitest import multipletests
-
     table = seed_table(runs, metric, value)
     out = agg[["setting_key", "variant"]].assign(mark="", p_holm=math.nan)
     eligible = (agg["n"] > 0) & (agg["n"] == agg["expected"])
@@ -55,22 +91,11 @@ def paired_marks(runs: pd.DataFrame, metric: str, agg: pd.DataFrame, alpha: floa
         best = cells.loc[cells["mean"].idxmax(), "variant"]
         out.loc[(out["setting_key"] == key) & (out["variant"] == best), "mark"] = BEST
         per_seed = table.loc[key]
-        others, pvalues = [], []
-        for variant in cells["variant"]:
-            if variant == best:
-                continue
-            pair = per_seed[[best, variant]].dropna()
-            diff = pair[best] - pair[variant]
-            if len(pair) < 2 or np.allclose(diff, diff.iloc[0]):   # a constant difference has no variance
-                p = 1.0 if len(pair) < 2 or diff.iloc[0] <= 0 else 0.0
-            else:
-                p = float(ttest_rel(pair[best], pair[variant], alternative="greater").pvalue)
-            others.append(variant)
-            pvalues.append(p)
+        others = [v for v in cells["variant"] if v != best]
+        pvalues = [paired_difference(per_seed[best], per_seed[v], "greater").p for v in others]
         if not others:
             continue
-        _, holm, _, _ = multipletests(pvalues, alpha=alpha, method="holm")
-        for variant, p in zip(others, holm):
+        for variant, p in zip(others, holm(pvalues)):
             row = (out["setting_key"] == key) & (out["variant"] == variant)
             out.loc[row, "p_holm"] = p
             out.loc[row, "mark"] = SAME if p >= alpha else ""
