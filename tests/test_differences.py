@@ -57,6 +57,7 @@ def test_holm_family_is_one_setting_and_one_reference():
 
 def test_cells_missing_seeds_and_settings_without_the_reference_are_left_out(tmp_path):
     runs = _runs({"fedavg": BASE, "m": [x + 0.05 for x in BASE], "short": [x + 0.1 for x in BASE]})
+    runs["compute_flops"] = runs["method"].map({"fedavg": 1e9, "m": 2e9, "short": 3e9})
     runs = runs[~((runs["variant"] == "short") & (runs["seed"] == 4))]
     found = differences(runs, "final", ("fedavg",))
     assert list(found["variant"]) == ["m"]
@@ -64,5 +65,5 @@ def test_cells_missing_seeds_and_settings_without_the_reference_are_left_out(tmp
     assert write_differences(_runs({"a": BASE, "b": BASE}), "final", tmp_path) == []
     path, = write_differences(runs, "final", tmp_path)
     text = path.read_text()
-    assert "| m | 87.00 | +5.00 [+5.00, +5.00] p=0 **better** |" in text
-    assert "| fedavg | 82.00 | — |" in text and "Not tested (seeds missing): short." in text
+    assert "| m | 87.00 | 2.00× | +5.00 [+5.00, +5.00] p=0 **better** |" in text
+    assert "| fedavg | 82.00 | 1.00× | — |" in text and "Not tested (seeds missing): short." in text

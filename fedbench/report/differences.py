@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedbench.report.aggregate import aggregate
+from fedbench.report.cost import cost_ratios, ratio_text
 from fedbench.report.significance import ALPHA, holm, paired_difference, seed_table
 
 REFERENCES = ("fedavg", "local")
@@ -64,11 +65,13 @@ def write_differences(runs: pd.DataFrame, metric: str, tables_dir: Path, referen
         return []
     agg = aggregate(runs, metric)
     means = agg.set_index(["setting", "variant"])["mean"]
+    compute = cost_ratios(runs, metric).set_index(["setting", "variant"])["compute_x"]
     short = agg[agg["n"] < agg["expected"]].groupby("setting")["variant"].agg(sorted)
     lines = [f"# Tested differences to {' and '.join(references)} ({metric} accuracy)", "",
              f"Per setting, each method minus the reference in accuracy points, mean over seeds of the paired "
              f"difference [95% t-interval], and the two-sided paired t-test's p-value Holm-corrected over the "
-             f"setting's comparisons with that reference (alpha = {ALPHA}); only cells with every seed. "
+             f"setting's comparisons with that reference (alpha = {ALPHA}); only cells with every seed; "
+             f"compute = the method's FLOPs as a multiple of FedAvg's in the setting. "
              f"**better**/**worse**: a tested difference; no mark: none shown (with few seeds a small real "
              f"difference looks the same).", ""]
     for setting, part in found.groupby("setting", sort=True):
@@ -76,11 +79,12 @@ def write_differences(runs: pd.DataFrame, metric: str, tables_dir: Path, referen
         wide = part.pivot(index="variant", columns="reference", values="verdict")
         texts = {(r["variant"], r["reference"]): cell(r) for _, r in part.iterrows()}
         order = sorted(wide.index.union(refs), key=lambda v: -means.get((setting, v), -math.inf))
-        lines += [f"## {setting}", "", "| method | acc | " + " | ".join(f"vs {r}" for r in refs) + " |",
-                  "|---|---|" + "---|" * len(refs)]
+        lines += [f"## {setting}", "", "| method | acc | compute | " + " | ".join(f"vs {r}" for r in refs) + " |",
+                  "|---|---|---|" + "---|" * len(refs)]
         for v in order:
-            acc = means.get((setting, v), math.nan)
-            lines.append(f"| {v} | {100 * acc:.2f} | " + " | ".join(texts.get((v, r), "—") for r in refs) + " |")
+            acc, flops = means.get((setting, v), math.nan), ratio_text(compute.get((setting, v), math.nan))
+            lines.append(f"| {v} | {100 * acc:.2f} | {flops} | " + " | ".join(texts.get((v, r), "—") for r in refs)
+                         + " |")
         if setting in short:
             lines += ["", "Not tested (seeds missing): " + ", ".join(short[setting]) + "."]
         lines.append("")
