@@ -78,6 +78,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     from fedbench.report.aggregate import good_runs, problem_runs
     from fedbench.report.collect import collect
     from fedbench.report.differences import write_differences
+    from fedbench.report.methods_table import write_methods_table
     from fedbench.report.plots import write_plots
     from fedbench.report.select import select_by_validation
     from fedbench.report.significance import write_friedman
@@ -116,8 +117,9 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     if len(ok):   # the tests: of the selected configurations, or of every variant
         tested = runs if selection is None else selection[1]
         tables, plots = write_friedman(tested, metric, tables_dir, out / "plots")
-        report.tables, report.plots = report.tables + tables + write_differences(tested, metric, tables_dir), \
-            report.plots + plots
+        tables += write_differences(tested, metric, tables_dir) + write_methods_table(
+            tested["method"].dropna().unique(), tables_dir / "methods.md")
+        report.tables, report.plots = report.tables + tables, report.plots + plots
     counts = runs["status"].value_counts().to_dict()
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
     echo(f"fedbench.report: {plural(len(runs), 'run')} in {plural(report.settings, 'setting')} "

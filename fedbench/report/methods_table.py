@@ -1,0 +1,72 @@
+"""What each compared method shares and keeps, read from its module, not written by hand: a reading
+that groups methods ("the methods that keep a personal head") can be checked against this table.
+
+Columns: uploaded and averaged (the class's `shared`), kept on the client (`personal`, plus a second
+personal model), trained locally (`trains`), evaluated (`evaluates`, the parts evaluation takes from
+the global state, the method's own `adapt` step, fine-tuning before evaluation from its yaml's
+`ft_epochs`). Papers and defaults: README's method table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from fedbench.files import atomic_write
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+
+
+def parts(value) -> str:
+    """'backbone', ('head', 'gce') -> 'head, gce'; 'all' -> 'whole model'; 'none' -> 'nothing'."""
+    names = [value] if isinstance(value, str) else list(value)
+    text = ", ".join({"all": "whole model", "none": "nothing", "non_bn": "all but BatchNorm",
+                      "bn": "BatchNorm"}.get(n, n) for n in names)
+    return text or "nothing"
+
+
+def evaluated(cls, ft_epochs: int) -> str:
+    if cls.evaluates == "personal_model":
+        model = "personal model"
+    else:
+        model = "global model" if cls.personal == "none" and not cls.personal_model else "client's model"
+    steps = []
+    if cls.eval_global != "none":
+        steps.append(f"{parts(cls.eval_global)} from the global model")
+    if "adapt" in cls.hooks:
+        steps.append("its own adapt step")
+    if ft_epochs:
+        steps.append(f"{ft_epochs} epochs of fine-tuning")
+    if "predict" in cls.hooks:
+        steps.append("its own prediction rule")
+    return model + (" (" + "; ".join(steps) + ")" if steps else "")
+
+
+def method_rows(names) -> list[dict]:
+    import methods
+
+    rows = []
+    for name in sorted(names):
+        cls = methods.get(name)
+        conf = yaml.safe_load((CONF / f"{name}.yaml").read_text()) or {}
+        kept = parts(cls.personal) + (", a personal model" if cls.personal_model else "")
+        uploaded = parts(cls.shared) + ("" if cls.shared == "none" else f" ({cls.weighting})")
+        rows.append({"method": name, "uploaded and averaged": uploaded,
+                     "kept on the client": kept.replace("nothing, ", ""), "trained locally": parts(cls.trains),
+                     "evaluated": evaluated(cls, int(conf.get("ft_epochs", 0) or 0))})
+    return rows
+
+
+def write_methods_table(names, path: Path) -> list[Path]:
+    """tables/methods.md for the registered methods among `names` (those of the report); [] when none."""
+    import methods
+
+    rows = method_rows(set(names) & set(methods.available()))
+    if not rows:
+        return []
+    columns = list(rows[0]) if rows else []
+    lines = ["# What each method shares and keeps (read from methods/<name>.py)", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    atomic_write(path, "\n".join(lines) + "\n")
+    return [Path(path)]
