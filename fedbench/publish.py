@@ -7,7 +7,8 @@ comparison and the FedBSD ablation, regenerated from nothing by one command.
      screens the grid at SCREEN rounds first and carries the CARRY best configurations per setting
      and method to the full rounds (tune --screen/--carry; the same for every method); digits runs
      the grid at full rounds (it is cheap).
-  2. The FedBSD ablation on ABLATION_SETTING, ABLATION_SEEDS, one factor at a time around FedBSD's
+  2. (Right after the study of its setting, so that its reading need not wait for the others.)
+     The FedBSD ablation on ABLATION_SETTING, ABLATION_SEEDS, one factor at a time around FedBSD's
      selected configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10, loss mse instead of kl,
      student_init personal, eval_backbone global; reported into <results-dir>/ablation (its own
      directory: its variants must not join the tuning budget of the selection).
@@ -122,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         fedbench("--results-dir", str(results), "--select", "val", "--replace-published", dry_run=args.dry_run,
                  module="fedbench.report")
-    else:
-        for study in STUDIES:
+    for study in STUDIES:   # the ablation right after the study it needs (its selection), before the others
+        if not args.report_only:
             fedbench(*study.tune_argv(results), dry_run=args.dry_run, module="fedbench.tune")
-    base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
-        selected_fedbsd(results, ABLATION_SETTING)
-    if not args.report_only:
-        ablation_runs(results, base, args.dry_run)
+        if ABLATION_SETTING in study.settings:
+            base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
+                selected_fedbsd(results, ABLATION_SETTING)
+            if not args.report_only:
+                ablation_runs(results, base, args.dry_run)
     fedbench("--results-dir", str(results / "ablation"), dry_run=args.dry_run, module="fedbench.report")
     if args.dry_run:
         return 0
