@@ -119,20 +119,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="rewrite tables and plots from the runs on disk; start no run")
     args = p.parse_args(argv)
-    results, start = Path(args.results_dir), time.perf_counter()
-    if args.report_only:
-        fedbench("--results-dir", str(results), "--select", "val", "--replace-published", dry_run=args.dry_run,
+    results = Path(args.results_dir)
+    if args.dry_run:
+        return publish(results, args.report_only, dry_run=True)
+    from fedbench.sittings import sitting, total_minutes
+
+    with sitting(results, "report-only" if args.report_only else "publish"):
+        publish(results, args.report_only, dry_run=False)
+    print(f"fedbench.publish: done; {total_minutes(results) / 60:.2f} h over the sittings in "
+          f"{results / 'publish_times.csv'}", file=sys.stderr)
+    return 0
+
+
+def publish(results: Path, report_only: bool, dry_run: bool) -> int:
+    """The studies, the ablation and the report into `results` (main's steps)."""
+    start = time.perf_counter()
+    if report_only:
+        fedbench("--results-dir", str(results), "--select", "val", "--replace-published", dry_run=dry_run,
                  module="fedbench.report")
     for study in STUDIES:   # the ablation right after the study it needs (its selection), before the others
-        if not args.report_only:
-            fedbench(*study.tune_argv(results), dry_run=args.dry_run, module="fedbench.tune")
+        if not report_only:
+            fedbench(*study.tune_argv(results), dry_run=dry_run, module="fedbench.tune")
         if ABLATION_SETTING in study.settings:
-            base = {"lr": "<selected>", "method.lam": "<selected>"} if args.dry_run else \
+            base = {"lr": "<selected>", "method.lam": "<selected>"} if dry_run else \
                 selected_fedbsd(results, ABLATION_SETTING)
-            if not args.report_only:
-                ablation_runs(results, base, args.dry_run)
-    fedbench("--results-dir", str(results / "ablation"), dry_run=args.dry_run, module="fedbench.report")
-    if args.dry_run:
+            if not report_only:
+                ablation_runs(results, base, dry_run)
+    fedbench("--results-dir", str(results / "ablation"), dry_run=dry_run, module="fedbench.report")
+    if dry_run:
         return 0
     from fedbench.report.ablation import plot_ablation, write_ablation_tests
 
