@@ -77,11 +77,8 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     never overwritten by another report: unless replace_published, outputs then go to <out>/unpublished/."""
     from fedbench.report.aggregate import good_runs, problem_runs
     from fedbench.report.collect import collect
-    from fedbench.report.differences import write_differences
-    from fedbench.report.methods_table import write_methods_table
     from fedbench.report.plots import write_plots
     from fedbench.report.select import select_by_validation
-    from fedbench.report.significance import write_friedman
     from fedbench.report.tables import write_issues, write_tables
     from fedbench.files import atomic_write
 
@@ -115,10 +112,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
         report.tables = write_tables(runs, metric, tables_dir)
         report.plots = write_plots(results_dir, runs, ok, out / "plots")
     if len(ok):   # the tests: of the selected configurations, or of every variant
-        tested = runs if selection is None else selection[1]
-        tables, plots = write_friedman(tested, metric, tables_dir, out / "plots")
-        tables += write_differences(tested, metric, tables_dir) + write_methods_table(
-            tested["method"].dropna().unique(), tables_dir / "methods.md")
+        tables, plots = write_tests(runs if selection is None else selection[1], metric, tables_dir, out / "plots")
         report.tables, report.plots = report.tables + tables, report.plots + plots
     counts = runs["status"].value_counts().to_dict()
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
@@ -129,6 +123,19 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     echo(f"fedbench.report: wrote {path}, {len(report.tables)} tables and issues.md under {tables_dir}, "
          f"{len(report.plots)} plots under {out / 'plots'}")
     return report
+
+
+def write_tests(runs, metric: str, tables_dir: Path, plots_dir: Path):
+    """What the reading cites: Friedman's test and the critical-difference diagrams, the differences to
+    FedAvg and Local, and what each method shares and keeps. Returns (tables, plots)."""
+    from fedbench.report.differences import write_differences
+    from fedbench.report.methods_table import write_methods_table
+    from fedbench.report.significance import write_friedman
+
+    tables, plots = write_friedman(runs, metric, tables_dir, plots_dir)
+    tables += write_differences(runs, metric, tables_dir)
+    tables += write_methods_table(runs["method"].dropna().unique(), tables_dir / "methods.md")
+    return tables, plots
 
 
 def write_selected(results_dir: Path, runs, selected, picked, metric: str, tables_dir: Path, plots_dir: Path):
