@@ -26,7 +26,7 @@ def test_dry_run_lists_one_tuning_per_study_then_one_ablation_multirun_per_facto
     assert all("--final-seeds 1,2 " in t and "seed=0 " in t for t in tunes)
     ablation = [line for line in lines if "results_dir=r/ablation" in line]
     assert lines.index(fmnist) < lines.index(ablation[0]) < lines.index(ablation[-1]) < lines.index(digits)
-    assert len(ablation) == len(ABLATION) and all("seed=0,1,2" in line and "experiment=fmnist_rotated" in line
+    assert len(ablation) == len(ABLATION) and all("seed=0,1,2,3,4" in line and "experiment=fmnist_rotated" in line
                                                   for line in ablation)
     assert "method.lam=0.0,0.1,1.0,10.0" in ablation[0] and "method.lam=" not in ablation[0].split("10.0", 1)[1]
     assert lines[-1] == "python -m fedbench.report --results-dir r/ablation"
