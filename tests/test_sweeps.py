@@ -71,11 +71,13 @@ def test_local_sweep_resubmitted_skips_complete_and_reruns_failed(tmp_path, data
     stamps = mtimes(results)
 
     sweep.append("hydra.callbacks.report.enabled=false")          # (saves time; the runs are the same)
+    logs = set((results / "sweeps").rglob("*_log.err"))
     second = run_cli(*sweep)                      # the same runs (the logger is not in the hash): nothing new
     assert second.returncode == 0, second.stderr[-3000:]
     assert mtimes(results) == stamps and summaries(results) == runs
-    logs = "".join(p.read_text() for p in (results / "sweeps").rglob("*_log.err"))
-    assert logs.count("skip, already complete") == 2
+    assert "local sweep of 0 runs (2 more already complete: not launched)" in second.stderr
+    assert second.stderr.count("skip, already complete") == 2
+    assert set((results / "sweeps").rglob("*_log.err")) == logs   # no job was started for them
 
     fedavg_dir, local_dir = sorted(runs, key=lambda k: "/local/" in k)
     (results / local_dir / "summary.json").write_text(json.dumps(runs[local_dir] | {"status": "failed"}))

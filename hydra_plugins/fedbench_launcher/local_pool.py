@@ -7,6 +7,9 @@ This launcher keeps a pool of *slots* instead and starts a run only when a slot 
   evenly between the slots;
 - no GPU (CPU fallback): one slot per `cpus_per_run` cores (default: the cores shared out
   between min(#cores, #runs) slots).
+A run that is already complete is not launched at all: the launcher composes its config, finds its
+run directory and reads its summary (fedbench.rundir.completion.finished, read-only), as the run itself
+would, so resubmitting a large sweep costs seconds for the finished part instead of one process each.
 Inside the run, the slot is applied before any work: CUDA_VISIBLE_DEVICES = the slot's GPUs and the
 CPU affinity = the slot's cores, so fedbench.execution.resolve_threads (which reads the affinity) gives
 each run exactly its share. SLURM_CPUS_PER_TASK is dropped in the run: when the sweep is started
@@ -20,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,26 @@ class LocalPoolLauncher(LocalLauncher):
             apply_slot(slot)
         return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
 
+    def already_complete(self, overrides: Sequence[str]) -> JobReturn | None:
+        """The JobReturn of the run `overrides` configure when that run is complete on disk (its summary as
+        the return value, as the run itself returns it), else None: anything unclear launches the run,
+        which decides (and reports any problem) itself."""
+        from fedbench.config import prepare
+        from fedbench.rundir import RunDir, completion, path_for
+
+        try:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):   # the task's config, as the run receives it (Hydra's node removed)
+                del cfg["hydra"]
+            summary = completion.finished(RunDir(path_for(prepare(cfg, machine=False))), locked=False)
+        except Exception:  # noqa: BLE001 -- the run itself reports what is wrong
+            return None
+        if summary is None:
+            return None
+        return JobReturn(overrides=list(overrides), cfg=cfg, hydra_cfg=None, working_dir=None,
+                         task_name=self.task_function.__name__ if self.task_function else "",
+                         status=JobStatus.COMPLETED, _return_value=summary)
+
     def _executor(self):
         import submitit
 
@@ -107,14 +130,19 @@ class LocalPoolLauncher(LocalLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
+        done = {i: ret for i, overrides in enumerate(job_overrides) if (ret := self.already_complete(overrides))}
+        pending = [(i, o) for i, o in enumerate(job_overrides) if i not in done]
+        # slots planned for the whole sweep, skipped runs included: a run gets the same share of the
+        # machine (its thread count) whether or not others of its sweep were already complete
         slots = plan_slots(available_cpus(), visible_gpus(), len(job_overrides), self.gpus_per_run,
                            self.cpus_per_run, self.max_parallel)
         executor = self._executor()
         sweep_dir = str(self.config.hydra.sweep.dir)
         os.makedirs(sweep_dir, exist_ok=True)
-        print(f"fedbench: local sweep of {len(job_overrides)} runs, {len(slots)} at a time "
+        skipped = f" ({len(done)} more already complete: not launched)" if done else ""
+        print(f"fedbench: local sweep of {len(pending)} runs{skipped}, {len(slots)} at a time "
               f"({slots[0].describe()} each); logs under {sweep_dir}/.submitit", file=sys.stderr)
-        pending = list(enumerate(job_overrides))
+        total = len(pending)
         free, running, jobs = list(range(len(slots))), {}, [None] * len(job_overrides)
         try:
             while pending or running:
@@ -127,7 +155,7 @@ class LocalPoolLauncher(LocalLauncher):
                 finished = [i for i in running if jobs[i].done()]
                 for i in finished:
                     free.append(running.pop(i))
-                    print(f"fedbench: [{len(job_overrides) - len(pending) - len(running)}/{len(job_overrides)}] "
+                    print(f"fedbench: [{total - len(pending) - len(running)}/{total}] "
                           f"finished #{initial_job_idx + i}: {' '.join(filter_overrides(job_overrides[i]))}",
                           file=sys.stderr)
                 if not finished:
@@ -136,4 +164,4 @@ class LocalPoolLauncher(LocalLauncher):
             for i in running:
                 jobs[i].cancel(check=False)
             raise
-        return [job.results()[0] for job in jobs]
+        return [done[i] if i in done else job.results()[0] for i, job in enumerate(jobs)]
