@@ -67,3 +67,9 @@ def test_cells_missing_seeds_and_settings_without_the_reference_are_left_out(tmp
     text = path.read_text()
     assert "| m | 87.00 | 2.00× | +5.00 [+5.00, +5.00] p=0 **better** |" in text
     assert "| fedavg | 82.00 | 1.00× | — |" in text and "Not tested (seeds missing): short." in text
+
+
+def test_one_seed_is_shown_as_not_tested(tmp_path):
+    runs = _runs({"fedavg": BASE[:1], "m": [BASE[0] + 0.05]})
+    path, = write_differences(runs, "final", tmp_path)
+    assert "| m | 85.00 | — | +5.00 (not tested: 1 seed) |" in path.read_text()

@@ -49,7 +49,9 @@ def differences(runs: pd.DataFrame, metric: str, references=REFERENCES, alpha: f
 
 
 def cell(r) -> str:
-    """'+5.12 [3.10, 7.14] p=0.003 better' (p Holm-corrected)."""
+    """'+5.12 [3.10, 7.14] p=0.003 better' (p Holm-corrected); one seed: the difference, not tested."""
+    if r["n"] < 2:
+        return f"{r['diff']:+.2f} (not tested: {r['n']} seed)"
     interval = "" if math.isnan(r["low"]) else f" [{r['low']:+.2f}, {r['high']:+.2f}]"
     mark = {BETTER: " **better**", WORSE: " **worse**"}.get(r["verdict"], "")
     return f"{r['diff']:+.2f}{interval} p={r['p_holm']:.2g}{mark}"
