@@ -23,9 +23,10 @@ def ranks(agg: pd.DataFrame) -> pd.Series:
     return per.groupby("variant")["rank"].mean()
 
 
-def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
+def leaderboard(runs: pd.DataFrame, metric: str, style: str, tied=frozenset()) -> pd.DataFrame:
     """Rows: variants; per setting a mean ± std column and a bottom-10% column, then what the method
-    spends there (compute and bytes, x FedAvg's); then the average rank."""
+    spends there (compute and bytes, x FedAvg's); then the average rank. Cells whose (setting,
+    variant) is in `tied` (selections decided by the tie rule) are marked ‡."""
     acc, low = aggregate(runs, metric, "acc"), aggregate(runs, metric, "acc_bottom10")
     best = best_cells(acc, runs, metric)
     pm = "$\\pm$" if style == "tex" else "±"
@@ -36,6 +37,8 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str) -> pd.DataFrame:
             text = text.replace("†", "$^\\dagger$").replace("—", "--")
         if is_best:
             text = f"\\textbf{{{text}}}" if style == "tex" else f"**{text}**"
+        if (r["setting"], r["variant"]) in tied:
+            text += "$^\\ddagger$" if style == "tex" else " ‡"
         cells[(r["variant"], r["setting"], "acc")] = text
         cells[(r["variant"], r["setting"], "bottom 10%")] = "—" if b["n"] == 0 else f"{100 * b['mean']:.2f}"
     variants = sorted({v for v, _, _ in cells})
@@ -53,7 +56,8 @@ def note(metric: str) -> str:
     return (f"{metric} personalized accuracy in %, mean ± sample std over seeds, each method at its configuration "
             "selected on validation accuracy; bottom 10% = mean accuracy of the worst decile of clients (mean over "
             "seeds); " + COST_NOTE + "; avg rank = mean over settings of the method's rank by mean accuracy (1 = best); "
-            + SIGNIFICANCE_NOTE + "; † (n/N) = only n of N seeds completed.")
+            + SIGNIFICANCE_NOTE + "; † (n/N) = only n of N seeds completed; ‡ = the configuration was chosen by the tie "
+            "rule (several tied on validation; tables/selected_hparams.md).")
 
 
 def legend(runs: pd.DataFrame) -> str:
@@ -63,6 +67,14 @@ def legend(runs: pd.DataFrame) -> str:
         return ""
     pairs = runs[["setting", "setting_detail"]].dropna().drop_duplicates().sort_values("setting")
     return " Settings: " + "; ".join(f"{a} = {b}" for a, b in pairs.itertuples(index=False)) + "."
+
+
+def tied_cells(selected: pd.DataFrame) -> set[tuple[str, str]]:
+    """(setting, method) of every selection the tie rule decided."""
+    if not len(selected) or "tied" not in selected:
+        return set()
+    ties = selected[selected["tied"].fillna(1) > 1]
+    return set(zip(ties["setting"], ties["method"]))
 
 
 def hyperparameter_table(selected: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -85,7 +97,8 @@ def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str
     title = f"{metric} personalized accuracy, configurations selected on validation"
     for style, render in (("md", to_markdown), ("tex", to_latex)):
         path = out_dir / f"leaderboard_{metric}.{style}"
-        atomic_write(path, render(leaderboard(runs, metric, style), title, note(metric) + legend(runs)))
+        atomic_write(path, render(leaderboard(runs, metric, style, tied_cells(selected)), title,
+                                  note(metric) + legend(runs)))
         written.append(path)
     path = out_dir / "selected_hparams.md"
     hp = hyperparameter_table(selected, keys)
