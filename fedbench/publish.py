@@ -112,6 +112,13 @@ def merge_summaries(results: Path) -> Path:
     return path
 
 
+def headline_documents(results: Path) -> list[Path]:
+    """Where the studies' headline tables go (between their markers): results/README.md, and the
+    repository's README.md when `results` is the repository's results/."""
+    repo = Path(__file__).resolve().parents[1]
+    return [results / "README.md"] + ([repo / "README.md"] if results.resolve() == repo / "results" else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedbench.publish", description=__doc__.split("\n\n")[0])
     p.add_argument("--results-dir", default="results")
@@ -149,11 +156,13 @@ def publish(results: Path, report_only: bool, dry_run: bool) -> int:
     if dry_run:
         return 0
     from fedbench.report.ablation import plot_ablation, write_ablation_tests
+    from fedbench.report.headline import write_headlines
 
     merge_summaries(results)  # fedbench.tune wrote the comparison's report (--select val)
     ablation = results / "ablation"
     plot_ablation(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, results / "plots" / "ablation_fedbsd.png")
     write_ablation_tests(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, ablation / "tables" / "tests.md")
+    write_headlines(results, [s.name for s in STUDIES], headline_documents(results))
     print(f"fedbench.publish: done in {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
     return 0
 

@@ -115,3 +115,36 @@ def test_ablation_variants_are_tested_against_the_base_paired_over_seeds(tmp_pat
     assert (found["n"] == 3).all()
     text = write_ablation_tests(csv, base, ABLATION, tmp_path / "t.md").read_text()
     assert "| lam=0.0 | 3 | 72.02 ± 4.9" in text and "| -2.98 [" in text and "| selected (base) | 3 | 75.00 ± 5.00 |" in text
+
+
+def test_headline_is_generated_into_the_marked_blocks(tmp_path):
+    """The first-screen table comes from summary.csv and selected.csv, never by hand: only the study's
+    selected configurations, its settings, accuracy with significance marks, compute, the tie mark."""
+    from fedbench.report.headline import write_headlines
+
+    rows = []
+    for seed in range(3):
+        for method, acc, flops in (("fedavg", 0.80, 1e9), ("fedper", 0.90, 1e9), ("ditto", 0.85, 2e9)):
+            for setting in ("fmnist_skew", "fmnist_rotated"):
+                rows.append({"study": "fmnist", "setting": setting, "setting_key": setting, "variant": f"{method}(lr=0.1)",
+                             "method": method, "seed": seed, "status": "complete", "final_acc": acc + seed / 100, "final_acc_bottom10": acc,
+                             "compute_flops": flops, "bytes_total": 1.0, "dataset": "fmnist"})
+        rows.append({"study": "fmnist", "setting": "fmnist_skew", "setting_key": "fmnist_skew", "method": "fedper",
+                     "variant": "fedper(lr=1)", "seed": 0, "status": "complete", "final_acc": 0.99, "dataset": "fmnist"})
+        rows.append({"study": "digits", "setting": "digits_skew", "setting_key": "digits_skew", "method": "fedavg",
+                     "variant": "fedavg(lr=0.1)", "seed": seed, "status": "complete", "final_acc": 0.5, "dataset": "digits"})
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
+    selected = [{"setting": s, "method": m, "variant": f"{m}(lr=0.1)", "tied": 3 if m == "ditto" else 1}
+                for s in ("fmnist_skew", "fmnist_rotated") for m in ("fedavg", "fedper", "ditto")]
+    pd.DataFrame(selected).to_csv(tmp_path / "tables" / "selected.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Results\n<!-- headline:fmnist -->\nold numbers\n<!-- /headline:fmnist -->\nrest\n")
+    written = write_headlines(tmp_path, ["fmnist"], [readme, tmp_path / "absent.md"])
+    assert written == [tmp_path / "tables" / "headline_fmnist.md", readme]
+    text = readme.read_text()
+    assert "old numbers" not in text and text.startswith("# Results\n<!-- headline:fmnist -->\n| method |")
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[1].startswith("| fedper | **91.00 ± 1.00** | 1.00× |")        # the lr=1 run (99) is not selected
+    assert table[2].startswith("| ditto | 86.00 ± 1.00 ‡ | 2.00× |") and "digits" not in text
+    assert "over 3 seeds" in text and text.endswith("<!-- /headline:fmnist -->\nrest\n")
