@@ -141,6 +141,16 @@ def carried_runs(screen_dir: Path, carry: int, metric: str, methods: list[str], 
     return argvs
 
 
+def record_screening(results_dir: Path, screen_dir: Path, args, methods: list[str]) -> None:
+    """tables/screening.md (report.screening) beside the tables it explains (in unpublished/ when the
+    directory holds the published comparison and this tuning may not replace it)."""
+    from fedbench.report import UNPUBLISHED, published
+    from fedbench.report.screening import write_screening
+
+    out = results_dir if args.replace_published or not published(results_dir) else results_dir / UNPUBLISHED
+    write_screening(screen_dir, args.carry, args.screen, out / "tables" / "screening.md", args.metric)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fedbench.tune", description=__doc__.split("\n\n")[1])
     p.add_argument("--methods", default="all", help="comma-separated method names, or all (default)")
@@ -178,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [m for m, argv in jobs if run_fedbench(argv, args.dry_run) != 0]
     if args.screen is not None and not args.dry_run:
         carried = carried_runs(screen_dir, args.carry, args.metric, methods, args.overrides)
+        record_screening(results_dir, screen_dir, args, methods)
         failed += [" ".join(a[:1]) for a, code in zip(carried, run_side_by_side(carried)) if code]
     if args.final_seeds and not args.dry_run:
         seeds = [s.strip() for s in args.final_seeds.split(",") if s.strip()]

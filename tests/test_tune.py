@@ -87,3 +87,7 @@ def test_screening_runs_the_grid_short_and_carries_the_best_to_the_full_rounds(t
     assert not runs["overrides"].str.contains(str(tmp_path / "screening"), regex=False).any()
     sel = pd.read_csv(tmp_path / "tables" / "selected.csv")
     assert list(sel["configs_tried"]) == [2]
+    record = (tmp_path / "tables" / "screening.md").read_text()   # what the carried ones were chosen from
+    row = next(line for line in record.splitlines() if line.startswith("| ") and "| fedavg |" in line)
+    assert row.split(" | ")[2:4] == ["12", str(int((screen["status"] == "diverged").sum()))]
+    assert row.split(" | ")[4].startswith(f"{rank.order[0]} ({100 * rank.scores[rank.order[0]]:.2f}); {rank.order[1]} (")
