@@ -61,7 +61,7 @@ ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0"]), "loss": ("meth
 # the other factors' values in the base configuration (conf/method/fedbsd.yaml)
 ABLATION_BASE = {"method.loss": "kl", "method.tau": "1.0", "method.student_init": "global",
                  "method.eval_backbone": "local"}
-COMMON = ["progress=false", "hydra/launcher=local"]
+COMMON = ["progress=false", "hydra/launcher=local", "hydra.launcher.reuse_processes=true"]
 
 
 def fedbench(*argv: str, dry_run: bool = False, module: str = "fedbench") -> None:

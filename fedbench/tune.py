@@ -10,8 +10,8 @@ method=<name> <search> <overrides>`: Hydra's sweeper makes the grid and the chos
 picks, per setting and method, the configuration with the best mean validation accuracy.
 
 With `--final-seeds 1,2` the grid runs on the overrides' seed (e.g. seed=0) and each selected
-configuration is then rerun on the extra seeds (one more multirun per method, from the selected runs'
-recorded overrides), so every reported number has several seeds while the choice stays on the tuning
+configuration is then rerun on the extra seeds (single runs from the selected runs' recorded overrides,
+one per core side by side), so every reported number has several seeds while the choice stays on the tuning
 seed (the report compares configurations on the seeds they all have).
 
 With `--screen R --carry N` (multi-fidelity tuning, the same schedule for every method): the grid
@@ -93,9 +93,10 @@ def required(method: str, given: set) -> list[str]:
 
 def final_runs(results_dir: Path, seeds: list[str], metric: str, methods: list[str], presets: list[str] = ()
                ) -> list[list[str]]:
-    """fedbench argv (one multirun per selected configuration) rerunning each selected configuration
-    of `methods` (only these: another tune may be working on the others) on the settings of the
-    `presets` (experiment=...; all when none), from its recorded overrides, on `seeds`."""
+    """fedbench argv (one single run per selected configuration and seed: main runs them side by side,
+    one per core) rerunning each selected configuration of `methods` (only these: another tune may be
+    working on the others) on the settings of the `presets` (experiment=...; all when none), from its
+    recorded overrides, on `seeds`."""
     from fedbench.report.collect import collect, preset_of
     from fedbench.report.select import select_by_validation
 
@@ -107,10 +108,10 @@ def final_runs(results_dir: Path, seeds: list[str], metric: str, methods: list[s
     argvs, seen = [], set()
     for line in picked["overrides"].dropna():
         base = [o for o in shlex.split(line) if not o.startswith("seed=")]
-        key = tuple(base)
-        if key not in seen:
-            seen.add(key)
-            argvs.append(["-m", *base, f"seed={','.join(seeds)}", "hydra.callbacks.report.enabled=false"])
+        for seed in seeds:
+            if (key := (tuple(base), seed)) not in seen:
+                seen.add(key)
+                argvs.append([*base, f"seed={seed}"])
     return argvs
 
 
@@ -193,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.final_seeds and not args.dry_run:
         seeds = [s.strip() for s in args.final_seeds.split(",") if s.strip()]
         presets = [p for o in args.overrides if o.startswith("experiment=") for p in o.split("=", 1)[1].split(",")]
-        failed += [" ".join(a[1:3]) for a in final_runs(results_dir, seeds, args.metric, methods, presets)
-                   if run_fedbench(a, False)]
+        finals = final_runs(results_dir, seeds, args.metric, methods, presets)
+        failed += [" ".join(a[:2]) for a, code in zip(finals, run_side_by_side(finals)) if code]
     if args.dry_run:
         return 0
     from fedbench.report import build_report

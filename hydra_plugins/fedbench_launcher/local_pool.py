@@ -88,10 +88,25 @@ class LocalPoolLauncher(LocalLauncher):
     """hydra-submitit-launcher's local launcher, with a slot pool instead of all-at-once."""
 
     def __init__(self, gpus_per_run: int = 1, cpus_per_run: int | None = None,
-                 max_parallel: int | None = None, poll_s: float = 0.5, **params: Any) -> None:
+                 max_parallel: int | None = None, poll_s: float = 0.5, reuse_processes: bool = False,
+                 **params: Any) -> None:
         super().__init__(**params)
         self.gpus_per_run, self.cpus_per_run = int(gpus_per_run), cpus_per_run
         self.max_parallel, self.poll_s = max_parallel, float(poll_s)
+        self.reuse_processes = bool(reuse_processes)
+
+    def run_here(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state) -> JobReturn:
+        """One job in this process, as __call__ runs it in a submitit process (persistent workers)."""
+        from hydra.core.utils import run_job, setup_globals
+
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(sweep_overrides))
+        with open_dict(sweep_config.hydra.job) as job:
+            job.id = job_id
+            sweep_config.hydra.job.num = job_num
+        return run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
+                       job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
 
     def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state,
                  slot: Slot | None = None) -> JobReturn:
@@ -143,6 +158,8 @@ class LocalPoolLauncher(LocalLauncher):
         print(f"fedbench: local sweep of {len(pending)} runs{skipped}, {len(slots)} at a time "
               f"({slots[0].describe()} each); logs under {sweep_dir}/.submitit", file=sys.stderr)
         total = len(pending)
+        if self.reuse_processes:
+            return self.launch_on_workers(job_overrides, initial_job_idx, done, pending, slots, sweep_dir)
         free, running, jobs = list(range(len(slots))), {}, [None] * len(job_overrides)
         try:
             while pending or running:
@@ -165,3 +182,22 @@ class LocalPoolLauncher(LocalLauncher):
                 jobs[i].cancel(check=False)
             raise
         return [done[i] if i in done else job.results()[0] for i, job in enumerate(jobs)]
+
+    def launch_on_workers(self, job_overrides, initial_job_idx, done, pending, slots, sweep_dir):
+        """launch with one persistent worker process per slot (workers.run_pool)."""
+        from pathlib import Path
+
+        from hydra_plugins.fedbench_launcher.workers import run_pool
+
+        state = Singleton.get_state()
+        jobs = [(i, (list(o), "hydra.sweep.dir", initial_job_idx + i, f"worker_{initial_job_idx + i}", state))
+                for i, o in pending]
+        finished = []
+
+        def report(i):
+            finished.append(i)
+            print(f"fedbench: [{len(finished)}/{len(jobs)}] finished #{initial_job_idx + i}: "
+                  f"{' '.join(filter_overrides(job_overrides[i]))}", file=sys.stderr)
+
+        results = run_pool(self, slots, jobs, Path(sweep_dir) / ".workers", 60.0 * self.params["timeout_min"], report)
+        return [done[i] if i in done else results[i] for i in range(len(job_overrides))]
