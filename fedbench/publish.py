@@ -73,6 +73,8 @@ def fedbench(*argv: str, dry_run: bool = False, module: str = "fedbench") -> Non
 def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
     """FedBSD's configuration selected on validation on the preset `setting` (its lr and lam), from the
     comparison's runs (the ones whose overrides name the preset)."""
+    from omegaconf import OmegaConf
+
     from fedbench.report.collect import collect, preset_of
     from fedbench.report.select import select_by_validation
 
@@ -81,8 +83,11 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
     selected, _ = select_by_validation(runs, "final")
     if len(selected) != 1 or pd.isna(selected.iloc[0]["variant"]):
         raise SystemExit(f"fedbench.publish: error: no FedBSD selection on {setting} in {results}")
-    row = selected.iloc[0]  # as floats, the form the ablation's values take (10.0, not 10: another config hash)
-    return {"lr": repr(float(row["lr"])), "method.lam": repr(float(row["method.lam"]))}
+    # from the chosen run's config: the selection's columns name only the keys its candidates differ in
+    run = runs[runs["variant"] == selected.iloc[0]["variant"]].iloc[0]
+    cfg = OmegaConf.load(results / run["run_dir"] / "config.yaml")
+    # as floats, the form the ablation's values take (10.0, not 10: another config hash)
+    return {"lr": repr(float(cfg.lr)), "method.lam": repr(float(cfg.method.lam))}
 
 
 def ablation_runs(results: Path, base: dict[str, str], dry_run: bool) -> None:

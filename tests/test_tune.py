@@ -86,7 +86,12 @@ def test_screening_runs_the_grid_short_and_carries_the_best_to_the_full_rounds(t
     assert {v.split("(", 1)[1] for v in runs["variant"]} == carried
     assert not runs["overrides"].str.contains(str(tmp_path / "screening"), regex=False).any()
     sel = pd.read_csv(tmp_path / "tables" / "selected.csv")
-    assert list(sel["configs_tried"]) == [2]
+    # stated against the screened grid: 12 tried, 2 carried, an edge of the 12 learning rates
+    assert list(sel["configs_tried"]) == [12] and list(sel["carried"]) == [2]
+    lrs, chosen = rank.grid["lr"], float(sel["lr"].iloc[0])
+    edge = "" if chosen not in (lrs[0], lrs[-1]) else \
+        f"lr={chosen:g} ({'smallest' if chosen == lrs[0] else 'largest'} of 12)"
+    assert str(sel["grid_edge"].fillna("").iloc[0]) == edge
     record = (tmp_path / "tables" / "screening.md").read_text()   # what the carried ones were chosen from
     row = next(line for line in record.splitlines() if line.startswith("| ") and "| fedavg |" in line)
     assert row.split(" | ")[2:4] == ["12", str(int((screen["status"] == "diverged").sum()))]

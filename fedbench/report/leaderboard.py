@@ -82,7 +82,8 @@ def hyperparameter_table(selected: pd.DataFrame, keys: list[str]) -> pd.DataFram
     def chosen(r) -> str:
         vals = [f"{k}={r[k]:g}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys
                 if k in r and pd.notna(r[k])]
-        return ", ".join(vals) + f" ({int(r['configs_tried'])} tried)"
+        carried = f", {int(r['carried'])} carried" if pd.notna(r.get("carried")) else ""
+        return ", ".join(vals) + f" ({int(r['configs_tried'])} tried{carried})"
 
     if not len(selected):
         return pd.DataFrame()
@@ -104,7 +105,9 @@ def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str
     hp = hyperparameter_table(selected, keys)
     atomic_write(path, to_markdown(hp, "Configurations selected on validation accuracy",
                                    "Per setting, the chosen values of each method's searched keys and how many "
-                                   "configurations were tried (the same budget for every method).")
+                                   "configurations were tried (the same budget for every method; after a screening stage, the "
+                                   "configurations screened and how many of them were carried to the full rounds, "
+                                   "among which the selection chose).")
                  + selection_notes(selected))
     written.append(path)
     return written

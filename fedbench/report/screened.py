@@ -1,0 +1,55 @@
+"""A selection among the configurations a screening stage carried (fedbench.tune --screen R --carry N)
+is stated against the grid that was screened, not against the few carried: the configurations tried
+(the screened ones; `carried` keeps how many reached the full rounds), the chosen value of every
+searched key (the carried ones may all share an lr, which then names no column of the final runs),
+and the keys it takes at an end of the screened grid (`grid_edge`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def searched(overrides) -> frozenset:
+    """The overrides that set a searched key (lr, method.<key>) of a run: what a screened
+    configuration and the full-round run carried from it share."""
+    return frozenset(o for o in str(overrides or "").split()
+                     if o.startswith(("lr=", "method.")) and not o.startswith("method="))
+
+
+def screened_rankings(screen_dir: Path, metric: str) -> dict:
+    """{(setting, method): the screening's Ranking} (empty without screened runs)."""
+    from fedbench.report.collect import collect
+    from fedbench.report.select import rankings
+
+    if not (Path(screen_dir) / "runs").is_dir():
+        return {}
+    return {(group["setting"].iloc[0], method): rank
+            for (_, method), (rank, group) in rankings(collect(screen_dir), metric).items()}
+
+
+def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: Path,
+                      metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """(selected restated against the screened grids, the searched keys it now names). A selection
+    whose runs match no screened configuration (a grid run at full rounds) is left as it is."""
+    from fedbench.report.select import grid_edges
+
+    ranks = screened_rankings(screen_dir, metric)
+    selected, keys = selected.copy(), []
+    for i, row in selected.iterrows():
+        rank = ranks.get((row["setting"], row["method"]))
+        mine = picked[(picked["setting"] == row["setting"]) & (picked["method"] == row["method"])]["overrides"]
+        if rank is None or not mine.notna().any():
+            continue
+        match = [v for v, first in rank.values.items() if searched(first.get("overrides")) == searched(mine.dropna().iloc[0])]
+        if len(match) != 1:
+            continue
+        config = rank.values[match[0]]
+        grid = {k: values for k, values in rank.grid.items() if pd.notna(config.get(k))}
+        for k in grid:
+            selected.loc[i, k] = config[k]
+            keys += [k] if k not in keys else []
+        selected.loc[i, "carried"] = row["configs_tried"]
+        selected.loc[i, "configs_tried"] = len(rank.values)
+        selected.loc[i, "grid_edge"] = grid_edges(config, grid)
+    return selected, keys
