@@ -77,6 +77,7 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
 
     from fedbench.report.collect import collect, preset_of
     from fedbench.report.select import select_by_validation
+    from fedbench.rundir.layout import CONFIG
 
     runs = collect(results, ["method=fedbsd"])
     runs = runs[runs["overrides"].map(preset_of) == setting]
@@ -85,7 +86,7 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
         raise SystemExit(f"fedbench.publish: error: no FedBSD selection on {setting} in {results}")
     # from the chosen run's config: the selection's columns name only the keys its candidates differ in
     run = runs[runs["variant"] == selected.iloc[0]["variant"]].iloc[0]
-    cfg = OmegaConf.load(results / run["run_dir"] / "config.yaml")
+    cfg = OmegaConf.load(results / run["run_dir"] / CONFIG)
     # as floats, the form the ablation's values take (10.0, not 10: another config hash)
     return {"lr": repr(float(cfg.lr)), "method.lam": repr(float(cfg.method.lam))}
 

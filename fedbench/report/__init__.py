@@ -149,15 +149,13 @@ def write_selected(results_dir: Path, runs, selected, picked, metric: str, table
     from fedbench.report.tables import write_tables
     from fedbench.files import atomic_write
 
-    selected, screened_keys = against_screening(selected, picked, Path(results_dir) / "screening", metric)
-    keys = config_columns(runs) + [k for k in screened_keys if k not in config_columns(runs)]
-    keys = sorted(keys, key=lambda c: (c.startswith("method."), c))
+    selected = against_screening(selected, picked, Path(results_dir) / "screening", metric)
     path = tables_dir / "selected.csv"
     atomic_write(path, portable(selected.drop(columns="setting_key")).to_csv(index=False, float_format="%.6g"))
     tables = [path]
     if len(picked):
         tables += write_tables(picked, metric, tables_dir, prefix="selected_")
-        tables += write_leaderboard(picked, selected, keys, metric, tables_dir)
+        tables += write_leaderboard(picked, selected, config_columns(selected), metric, tables_dir)
         plots = write_plots(results_dir, picked, good_runs(picked, metric), plots_dir)
     else:
         plots = []

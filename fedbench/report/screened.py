@@ -11,10 +11,11 @@ import pandas as pd
 
 
 def searched(overrides) -> frozenset:
-    """The overrides that set a searched key (lr, method.<key>) of a run: what a screened
-    configuration and the full-round run carried from it share."""
-    return frozenset(o for o in str(overrides or "").split()
-                     if o.startswith(("lr=", "method.")) and not o.startswith("method="))
+    """The overrides that set a configuration key (collect.configuration_key: lr, method.<key>, ...) of a
+    run: what a screened configuration and the full-round run carried from it share."""
+    from fedbench.report.collect import configuration_key
+
+    return frozenset(o for o in str(overrides or "").split() if configuration_key(o.partition("=")[0]))
 
 
 def screened_rankings(screen_dir: Path, metric: str) -> dict:
@@ -28,28 +29,27 @@ def screened_rankings(screen_dir: Path, metric: str) -> dict:
             for (_, method), (rank, group) in rankings(collect(screen_dir), metric).items()}
 
 
-def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: Path,
-                      metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """(selected restated against the screened grids, the searched keys it now names). A selection
+def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: Path, metric: str) -> pd.DataFrame:
+    """`selected` restated against the screened grids (every searched key a column of it). A selection
     whose runs match no screened configuration (a grid run at full rounds) is left as it is."""
     from fedbench.report.select import grid_edges
 
     ranks = screened_rankings(screen_dir, metric)
-    selected, keys = selected.copy(), []
+    selected = selected.copy()
     for i, row in selected.iterrows():
         rank = ranks.get((row["setting"], row["method"]))
-        mine = picked[(picked["setting"] == row["setting"]) & (picked["method"] == row["method"])]["overrides"]
-        if rank is None or not mine.notna().any():
+        mine = picked[(picked["setting"] == row["setting"]) & (picked["method"] == row["method"])]["overrides"].dropna()
+        if rank is None or not len(mine):
             continue
-        match = [v for v, first in rank.values.items() if searched(first.get("overrides")) == searched(mine.dropna().iloc[0])]
+        mine = searched(mine.iloc[0])
+        match = [v for v, first in rank.values.items() if searched(first.get("overrides")) == mine]
         if len(match) != 1:
             continue
         config = rank.values[match[0]]
         grid = {k: values for k, values in rank.grid.items() if pd.notna(config.get(k))}
         for k in grid:
             selected.loc[i, k] = config[k]
-            keys += [k] if k not in keys else []
         selected.loc[i, "carried"] = row["configs_tried"]
         selected.loc[i, "configs_tried"] = len(rank.values)
         selected.loc[i, "grid_edge"] = grid_edges(config, grid)
-    return selected, keys
+    return selected
