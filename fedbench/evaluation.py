@@ -16,9 +16,12 @@ import pandas as pd
 
 
 # The compute every run counts apart (fedbench.federation.compute), in summary.json and summary.csv;
-# compute_flops = their FLOPs together.
+# compute_flops = training (train_flops + train_forward_flops) plus ONE personalization (the last
+# evaluation's, personalize_once_flops), so it does not depend on eval_every; personalize_train_* is the
+# personalization of every evaluation together.
 COMPUTE_FIELDS = ("train_samples", "train_flops", "train_forward_samples", "train_forward_flops",
-                  "personalize_train_samples", "personalize_train_flops")
+                  "personalize_train_samples", "personalize_train_flops", "personalize_once_samples",
+                  "personalize_once_flops")
 
 
 def bottom_decile(acc: np.ndarray) -> float:

@@ -69,3 +69,36 @@ def resolve_threads(value) -> int:
     if os.environ.get("SLURM_CPUS_PER_TASK"):
         return int(os.environ["SLURM_CPUS_PER_TASK"])
     return allowed if allowed < (os.cpu_count() or allowed) else 1
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else platform's), '' when unknown."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device, threads: int) -> dict:
+    """What a run's numbers may depend on beyond its config: the float path its kernels took. On CPU,
+    torch's vectorized kernels are chosen by CPU capability (DEFAULT, AVX2, AVX512; ATEN_CPU_CAPABILITY
+    forces one) and reductions split by the thread count; on a GPU, the device and its libraries. The
+    same config on another float path may differ in the last bits, and a chaotic one by whole points
+    (README, Evaluation protocol: stability)."""
+    import platform
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        gpu = torch.cuda.get_device_name(index)
+        path = f"cuda {gpu}, cuda {torch.version.cuda}, cudnn {torch.backends.cudnn.version()}"
+    else:
+        gpu, path = None, f"cpu {torch.backends.cpu.get_cpu_capability()}, {threads} thread{'s' * (threads != 1)}"
+    return {"float_path": path, "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"), "gpu": gpu, "torch": torch.__version__,
+            "python": platform.python_version(), "host": platform.node()}

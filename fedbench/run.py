@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from fedbench.rundir import checkpoint, completion
 from fedbench.config import method_class, method_parts, prepare, require_backbone_and_head, require_batchnorm
-from fedbench.execution import check_deterministic_model, resolve_device, resolve_threads, set_determinism
+from fedbench.execution import check_deterministic_model, machine, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.engines import choose_engine
 from fedbench.evaluation import headline, metrics_row
@@ -24,7 +24,7 @@ from fedbench.models import build_model
 from fedbench.optimizer import resolve_optimizer
 from fedbench.rundir import CLIENTS, METRICS, TIMING, RunDir, config_hash, path_for
 from fedbench.rundir.lock import WriterLock
-from fedbench.seeding import stream_seed
+from fedbench.seeding import jitter_, stream_seed
 from fedbench.tracking import open_trackers
 
 
@@ -128,7 +128,9 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress |
     if (done := completion.finished(rd, locked=True)) is not None:
         return done
     torch.manual_seed(stream_seed(cfg.seed, "init"))
-    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    jitter_(model, float(cfg.get("init_jitter", 0.0)), cfg.seed)  # (0: untouched) the stability probe of fedbench.tune
+    model = model.to(device)
     method = build_method(cfg, model)
     check_deterministic_model(model, data.x, data.y, cfg.model.name)
     new_federation = lambda: build_federation(cfg, data, model, method)  # noqa: E731
@@ -138,6 +140,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress |
             "config_hash": config_hash(cfg), "device": str(device), "threads": threads,
             "deterministic": bool(cfg.get("deterministic", False)),
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
+            "machine": machine(device, threads),  # the float path the numbers took (fedbench.execution)
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
             "overrides": job_overrides(),  # the command line that reproduces it: python -m fedbench <overrides>
             "engines": [fed.engine.name]}

@@ -28,6 +28,7 @@ class Ditto(FedAvg):
     ranges = {"lam": "[0, inf)", "personal_epochs": "int [0, inf) or null"}  # checked before any work
     personal_model = True
     evaluates = "personal_model"
+    per_minibatch = "one step of the global model; then, on the same minibatches, one of the personal model"
 
     def local_update(self, cohort):
         batches = cohort.batches()

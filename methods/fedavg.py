@@ -70,6 +70,7 @@ class FedAvg:
     weighting = "samples"  # samples: n_k-weighted mean (the paper); uniform: plain mean
     personal_model = False
     evaluates = "model"
+    per_minibatch = "one SGD step"  # what a local step does (README method table; fedbench.report.methods_table)
     trains = "all"  # the part E epochs of SGD on `loss` train (FedAvg's local update)
     vectorizable = True
     why_not_vectorizable = ""

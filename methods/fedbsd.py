@@ -28,6 +28,7 @@ from methods.fedavg import FedAvg
 class FedBSD(FedAvg):
     name = "fedbsd"
     weighting = "uniform"  # uniform: plain mean of backbones (as in the summary); samples: n_k-weighted
+    per_minibatch = "one SGD step, its loss with the distillation term (a forward of the global backbone)"
     ranges = {"lam": "[0, inf)", "tau": "(0, inf)", "loss": ("kl", "mse", "cosine"),
               "student_init": ("global", "personal"),
               "eval_backbone": ("local", "global")}  # checked by fedbench.config before any work

@@ -59,6 +59,7 @@ def mmd2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @register
 class FedCP(FedAvg):
     name = "fedcp"
+    per_minibatch = "one SGD step (a forward of the global backbone for the MMD)"
     ranges = {"lam": "[0, inf)"}  # checked before any work
     shared = ("backbone", "ghead", "cpn")
     personal = ("head", "ghead", "cpn")  # h_p; and the h_g and CPN last received, refreshed only when sampled

@@ -1,11 +1,14 @@
 """pFedMe (Dinh, Tran & Nguyen, "Personalized Federated Learning with Moreau Envelopes", NeurIPS 2020).
 
 Difference from FedAvg: the local objective is the Moreau envelope F_i(w) = min_theta f_i(theta) +
-lam/2 ||theta - w||^2. Per round, w_i = theta = w^t, then R times (`local_steps`, each ONE minibatch D):
+lam/2 ||theta - w||^2. Per round, w_i = theta = w^t, then for each minibatch D of the round's local
+epochs (the same passes over the client's data as FedAvg's; with method.official=true, the official
+schedule: R = `local_steps` minibatches, whatever the client's size):
     K times (`inner_steps`): theta <- theta - personal_lr * (grad f(theta; D) + lam (theta - w_i) + mu theta)
     w_i <- w_i - lr * lam * (w_i - theta)        (lr = eta: the run's lr, like every method's; the
                                                   official 0.005 with method.official=true)
-theta is warm-started across the R iterations (never reset). w_i is uploaded; the server mixes
+so a round costs K x FedAvg's training samples (the K inner steps are compute on the same minibatch,
+not extra passes). theta is warm-started across the minibatches (never reset). w_i is uploaded; the server mixes
 w <- (1 - beta) w + beta * mean (beta > 1 extrapolates). The mu L2 term is the official optimizer's.
 Evaluated model: the client's personalized theta_i, its personal model (kept per client after its last
 local solve), as in the paper ("PM"). The official code, PFLlib and FL-bench all evaluate other
@@ -32,6 +35,8 @@ class PFedMe(FedAvg):
               "local_steps": "int [1, inf)", "beta": "(0, inf)", "mu": "[0, inf)"}  # checked before any work
     personal_model = True
     evaluates = "personal_model"
+    official_schedule = "R = local_steps minibatches per round (official; 20), K inner steps on each"
+    per_minibatch = "K inner steps on theta, then one step of w_i toward theta"
 
     def local_update(self, cohort):
         hp, theta = self.hp, cohort.personal_model
@@ -39,14 +44,17 @@ class PFedMe(FedAvg):
         w, th = cohort.model.tensors(), theta.tensors()
         params = set(cohort.model.tensors(params_only=True))
         rate = cohort.lr * hp.lam  # eta * lam
-        losses = []
-        for batch in cohort.minibatches(hp.local_steps).split():
-            losses.append(cohort.sgd(self.theta_loss, model=theta, lr=hp.personal_lr,
-                                     batches=batch.repeat(hp.inner_steps), momentum=0.0, weight_decay=hp.mu))
+        plan = cohort.minibatches(hp.local_steps) if hp.official else cohort.batches()
+        totals = np.zeros(cohort.size)
+        for batch in plan.split():
+            G = batch.steps[0].active   # the clients with a minibatch left (the largest first)
+            totals += cohort.sgd(self.theta_loss, model=theta, lr=hp.personal_lr, batches=batch.repeat(hp.inner_steps),
+                                 momentum=0.0, weight_decay=hp.mu)
             with torch.no_grad():
                 for k, t in w.items():
-                    t.sub_(rate * (t - th[k])) if k in params else t.copy_(th[k])  # buffers follow theta
-        return sum(losses) / max(len(losses), 1) if losses else np.zeros(cohort.size)
+                    rows, target = t[:G], th[k][:G]
+                    rows.sub_(rate * (rows - target)) if k in params else rows.copy_(target)  # buffers follow theta
+        return totals / np.maximum(plan.counts, 1)
 
     def theta_loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         theta, anchor = client.personal_model, dict(client.model.named_parameters())  # w_i, frozen here

@@ -82,6 +82,20 @@ def test_fine_tuning_before_evaluation_is_personalization_work():
     assert counts["personalize_train_samples"] == 2 * 3 * sum(SIZES)  # 2 evaluations, every client, 3 epochs
     assert counts["personalize_train_flops"] == counts["personalize_train_samples"] * flops_per_sample(fed.model, fed.data.x)
     assert counts["train_samples"] == sum(SIZES[k] for t in range(2) for k in fed.schedule[t])
+    assert counts["personalize_once_samples"] == 3 * sum(SIZES)  # the last evaluation's alone
+
+
+def test_headline_compute_does_not_depend_on_eval_every(tmp_path, data_root):
+    """compute_flops = training + one personalization: FedAvg-FT evaluated every round and every 5th
+    round computes the same; the personalization of every evaluation is its own column."""
+    from tests.runs_helpers import run_inprocess
+
+    every = {n: run_inprocess(f"results_dir={tmp_path / str(n)}", "rounds=10", f"eval_every={n}", "method=fedavg_ft")
+             for n in (1, 5)}
+    assert every[1]["compute_flops"] == every[5]["compute_flops"]
+    assert every[1]["personalize_train_flops"] == 5 * every[5]["personalize_train_flops"] > 0
+    assert every[1]["compute_flops"] == (every[1]["train_flops"] + every[1]["train_forward_flops"]
+                                         + every[1]["personalize_once_flops"])
 
 
 def test_counts_survive_a_checkpoint():
@@ -105,4 +119,5 @@ def test_every_method_counts_its_work_in_the_summary(tmp_path, data_root):
         s = run_inprocess(f"results_dir={tmp_path}", "rounds=2", f"method={name}", *extra)
         assert all(isinstance(s[k], int) for k in FIELDS) and s["compute_flops"] >= s["train_flops"] > 0, name
         assert s["train_samples"] >= base["train_samples"], name
-        assert np.isclose(s["compute_flops"], sum(s[k] for k in FIELDS if k.endswith("flops")))
+        once = s["train_flops"] + s["train_forward_flops"] + s["personalize_once_flops"]
+        assert s["compute_flops"] == once and s["personalize_train_flops"] >= s["personalize_once_flops"], name

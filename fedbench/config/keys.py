@@ -29,6 +29,7 @@ TOP_SPECS: dict[str, Any] = {
     "progress": "bool",
     "checkpoint_every": "int [0, inf)",
     "deterministic": "bool",
+    "init_jitter": "[0, 1)",
     "results_dir": "str",
     "data.root": "str",
     "data.download": "bool",

@@ -22,7 +22,7 @@ def check_method_config(node: DictConfig, cls) -> None:
     if missing:
         raise ConfigError(f"method.{missing[0]}: missing; method={node.name} needs {own} (their defaults are in "
                           f"conf/method/{node.name}.yaml)")
-    _check_official_optimizer(node)
+    _check_official_optimizer(node, cls)
 
 
 def method_class(name: str) -> type:
@@ -46,15 +46,16 @@ def require_batchnorm(cfg: DictConfig, cls: type, model) -> None:
                           f"use {hint} (or model=resnet18)")
 
 
-def _check_official_optimizer(method: DictConfig) -> None:
+def _check_official_optimizer(method: DictConfig, cls) -> None:
     """method.official_optimizer holds run-level optimizer keys with valid values; official=true
-    needs one."""
+    needs one, or an official local schedule of the method's class (`official_schedule`)."""
     from fedbench.optimizer import OPTIMIZER_KEYS
 
     official = method.get("official_optimizer")
-    if method.get("official", False) and not official:
+    if method.get("official", False) and not official and not getattr(cls, "official_schedule", None):
         raise ConfigError(f"method.official=true: method={method.name} has no official_optimizer in "
-                          f"conf/method/{method.name}.yaml; it trains with the run's optimizer (drop method.official)")
+                          f"conf/method/{method.name}.yaml and no official schedule; it trains with the run's "
+                          "optimizer (drop method.official)")
     if official is None:
         return
     if not isinstance(official, DictConfig):

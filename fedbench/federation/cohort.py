@@ -116,13 +116,18 @@ class Cohort(CohortData):
 
     def grad(self, objective: Callable, at: dict[str, torch.Tensor], step: Step,
              model: ModelHandle | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """(d objective / d params, loss) of each client at the point `at` ({key: tensor with the
-        cohort dimension} of `model`'s parameters) on one step's batches; the cohort's own tensors
-        are left as they are."""
+        """(d objective / d params, loss) of each active client of `step` at the point `at` ({key:
+        tensor with the cohort dimension, or just the step's active rows} of `model`'s parameters) on
+        its batch; the cohort's own tensors are left as they are."""
         model = model or self.model
         names = [model.prefix + k for k in at]
         saved = {n: self.state[n] for n in names}
-        self.state.update({model.prefix + k: t.detach() for k, t in at.items()})
+
+        def whole(n: str, t: torch.Tensor) -> torch.Tensor:   # the active rows at `at`, the others as they are
+            t = t.detach()
+            return t if t.shape[0] == saved[n].shape[0] else torch.cat([t, saved[n][t.shape[0]:]])
+
+        self.state.update({model.prefix + k: whole(model.prefix + k, t) for k, t in at.items()})
         self._row_views.clear()
         try:
             grads, loss = self.gradients(objective, names, step)

@@ -8,7 +8,11 @@ Kept apart, as samples and FLOPs (summary.json, summary.csv):
                                         objectives: a frozen teacher or anchor (the round's global
                                         model, ClientView.global_model: e.g. a distillation teacher)
   personalize_train_samples, _flops     the forward + backward passes of the work done before every
-                                        evaluation (a method's adapt hook, the fine-tuning add-on)
+                                        evaluation (a method's adapt hook, the fine-tuning add-on), all
+                                        evaluations together
+  personalize_once_samples, _flops      the same work of the last evaluation alone: what a deployed
+                                        client spends once
+compute_flops, the headline, is training plus one personalization: it does not depend on eval_every.
 Samples are real samples (padding of a vectorized step is not counted). FLOPs come from
 torch.utils.flop_counter, measured once per (objective, trained tensors, batch size) on one client's
 plain step, times the counts: the same numbers on every engine. The evaluation's own forward passes
@@ -71,16 +75,19 @@ class Compute:
     def count(self, cohort, objective, names: list[str], step) -> None:
         """Add one step of `objective` over the active clients of `step` (their true batch lengths)."""
         lens = step.lens if step.lens is not None else [int(step.idx.shape[1])] * step.active
-        prefix = "personalize_train" if cohort.phase == "eval" else "train"
+        evaluation = cohort.phase == "eval"
         for b, clients in Counter(lens).items():
             total, forward = self.cost(cohort, objective, names, step, b)
-            self.counts[f"{prefix}_samples"] += b * clients
-            self.counts[f"{prefix}_flops"] += (total - forward) * clients
-            if forward and prefix == "train":
+            if evaluation:  # before an evaluation: all of it is personalization
+                for prefix in ("personalize_train", "personalize_once"):
+                    self.counts[f"{prefix}_samples"] += b * clients
+                    self.counts[f"{prefix}_flops"] += total * clients
+                continue
+            self.counts["train_samples"] += b * clients
+            self.counts["train_flops"] += (total - forward) * clients
+            if forward:
                 self.counts["train_forward_samples"] += b * clients
                 self.counts["train_forward_flops"] += forward * clients
-            elif forward:
-                self.counts[f"{prefix}_flops"] += forward * clients
 
     def cost(self, cohort, objective, names: list[str], step, b: int) -> tuple[int, int]:
         """(all FLOPs, forward-only FLOPs in the global model) of one client's plain step of `objective`
@@ -105,10 +112,14 @@ class Compute:
             self._cost[key] = (int(total.get_total_flops()), int(forward.flops))
         return self._cost[key]
 
+    def begin_evaluation(self) -> None:
+        """An evaluation starts: its personalization replaces the last one's in personalize_once_*."""
+        self.counts["personalize_once_samples"] = self.counts["personalize_once_flops"] = 0
+
     def summary(self) -> dict:
-        """The counts, and `compute_flops`: all the FLOPs of training and personalization together."""
-        flops = sum(v for k, v in self.counts.items() if k.endswith("_flops"))
-        return dict(self.counts) | {"compute_flops": flops}
+        """The counts, and `compute_flops`: training plus one personalization (the last evaluation's)."""
+        c = self.counts
+        return dict(c) | {"compute_flops": c["train_flops"] + c["train_forward_flops"] + c["personalize_once_flops"]}
 
     def state_dict(self) -> dict:
         return dict(self.counts)

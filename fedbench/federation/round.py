@@ -137,6 +137,7 @@ class Federation:
         """Every client's personalized model on its val and test splits: when every client evaluates
         the same model (nothing personal, no personal model, no adapt/predict hook, no fine-tuning)
         all samples go through it in one pass; otherwise cohort by cohort, as the engine groups them."""
+        self.compute.begin_evaluation()
         if self.same_eval_model():
             return self.evaluator.one_model(self.tensors.global_module)
         return self.evaluator.cohorts(self.engine, lambda ids, vmapped: self.evaluated(ids, t, vmapped),

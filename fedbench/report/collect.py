@@ -28,7 +28,7 @@ from fedbench.rundir import CONFIG, SUMMARY, RunDir, completion, scientific_conf
 HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
               "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
-              "error", "config_hash", "partition_cache", "engines", "device", "threads", "torch", "overrides",
+              "error", "config_hash", "partition_cache", "engines", "device", "threads", "torch", "float_path", "cpu", "overrides",
               *COMPUTE_FIELDS, "compute_flops")
 STATUS_OK = "complete"
 
@@ -102,6 +102,8 @@ def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
                                                   "aside and recomputes the run"}
     row = {"run_dir": str(path.relative_to(results_dir))}
     row |= {k: summary.get(k) for k in RUN_FIELDS}
+    machine = summary.get("machine") if isinstance(summary.get("machine"), dict) else {}
+    row |= {"float_path": machine.get("float_path"), "cpu": machine.get("cpu")}
     if isinstance(row["overrides"], list):  # python -m fedbench <overrides> reproduces the run
         row["overrides"] = shlex.join(str(o) for o in row["overrides"])
     engines = row["engines"] if row["engines"] is not None else summary.get("engine")  # (older runs: "a+b")

@@ -2,7 +2,9 @@
 that groups methods ("the methods that keep a personal head") can be checked against this table.
 
 Columns: uploaded and averaged (the class's `shared`), kept on the client (`personal`, plus a second
-personal model), trained locally (`trains`), evaluated (`evaluates`, the parts evaluation takes from
+personal model), trained locally (`trains`), what a local step does on a minibatch (`per_minibatch`;
+every method walks the round's local epochs, method.official=true keeps an official fixed-step schedule
+where one exists), evaluated (`evaluates`, the parts evaluation takes from
 the global state, the method's own `adapt` step, fine-tuning before evaluation from its yaml's
 `ft_epochs`). Papers and defaults: README's method table.
 """
@@ -53,6 +55,7 @@ def method_rows(names) -> list[dict]:
         uploaded = parts(cls.shared) + ("" if cls.shared == "none" else f" ({cls.weighting})")
         rows.append({"method": name, "uploaded and averaged": uploaded,
                      "kept on the client": kept.replace("nothing, ", ""), "trained locally": parts(cls.trains),
+                     "per minibatch": cls.per_minibatch,
                      "evaluated": evaluated(cls, int(conf.get("ft_epochs", 0) or 0))})
     return rows
 

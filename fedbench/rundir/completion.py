@@ -91,7 +91,8 @@ def put_aside(run_dir: Path, why: str) -> Path:
 
 
 def finished(rd: RunDir, locked: bool) -> dict | None:
-    """The summary of a complete run whose files agree with it (the run is skipped), else None.
+    """The summary of a finished run (complete, or diverged: a NaN is as deterministic as a number)
+    whose files agree with it (the run is skipped), else None.
 
     Unlocked (read-only, before any work): a run that would need anything written, i.e. leftovers
     to clean or damage to put aside, is left for the locked check (returns None). Locked (this
@@ -100,7 +101,7 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
     from fedbench.rundir import checkpoint  # (torch) here: the report reads `damage` without importing torch
 
     summary = rd.summary()
-    if not summary or summary.get("status") != "complete":
+    if not summary or summary.get("status") not in ("complete", "diverged"):
         return None
     why = damage(rd.path, summary)
     leftovers = rd.checkpoint.exists() or any(rd.path.glob(".*.tmp"))
@@ -113,5 +114,5 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
         return None
     checkpoint.remove(rd.checkpoint)  # left behind when a kill came between summary and cleanup
     checkpoint.remove_temp_files(rd.path)
-    print(f"fedbench: skip, already complete: {rd.path}", file=sys.stderr)
+    print(f"fedbench: skip, already {summary['status']}: {rd.path}", file=sys.stderr)
     return summary

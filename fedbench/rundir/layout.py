@@ -27,10 +27,17 @@ CHECKPOINT, TRACKING = "checkpoint.pt", "tracking.json"
 NON_SCIENTIFIC = ("results_dir", "device", "threads", "progress", "checkpoint_every", "deterministic", "engine",
                   "logger", "data.root", "data.download", "data.verify", "method.search")
 
+# Keys added after runs were published, left out while at their default (the value that reproduces what
+# runs did before the key existed), so those runs keep their config hash and directory.
+OMITTED_AT_DEFAULT = {"init_jitter": 0.0}
+
 
 def scientific_config(cfg: DictConfig) -> dict:
     d = OmegaConf.to_container(cfg, resolve=True)
     d.pop("hydra", None)
+    for key, default in OMITTED_AT_DEFAULT.items():
+        if key in d and d[key] == default:
+            d.pop(key)
     for key in NON_SCIENTIFIC:
         *parents, leaf = key.split(".")
         node = d

@@ -24,7 +24,8 @@ def batches_of(client, n):
 def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
     beta, steps = 0.1, 3
     a = make_federation("perfedavg", rounds=3, join_ratio=0.5,
-                        hp_overrides={"alpha": 0.0, "beta": beta, "local_steps": steps, "variant": "fo"})
+                        hp_overrides={"alpha": 0.0, "beta": beta, "local_steps": steps, "variant": "fo",
+                                      "official": True})
     b = make_federation("fedavg", rounds=3, join_ratio=0.5, lr=beta, hp_overrides={"weighting": "uniform"})
     # FedAvg whose SGD steps use the D' batches (every second one of the same data stream)
     def every_second(c):
@@ -38,7 +39,8 @@ def test_alpha_zero_fo_is_fedavg_with_lr_beta_one_batch_per_step():
 
 def test_meta_gradient_is_taken_at_w_tilde_and_applied_to_w():
     alpha, beta = 0.5, 0.3
-    fed = make_federation("perfedavg", rounds=1, hp_overrides={"alpha": alpha, "beta": beta, "local_steps": 1})
+    fed = make_federation("perfedavg", rounds=1, hp_overrides={"alpha": alpha, "beta": beta, "local_steps": 1,
+                                                                                 "official": True})
     model = fed.model
     w = {k: p.detach().clone() for k, p in model.named_parameters()}
     d, d_prime = batches_of(fed.cohort([0], 0, "train"), 2)
@@ -131,7 +133,7 @@ def test_hf_step_is_w_minus_beta_times_i_minus_alpha_hessian_at_w_times_grad_at_
     Hessian taken at w~ instead of w, misses by far more than the tolerance (asserted too)."""
     alpha, beta, delta = 0.5, 0.3, 1e-5
     fed = make_federation("perfedavg", rounds=1, hp_overrides={"variant": "hf", "alpha": alpha, "beta": beta,
-                                                               "delta": delta, "local_steps": 1})
+                                                               "delta": delta, "local_steps": 1, "official": True})
     model = fed.model
     w = {k: p.detach().clone() for k, p in model.named_parameters()}
     assert all(p.dtype == torch.float64 for p in w.values())

@@ -7,7 +7,7 @@ from tests.looking import batches_xy
 from tests.conftest import make_federation
 from tests.methods.spies import grad_at, record_uploads
 
-HP = {"personal_lr": 0.05, "lr": 0.02, "local_steps": 4}
+HP = {"personal_lr": 0.05, "lr": 0.02, "local_steps": 4, "official": True}
 
 
 def flat(tensors):
@@ -79,7 +79,7 @@ def test_theta_is_warm_started_across_the_r_iterations():
 def test_large_lambda_makes_theta_track_w():
     def gap(lam):
         # keep lr*lam and personal_lr*lam stable (< 1): the fixed-step solver must converge
-        hp = {"lam": lam, "personal_lr": 0.5 / lam, "lr": 0.5 / lam, "local_steps": 4, "mu": 0.0}
+        hp = {"lam": lam, "personal_lr": 0.5 / lam, "lr": 0.5 / lam, "local_steps": 4, "mu": 0.0, "official": True}
         fed = make_federation("pfedme", rounds=1, hp_overrides=hp)
         client = fed.cohort([0], 0, "train")
         fed.method.local_update(client)
@@ -96,7 +96,8 @@ def test_inner_steps_include_the_mu_l2_term():
     w_i <- w_i - lr lam (w_i - theta). mu is large here, so a solver without mu theta is far off."""
     plr, lr, lam, mu = 0.1, 0.05, 2.0, 0.5
     fed = make_federation("pfedme", rounds=2, hp_overrides={"personal_lr": plr, "lr": lr, "lam": lam, "mu": mu,
-                                                            "inner_steps": 2, "local_steps": 1})
+                                                            "inner_steps": 2, "local_steps": 1,
+                                                            "official": True})
     fed.train_round(0)  # client 0's w^t is no longer the initial model
     client = fed.cohort([0], 1, "train")
     w = {n: p[0].clone() for n, p in client.model.tensors(params_only=True).items()}
