@@ -1,12 +1,14 @@
-"""`python -m fedbench.publish [--results-dir results] [--dry-run] [--report-only]`: the published
-comparison and the FedBSD ablation, regenerated from nothing by one command.
+"""`python -m fedbench.publish [--results-dir results] [--dry-run] [--report-only] [launcher overrides]`: the
+published comparison and the FedBSD ablation, regenerated from nothing by one command, every run
+through the launcher the overrides name (default: the local launcher with persistent workers; e.g.
+`hydra/launcher=slurm hydra.launcher.partition=gpu`).
 
-  1. The studies (fedbench.tune, one per study, into <results-dir>): every method with the same
-     tuning budget (its 12 configurations) and schedule, on seed 0 of each setting of the study,
-     each configuration selected on validation, then rerun on the study's other seeds. Fashion-MNIST
-     screens the grid at SCREEN rounds first and carries the CARRY best configurations per setting
-     and method to the full rounds (tune --screen/--carry; the same for every method); digits runs
-     the grid at full rounds (it is cheap).
+  1. The studies (fedbench.tune, one per study, into <results-dir>): every method searched alike (the
+     same lr list, its own keys beside, edges extended) on the study's tuning seed, each configuration
+     selected on validation, then rerun on the study's reporting seeds, the only ones the tables
+     average, and probed for stability. Fashion-MNIST searches at SCREEN rounds first and carries the
+     CARRY best configurations per setting and method to the full rounds (tune --screen/--carry; the
+     same for every method); digits searches at full rounds (it is cheap).
   2. (Right after the study of its setting, so that its reading need not wait for the others.)
      The FedBSD ablation on ABLATION_SETTING, ABLATION_SEEDS, one factor at a time around FedBSD's
      selected configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10, loss mse instead of kl,
@@ -16,6 +18,9 @@ comparison and the FedBSD ablation, regenerated from nothing by one command.
      critical-difference diagrams per dataset), <results-dir>/summary.csv with every run of the
      studies and the ablation (column `study`), plots/ablation_fedbsd.png and the ablation's tested
      differences to its base configuration, ablation/tables/tests.md.
+  4. The reproduce check: CHECK_ROWS random rows of summary.csv (FedBN's among them) rerun in fresh
+     processes (fedbench.reproduce, tables/reproduce.md); a row that moves by more than 0.5 points on
+     the same float path fails the publication.
 Runs already complete are read, not recomputed, so a stopped publication resumes where it stopped;
 --report-only rewrites the tables and plots from the runs on disk without starting any run.
 """
@@ -33,8 +38,8 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Study:
-    """One dataset's comparison: its settings (presets), its seeds (the first one tunes), and its
-    tuning schedule (screen: rounds of the screening stage, None = the grid at full rounds; carry:
+    """One dataset's comparison: its settings (presets), its seeds (the first one tunes, the others
+    report), and its tuning schedule (screen: rounds of the screening stage, None = the grid at full rounds; carry:
     configurations carried from the screening to the full rounds)."""
 
     name: str
@@ -43,14 +48,16 @@ class Study:
     screen: int | None = None
     carry: int = 0
 
-    def tune_argv(self, results: Path) -> list[str]:
+    def tune_argv(self, results: Path, launch: list[str]) -> list[str]:
         schedule = [] if self.screen is None else ["--screen", str(self.screen), "--carry", str(self.carry)]
-        return [*schedule, "--final-seeds", ",".join(map(str, self.seeds[1:])), "--replace-published",
-                f"experiment={','.join(self.settings)}", f"seed={self.seeds[0]}", f"results_dir={results}", *COMMON]
+        return [*schedule, "--seeds", ",".join(map(str, self.seeds[1:])), "--replace-published",
+                f"experiment={','.join(self.settings)}", f"seed={self.seeds[0]}", f"results_dir={results}",
+                "progress=false", *launch]
 
 
-STUDIES = (Study("fmnist", ("fmnist_skew", "fmnist_rotated"), (0, 1, 2), screen=25, carry=2),
-           Study("digits", ("digits_pathological2", "digits_skew", "digits_rotated"), (0, 1, 2)))
+# the first seed tunes, the others report (never the tuning seed: its choice favours it)
+STUDIES = (Study("fmnist", ("fmnist_skew", "fmnist_rotated"), (0, 1, 2, 3, 4, 5), screen=25, carry=2),
+           Study("digits", ("digits_pathological2", "digits_skew", "digits_rotated"), (0, 1, 2, 3)))
 SETTINGS = tuple(s for study in STUDIES for s in study.settings)
 # feature and label shift: where a client's own (distilled) backbone has the most to gain or lose
 ABLATION_SETTING = "fmnist_rotated"
@@ -61,7 +68,8 @@ ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0"]), "loss": ("meth
 # the other factors' values in the base configuration (conf/method/fedbsd.yaml)
 ABLATION_BASE = {"method.loss": "kl", "method.tau": "1.0", "method.student_init": "global",
                  "method.eval_backbone": "local"}
-COMMON = ["progress=false", "hydra/launcher=local", "hydra.launcher.reuse_processes=true"]
+LOCAL = ["hydra/launcher=local", "hydra.launcher.reuse_processes=true"]   # the default launcher
+CHECK_ROWS = 10          # rows of summary.csv the reproduce check reruns (one of FedBN's among them)
 
 
 def fedbench(*argv: str, dry_run: bool = False, module: str = "fedbench") -> None:
@@ -91,14 +99,14 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
     return {"lr": repr(float(cfg.lr)), "method.lam": repr(float(cfg.method.lam))}
 
 
-def ablation_runs(results: Path, base: dict[str, str], dry_run: bool) -> None:
+def ablation_runs(results: Path, base: dict[str, str], launch: list[str], dry_run: bool) -> None:
     """One multirun per factor, the other keys at FedBSD's selected configuration."""
     out = results / "ablation"
     for key, values in ABLATION.values():
         fixed = {k: v for k, v in base.items() if k != key}
         fedbench("-m", "method=fedbsd", f"experiment={ABLATION_SETTING}", f"seed={','.join(map(str, ABLATION_SEEDS))}",
                  f"{key}={','.join(values)}",
-                 *[f"{k}={v}" for k, v in fixed.items()], f"results_dir={out}", *COMMON,
+                 *[f"{k}={v}" for k, v in fixed.items()], f"results_dir={out}", "progress=false", *launch,
                  "hydra.callbacks.report.enabled=false", dry_run=dry_run)
 
 
@@ -131,36 +139,57 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite tables and plots from the runs on disk; start no run")
+    p.add_argument("launch", nargs="*", metavar="OVERRIDE",
+                   help="launcher overrides for every run, e.g. hydra/launcher=slurm hydra.launcher.partition=gpu "
+                        "(default: " + " ".join(LOCAL) + ")")
     args = p.parse_args(argv)
     results = Path(args.results_dir)
+    bad = [o for o in args.launch if not o.split("=", 1)[0].lstrip("+~").startswith("hydra")]
+    if bad:
+        p.error(f"{' '.join(bad)}: only launcher overrides (hydra/launcher=..., hydra.launcher.*); the studies "
+                "are fixed in fedbench/publish.py")
+    launch = args.launch if any(o.startswith("hydra/launcher=") for o in args.launch) else LOCAL + args.launch
     if args.dry_run:
-        return publish(results, args.report_only, dry_run=True)
+        return publish(results, args.report_only, launch, dry_run=True)
     from fedbench.sittings import sitting, total_minutes
 
     with sitting(results, "report-only" if args.report_only else "publish"):
-        publish(results, args.report_only, dry_run=False)
-    print(f"fedbench.publish: done; {total_minutes(results) / 60:.2f} h over the sittings in "
-          f"{results / 'publish_times.csv'}", file=sys.stderr)
-    return 0
+        code = publish(results, args.report_only, launch, dry_run=False)
+    print(f"fedbench.publish: {'done' if code == 0 else 'done, but the reproduce check failed'}; "
+          f"{total_minutes(results) / 60:.2f} h over the sittings in {results / 'publish_times.csv'}", file=sys.stderr)
+    return code
 
 
-def publish(results: Path, report_only: bool, dry_run: bool) -> int:
-    """The studies, the ablation and the report into `results` (main's steps)."""
+def reproduce_check(results: Path, launch: list[str], dry_run: bool) -> int:
+    """CHECK_ROWS random rows of the comparison (FedBN's among them) rerun in fresh processes through the
+    launcher; tables/reproduce.md. The draw's seed is the number of runs, so a new publication draws anew."""
+    from fedbench.reproduce import main as reproduce
+
+    summary = results / "summary.csv"
+    seed = sum(1 for _ in open(summary, encoding="utf-8")) if summary.is_file() else 0
+    argv = [str(summary), "--random", str(CHECK_ROWS), "--include", "fedbn", "--seed", str(seed),
+            "--out", str(results / "tables" / "reproduce.md"), *launch]
+    print("python -m fedbench.reproduce " + " ".join(argv), file=sys.stderr, flush=True)
+    return 0 if dry_run else reproduce(argv)
+
+
+def publish(results: Path, report_only: bool, launch: list[str], dry_run: bool) -> int:
+    """The studies, the ablation, the report and the reproduce check into `results` (main's steps)."""
     start = time.perf_counter()
     if report_only:
         fedbench("--results-dir", str(results), "--select", "val", "--replace-published", dry_run=dry_run,
                  module="fedbench.report")
     for study in STUDIES:   # the ablation right after the study it needs (its selection), before the others
         if not report_only:
-            fedbench(*study.tune_argv(results), dry_run=dry_run, module="fedbench.tune")
+            fedbench(*study.tune_argv(results, launch), dry_run=dry_run, module="fedbench.tune")
         if ABLATION_SETTING in study.settings:
             base = {"lr": "<selected>", "method.lam": "<selected>"} if dry_run else \
                 selected_fedbsd(results, ABLATION_SETTING)
             if not report_only:
-                ablation_runs(results, base, dry_run)
+                ablation_runs(results, base, launch, dry_run)
     fedbench("--results-dir", str(results / "ablation"), dry_run=dry_run, module="fedbench.report")
     if dry_run:
-        return 0
+        return 0 if report_only else reproduce_check(results, launch, dry_run=True)
     from fedbench.report.ablation import plot_ablation, write_ablation_tests
     from fedbench.report.headline import write_headlines
 
@@ -169,8 +198,10 @@ def publish(results: Path, report_only: bool, dry_run: bool) -> int:
     plot_ablation(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, results / "plots" / "ablation_fedbsd.png")
     write_ablation_tests(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, ablation / "tables" / "tests.md")
     write_headlines(results, [s.name for s in STUDIES], headline_documents(results))
-    print(f"fedbench.publish: done in {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
-    return 0
+    code = 0 if report_only else reproduce_check(results, launch, dry_run=False)
+    print(f"fedbench.publish: {'done' if code == 0 else 'the reproduce check failed (tables/reproduce.md)'} in "
+          f"{(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

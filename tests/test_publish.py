@@ -23,13 +23,29 @@ def test_dry_run_lists_one_tuning_per_study_then_one_ablation_multirun_per_facto
     fmnist, digits = tunes
     assert "experiment=fmnist_skew,fmnist_rotated" in fmnist and "--screen 25 --carry 2" in fmnist
     assert "experiment=digits_pathological2,digits_skew,digits_rotated" in digits and "--screen" not in digits
-    assert all("--final-seeds 1,2 " in t and "seed=0 " in t for t in tunes)
+    assert "--seeds 1,2,3,4,5 " in fmnist and "--seeds 1,2,3 " in digits and all("seed=0 " in t for t in tunes)
     ablation = [line for line in lines if "results_dir=r/ablation" in line]
     assert lines.index(fmnist) < lines.index(ablation[0]) < lines.index(ablation[-1]) < lines.index(digits)
     assert len(ablation) == len(ABLATION) and all("seed=0,1,2,3,4" in line and "experiment=fmnist_rotated" in line
                                                   for line in ablation)
     assert "method.lam=0.0,0.1,1.0,10.0" in ablation[0] and "method.lam=" not in ablation[0].split("10.0", 1)[1]
-    assert lines[-1] == "python -m fedbench.report --results-dir r/ablation"
+    assert lines[-2] == "python -m fedbench.report --results-dir r/ablation"
+    # the publication ends with its reproduce check: 10 random rows, FedBN's among them, fresh processes
+    assert lines[-1].startswith("python -m fedbench.reproduce r/summary.csv --random 10 --include fedbn ")
+
+
+def test_every_stage_goes_through_the_launcher_named():
+    out = subprocess.run([sys.executable, "-m", "fedbench.publish", "--dry-run", "--results-dir", "r",
+                          "hydra/launcher=slurm", "hydra.launcher.partition=gpu"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    runs = [line for line in out.stderr.splitlines() if line.startswith(("python -m fedbench ", "python -m fedbench.tune",
+                                                                         "python -m fedbench.reproduce"))]
+    assert runs and all("hydra/launcher=slurm hydra.launcher.partition=gpu" in line and "launcher=local" not in line
+                        for line in runs)
+    bad = subprocess.run([sys.executable, "-m", "fedbench.publish", "--dry-run", "lr=0.1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "only launcher overrides" in bad.stderr
 
 
 def test_report_only_starts_no_run():

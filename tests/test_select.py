@@ -1,7 +1,7 @@
 """Selection on validation (python -m fedbench.report --select val): per setting and method the
-configuration with the best mean VALIDATION accuracy wins, whatever its test accuracy; diverged
-configurations lose; every configuration is judged on the same seeds; the tables and the leaderboard
-show only the chosen configurations."""
+configuration with the best mean VALIDATION accuracy on the tuning seed wins, whatever its test
+accuracy; diverged configurations lose; every configuration is judged on the same seeds; the tables and
+the leaderboard show only the chosen configurations, on the reporting seeds alone."""
 from __future__ import annotations
 
 import pandas as pd
@@ -20,19 +20,22 @@ def read_md(path):
 
 @pytest.fixture
 def tuned(tmp_path):
-    """fedavg with lr 0.01/0.05/0.1 and fedprox with lr x mu, 3 seeds, on two settings. The best test
-    accuracy is never the best validation accuracy."""
+    """fedavg with lr 0.01/0.05/0.1 and fedprox with lr x mu tuned on seed 0, on two settings; the chosen
+    configurations also on the reporting seeds 1, 2, 3. The best test accuracy is never the best
+    validation accuracy, and the tuning seed's test accuracy (0.99) is far above the others'."""
     root = tmp_path / "r"
     for alpha in (0.1, 0.5):
-        for seed in range(3):
-            # fedavg: lr 0.05 has the best val (0.80) but not the best test; lr 0.1 the best test (0.95)
-            write_run(root, "fedavg", seed, 0.70 + seed / 100, lr=0.05, val=0.80, alpha=alpha)
-            write_run(root, "fedavg", seed, 0.95, lr=0.1, val=0.60, alpha=alpha)
-            write_run(root, "fedavg", seed, 0.50, lr=0.01, val=0.50, alpha=alpha)
-            for mu, val in ((0.01, 0.7), (0.1, 0.9)):
-                for lr in (0.05, 0.1):
-                    write_run(root, "fedprox", seed, 0.6 + mu, lr=lr, hp={"mu": mu}, val=val - (lr == 0.1) / 10,
-                              alpha=alpha)
+        # fedavg: lr 0.05 has the best val (0.80) but not the best test; lr 0.1 the best test (0.95)
+        write_run(root, "fedavg", 0, 0.99, lr=0.05, val=0.80, alpha=alpha)
+        write_run(root, "fedavg", 0, 0.95, lr=0.1, val=0.60, alpha=alpha)
+        write_run(root, "fedavg", 0, 0.50, lr=0.01, val=0.50, alpha=alpha)
+        for mu, val in ((0.01, 0.7), (0.1, 0.9)):
+            for lr in (0.05, 0.1):
+                write_run(root, "fedprox", 0, 0.99 if (lr, mu) == (0.05, 0.1) else 0.6 + mu, lr=lr, hp={"mu": mu},
+                          val=val - (lr == 0.1) / 10, alpha=alpha)
+        for seed in (1, 2, 3):
+            write_run(root, "fedavg", seed, 0.69 + seed / 100, lr=0.05, val=0.80, alpha=alpha)
+            write_run(root, "fedprox", seed, 0.70, lr=0.05, hp={"mu": 0.1}, val=0.9, alpha=alpha)
     return root
 
 
@@ -42,7 +45,9 @@ def test_the_best_mean_validation_accuracy_is_selected_never_test(tuned):
     assert len(sel) == 4 and set(sel["method"]) == {"fedavg", "fedprox"}
     fedavg = sel[sel["method"] == "fedavg"].iloc[0]
     assert fedavg["lr"] == 0.05 and fedavg["val_acc"] == pytest.approx(0.80) and fedavg["configs_tried"] == 3
+    # the reporting seeds alone: the tuning seed's 0.99 is not in the mean
     assert fedavg["final_acc_mean"] == pytest.approx(0.71) and fedavg["final_acc_std"] == pytest.approx(0.01)
+    assert (fedavg["tuning_seeds"], str(fedavg["report_seeds"]), fedavg["seeds"]) == (0, "1,2,3", 3)
     fedprox = sel[sel["method"] == "fedprox"].iloc[0]
     assert (fedprox["lr"], fedprox["method.mu"], fedprox["configs_tried"]) == (0.05, 0.1, 4)
     # the tables hold the selected configuration only, labelled by the method name
@@ -53,7 +58,18 @@ def test_the_best_mean_validation_accuracy_is_selected_never_test(tuned):
     assert any(p.name.startswith("curves_") for p in report.plots)
     # summary.csv keeps every run of the sweep, with the configuration columns
     runs = pd.read_csv(tuned / "summary.csv")
-    assert len(runs) == 2 * 3 * (3 + 4) and {"lr", "method.mu"} <= set(runs.columns)
+    assert len(runs) == 2 * (3 + 4 + 3 * 2) and {"lr", "method.mu"} <= set(runs.columns)
+
+
+def test_a_grid_on_one_seed_is_reported_on_it_and_marked(tmp_path):
+    """No reporting seeds at all (a grid on seed 0): the tuning seed's numbers, marked optimistic (°)."""
+    root = tmp_path / "r"
+    write_run(root, "fedavg", 0, 0.70, lr=0.05, val=0.80)
+    write_run(root, "fedavg", 0, 0.95, lr=0.1, val=0.60)
+    build_report(root, echo=lambda s: None, select="val")
+    sel = pd.read_csv(root / "tables" / "selected.csv").iloc[0]
+    assert sel["final_acc_mean"] == pytest.approx(0.70) and sel["reported_on"].startswith("tuning seeds")
+    assert read_md(root / "tables" / "leaderboard_final.md")["fedavg"][0] == "**70.00** °"
 
 
 def test_leaderboard_has_bottom_decile_and_average_rank(tuned):
@@ -79,8 +95,8 @@ def test_a_diverged_configuration_is_never_selected(tmp_path):
 
 
 def test_configurations_are_compared_on_their_common_seeds(tmp_path):
-    """Tuned on seed 0, the winner rerun on seeds 1 and 2: the choice is made on seed 0 alone (the
-    rerun's seeds cannot favour it), and its test accuracy is reported over all three seeds."""
+    """Tuned on seed 0, another configuration rerun on seeds 1 and 2: the choice is made on seed 0 alone
+    (the rerun's seeds cannot favour it)."""
     root = tmp_path / "r"
     write_run(root, "fedavg", 0, 0.80, lr=0.05, val=0.70)
     write_run(root, "fedavg", 0, 0.60, lr=0.01, val=0.72)  # the best on the common seed
@@ -122,12 +138,15 @@ def test_a_model_switch_a_method_requires_is_its_configuration_not_a_setting(tmp
 
 def test_configurations_not_chosen_are_not_reported_missing_seeds(tmp_path):
     """Tuned on seed 0, the winner on seeds 1 and 2: only a chosen configuration lacking seeds is an
-    issue."""
+    issue; one with no run beside the setting's tuning seed is left out of the tables, said once."""
     root = tmp_path / "r"
     write_run(root, "fedavg", 0, 0.6, lr=0.01, val=0.5)
     for seed in range(3):
         write_run(root, "fedavg", seed, 0.8, lr=0.1, val=0.9)
-    write_run(root, "local", 0, 0.7, lr=0.1, val=0.9)  # chosen, but only seed 0
+        write_run(root, "fedper", seed, 0.8, lr=0.1, val=0.9) if seed != 2 else None  # chosen, seed 2 missing
+    write_run(root, "local", 0, 0.7, lr=0.1, val=0.9)  # chosen, but only on the setting's tuning seed
     build_report(root, echo=lambda s: None, select="val")
     issues = (root / "tables" / "issues.md").read_text()
-    assert "fedavg" not in issues and "local: 1/3 seeds" in issues
+    assert "fedavg" not in issues and "fedper: 1/2 seeds, missing seed 2" in issues
+    assert "no reporting seed: " in issues and "| local: " in issues
+    assert "local" not in read_md(root / "tables" / "leaderboard_final.md")

@@ -1,8 +1,11 @@
-"""Tuning with an equal budget: every method declares a search space (the lr and at most two keys of
-its own) of the same size; python -m fedbench.tune runs one Hydra multirun per method over it and the
-report selects on validation; --final-seeds reruns each selected configuration on more seeds."""
+"""Fair tuning end to end (python -m fedbench.tune): every method's yaml declares a sound search of its
+own keys; a tiny tune of three methods tries the same lr values for each, extends a choice forced to the
+top of the lr list until it is interior, reports only the reporting seeds' runs (never the tuning
+seed's), probes the selection's stability, and resumes without rerunning anything."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -11,88 +14,120 @@ import pytest
 
 from fedbench.config import group_options, prepare
 from fedbench.errors import ConfigError
-from fedbench.tune import configurations, plan, search_space
+from fedbench.tuning.space import MIN_VALUES, space_of, tune_settings
 from tests.conftest import ROOT
 from tests.runs_helpers import compose_cfg
 
+# a list whose top is far below the best lr of a 2-round run: the search must go past it
+LOW_LRS = "0.0005,0.001,0.002,0.005,0.01,0.02,0.05"
+TINY = ["rounds=2", "num_clients=4", "eval_every=1", "progress=false", "partition=iid",
+        "hydra/launcher=local", "hydra.launcher.reuse_processes=true"]
+
 
 @pytest.mark.parametrize("method", group_options("method"))
-def test_every_method_declares_a_valid_search_of_the_common_size(method):
-    space = search_space(method)
-    keys = [s.split("=", 1)[0] for s in space]
-    assert keys[0] == "lr" and len(keys) <= 3 and all(k.startswith("method.") for k in keys[1:])
-    assert configurations(space) == configurations(search_space("fedavg")) == 12
-    # the extreme grid points are valid configurations of the method
-    for pick in (0, -1):
-        values = [f"{s.split('=', 1)[0]}={s.split('=', 1)[1].split(',')[pick]}" for s in space]
-        extra = ["model.bn=true"] if method == "fedbn" else []
-        prepare(compose_cfg(f"method={method}", *values, *extra), machine=False)
+def test_every_method_declares_a_sound_search(method):
+    space = space_of(method)
+    assert space.lr.values == tuple(tune_settings().lr)            # the same lr list for every method
+    for key, default in zip(space.keys[1:], space.defaults):
+        assert len(key.values) >= MIN_VALUES and key.values[0] <= default <= key.values[-1]
+    extra = ["model.bn=true"] if method == "fedbn" else []
+    for pick in (0, -1):   # the grid's corners are valid configurations of the method
+        corner = [f"{k.name}={k.text(k.values[pick])}" for k in space.keys]
+        prepare(compose_cfg(f"method={method}", *corner, *extra), machine=False)
 
 
-def test_plan_is_one_multirun_per_method_and_refuses_what_would_bias_it(monkeypatch):
-    jobs = dict(plan(["fedavg", "fedbsd", "fedbn"], ["seed=0"]))
-    assert jobs["fedbsd"][:5] == ["-m", "method=fedbsd", "lr=0.03,0.1,0.3,1.0", "method.lam=0.1,1.0,10.0", "seed=0"]
-    assert "model.bn=true" in jobs["fedbn"] and "model.bn=true" not in jobs["fedavg"]
-    with pytest.raises(ConfigError, match="lr: tuned by method=fedavg's search"):
-        plan(["fedavg"], ["lr=0.1"])
-    with pytest.raises(ConfigError, match="choose methods with --methods"):
-        plan(["fedavg"], ["method=fedbsd"])
-    monkeypatch.setattr("fedbench.tune.search_space", lambda m: ["lr=0.1,0.2"] if m == "local" else ["lr=0.1"])
-    with pytest.raises(ConfigError, match="unequal tuning budgets: fedavg 1, local 2"):
-        plan(["fedavg", "local"], [])
+def tune(tmp_path, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "fedbench.tune", *args, f"results_dir={tmp_path}", *TINY],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
 
 
-def test_tune_then_select_then_final_seeds_end_to_end(tmp_path, data_root):
-    """Two methods, the grid on seed 0, the winners on seed 1: every grid point ran once, the
-    selection is on validation, and the selected configurations have both seeds."""
-    proc = subprocess.run([sys.executable, "-m", "fedbench.tune", "--methods", "fedavg,local", "--final-seeds", "1",
-                           f"results_dir={tmp_path}", "rounds=2", "num_clients=4", "eval_every=1", "progress=false",
-                           "threads=1", "partition=iid"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_tiny_tune_searches_alike_extends_edges_and_reports_other_seeds(tmp_path, data_root):
+    proc = tune(tmp_path, "--methods", "fedavg,fedprox,local", "--lr", LOW_LRS, "--seeds", "1,2", "seed=0")
     runs = pd.read_csv(tmp_path / "summary.csv")
-    assert len(runs) == 2 * 12 + 2 and set(runs["status"]) == {"complete"}
-    sel = pd.read_csv(tmp_path / "tables" / "selected.csv")
-    assert list(sel["method"]) == ["fedavg", "local"] and list(sel["configs_tried"]) == [12, 12]
-    assert list(sel["seeds"]) == [2, 2] and list(sel["val_seeds"]) == [1, 1]
-    for _, row in sel.iterrows():  # the winner has the best validation accuracy of its method on seed 0
-        grid = runs[(runs["method"] == row["method"]) & (runs["seed"] == 0)]
-        assert row["val_acc"] == pytest.approx(grid["final_val_acc"].max())
-    # every row's overrides reproduce it: python -m fedbench <overrides>
-    assert runs["overrides"].str.contains("method=").all() and runs["overrides"].str.contains("lr=").all()
-    row = runs[runs["method"] == "local"].iloc[3]
-    redo = [o for o in row["overrides"].split() if not o.startswith("results_dir=")] + [f"results_dir={tmp_path / 'redo'}"]
-    again = subprocess.run([sys.executable, "-m", "fedbench", *redo], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-2000:]
-    (metrics,) = (tmp_path / "redo").glob("runs/**/metrics.csv")
-    assert metrics.read_bytes() == (tmp_path / row["run_dir"] / "metrics.csv").read_bytes()
+    tuning = runs[runs["seed"] == 0]
+    lrs = [float(v) for v in LOW_LRS.split(",")]
+    sel = pd.read_csv(tmp_path / "tables" / "selected.csv").set_index("method")
+    cap = 2 * len(lrs)
+    for method in ("fedavg", "fedprox", "local"):
+        tried = sorted(set(tuning.loc[tuning["method"] == method, "lr"]))
+        assert set(lrs) <= set(tried)                                  # the same lr list for each
+        row = sel.loc[method]
+        assert row["configs_tried"] == (tuning["method"] == method).sum() <= cap   # the budget: twice the list
+        # forced past the top of the list (2 rounds want a larger lr), then extended until interior,
+        # unless the budget ran out first, which the selection then says
+        assert row["lr"] > max(lrs) and row["extension_trials"] >= 1
+        if method != "fedprox" or row["configs_tried"] < cap:
+            assert tried[0] < row["lr"] < tried[-1] and pd.isna(row["unexplored_edge"]), (method, tried, row["lr"])
+        else:
+            assert row["unexplored_edge"] == f"lr={row['lr']:g} (largest)"
+        assert row["tuning_seeds"] == 0 and str(row["report_seeds"]) == "1,2"
+        # the mean is the reporting seeds' alone: the tuning seed's run of the same configuration is not in it
+        same = runs[(runs["method"] == method) & (runs["variant"] == row["variant"])]
+        reported = same[same["seed"].isin([1, 2])]["final_acc"]
+        assert len(reported) == 2 and row["final_acc_mean"] == pytest.approx(reported.mean())
+        assert row["final_acc_mean"] != pytest.approx(same["final_acc"].mean())   # with the tuning seed it differs
+        assert row["rounding_delta"] >= 0 and row["unstable"] in (True, False)   # the probe ran
+    mus = set(tuning.loc[tuning["method"] == "fedprox", "method.mu"])
+    assert {0.001, 0.01, 0.1, 1.0} <= mus                              # its own key over its grid
+    assert sel.loc["fedprox", "configs_tried"] > sel.loc["fedavg", "configs_tried"]   # its own key, mu
+    assert (tmp_path / "tune.yaml").is_file()                        # the search the report reads
+    board = (tmp_path / "tables" / "leaderboard_final.md").read_text()
+    assert "reporting seeds" in board
+    again = tune(tmp_path, "--methods", "fedavg,fedprox,local", "--lr", LOW_LRS, "--seeds", "1,2", "seed=0")
+    assert "fedbench.tune: search" not in again.stderr                 # resumed: nothing left to run
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == len(runs)
 
 
-def test_screening_runs_the_grid_short_and_carries_the_best_to_the_full_rounds(tmp_path):
-    """--screen 1 --carry 2: the 12 configurations for 1 round in results_dir/screening, then the 2 best
-    there (the selection's rule) for the full 2 rounds in results_dir, where the selection picks one."""
-    proc = subprocess.run([sys.executable, "-m", "fedbench.tune", "--methods", "fedavg", "--screen", "1", "--carry", "2",
-                           f"results_dir={tmp_path}", "rounds=2", "num_clients=4", "eval_every=1", "progress=false",
-                           "threads=1", "partition=iid"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    from fedbench.report.collect import collect
-    from fedbench.report.select import rankings
+def test_bad_tunes_get_one_line(tmp_path):
+    for args, message in ((["seed=0,1"], "the tuning seed is one seed"),
+                          (["--seeds", "0,1", "seed=0"], "cannot report"),
+                          (["lr=0.1"], "lr: searched by fedbench.tune"),
+                          (["--lr", "0.1,0.2"], "at least 7 ascending learning rates")):
+        proc = tune(tmp_path, "--methods", "fedavg", *args, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            proc.stderr
 
-    screen = collect(tmp_path / "screening")
-    assert len(screen) == 12 and set(screen["rounds"]) == {1}
-    ((rank, _),) = rankings(screen, "final").values()
-    runs = pd.read_csv(tmp_path / "summary.csv")
-    assert len(runs) == 2 and set(runs["rounds"]) == {2} and set(runs["status"]) == {"complete"}
-    carried = {v.split("(", 1)[1] for v in rank.order[:2]}   # 'fedavg(lr=...)' -> 'lr=...)'
-    assert {v.split("(", 1)[1] for v in runs["variant"]} == carried
-    assert not runs["overrides"].str.contains(str(tmp_path / "screening"), regex=False).any()
-    sel = pd.read_csv(tmp_path / "tables" / "selected.csv")
-    # stated against the screened grid: 12 tried, 2 carried, an edge of the 12 learning rates
-    assert list(sel["configs_tried"]) == [12] and list(sel["carried"]) == [2]
-    lrs, chosen = rank.grid["lr"], float(sel["lr"].iloc[0])
-    edge = "" if chosen not in (lrs[0], lrs[-1]) else \
-        f"lr={chosen:g} ({'smallest' if chosen == lrs[0] else 'largest'} of 12)"
-    assert str(sel["grid_edge"].fillna("").iloc[0]) == edge
-    record = (tmp_path / "tables" / "screening.md").read_text()   # what the carried ones were chosen from
-    row = next(line for line in record.splitlines() if line.startswith("| ") and "| fedavg |" in line)
-    assert row.split(" | ")[2:4] == ["12", str(int((screen["status"] == "diverged").sum()))]
-    assert row.split(" | ")[4].startswith(f"{rank.order[0]} ({100 * rank.scores[rank.order[0]]:.2f}); {rank.order[1]} (")
+
+def test_a_results_dir_keeps_one_search(tmp_path):
+    (tmp_path / "tune.yaml").write_text("lr: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]\nmax_trials: 14\n"
+                                        "jitter: 1.0e-6\ntolerance: 0.5\n")
+    proc = tune(tmp_path, "--methods", "fedavg", "--dry-run", check=False)
+    assert proc.returncode == 2 and "records another search" in proc.stderr
+
+
+def test_fedbn_gets_its_control(tmp_path):
+    proc = tune(tmp_path, "--methods", "fedbn", "--dry-run")
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("  ")]
+    assert any("method=fedavg" in line and "model.bn=true" in line for line in lines)
+    assert all("model.bn=true" in line for line in lines)
+    with pytest.raises(ConfigError):
+        space_of("nosuchmethod")
+
+
+def test_a_tiny_tune_runs_through_slurm(tmp_path, data_root):
+    """Every stage of a tune through the launcher named: a real Slurm (CI starts one), one array job per
+    stage, each run with Slurm's CPUs (threads=auto: 1)."""
+    from tests.test_sweeps import slurm_up
+
+    why = slurm_up()
+    if why:
+        if os.environ.get("FEDBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"FEDBENCH_REQUIRE_SLURM=1 but no Slurm cluster: {why}")
+        pytest.skip(f"no Slurm cluster ({why}); start one with ../shared/slurm_local.sh start")
+    slurm = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+             "hydra.launcher.timeout_min=5"]
+    proc = subprocess.run([sys.executable, "-m", "fedbench.tune", "--methods", "fedavg,local", "--lr", LOW_LRS,
+                           "--max-trials", "9", "--seeds", "1", "seed=0", f"results_dir={tmp_path}", *TINY[:-2],
+                           *slurm], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sel = pd.read_csv(tmp_path / "tables" / "selected.csv").set_index("method")
+    assert list(sel.index) == ["fedavg", "local"] and (sel["configs_tried"] <= 9).all()
+    assert (sel["report_seeds"].astype(str) == "1").all() and sel["rounding_delta"].notna().all()
+    stages = sorted(p.name.split("_", 2)[-1] for p in (tmp_path / "sweeps").iterdir() if p.name != "trials")
+    assert stages[0] == "probe+seeds" and all(s.startswith("search") for s in stages[1:])
+    submitted = [p for p in (tmp_path / "sweeps").glob("*/.submitit/*_*") if p.is_dir()]   # Slurm array tasks
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/**/summary.json")]
+    assert len(submitted) == len(runs) and all(r["threads"] == 1 for r in runs)

@@ -81,6 +81,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     from fedbench.report.select import select_by_validation
     from fedbench.report.tables import write_issues, write_tables
     from fedbench.files import atomic_write
+    from fedbench.tuning.space import tune_settings
 
     if metric not in METRICS:
         raise ReportError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
@@ -102,12 +103,14 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     report = Report(path, runs=len(runs), usable=len(ok), settings=runs["setting_key"].nunique())
     # with a selection, the configurations not chosen have only their tuning seeds by design: only the
     # chosen ones are checked for missing seeds
-    selection = select_by_validation(runs, metric) if select and len(ok) else None
+    search = tune_settings(results_dir)   # the tune's lr list and tolerance (its record in results_dir)
+    selection = select_by_validation(runs, metric, probe_runs(results_dir, filters), search) \
+        if select and len(ok) else None
     report.issues = write_issues(problem_runs(runs, metric), runs if selection is None else selection[1], metric,
-                                 tables_dir / "issues.md")
+                                 tables_dir / "issues.md", [] if selection is None else unreported(selection[0]))
     if selection is not None:
         report.tables, report.plots = write_selected(results_dir, runs, *selection, metric, tables_dir,
-                                                     out / "plots")
+                                                     out / "plots", tuple(search.lr))
     elif len(ok):
         report.tables = write_tables(runs, metric, tables_dir)
         report.plots = write_plots(results_dir, runs, ok, out / "plots")
@@ -125,6 +128,26 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     return report
 
 
+def unreported(selected) -> list[str]:
+    """Issue lines for the selections with no run on a reporting seed (left out of the tables)."""
+    if "reported_on" not in selected:
+        return []
+    none = selected[selected["reported_on"].fillna("").astype(str).str.startswith("none")]
+    return [f"no reporting seed: {r['setting']} | {r['method']}: its configuration ran only on the tuning seeds "
+            f"{r['tuning_seeds']} (rerun python -m fedbench.tune with --seeds), left out of the tables"
+            for _, r in none.iterrows()]
+
+
+def probe_runs(results_dir: Path, filters=()):
+    """The stability probes of fedbench.tune (init_jitter runs) among the runs the filters keep."""
+    from fedbench.report.collect import collect
+
+    try:
+        return collect(results_dir, list(filters), probes=True)
+    except ReportError:   # a filter key the probes lack: there are none to match
+        return None
+
+
 def write_tests(runs, metric: str, tables_dir: Path, plots_dir: Path):
     """What the reading cites: Friedman's test and the critical-difference diagrams, the differences to
     FedAvg and Local, and what each method shares and keeps. Returns (tables, plots)."""
@@ -138,7 +161,8 @@ def write_tests(runs, metric: str, tables_dir: Path, plots_dir: Path):
     return tables, plots
 
 
-def write_selected(results_dir: Path, runs, selected, picked, metric: str, tables_dir: Path, plots_dir: Path):
+def write_selected(results_dir: Path, runs, selected, picked, metric: str, tables_dir: Path, plots_dir: Path,
+                   lr: tuple | None = None):
     """--select val: tables/selected.csv (+ selected_hparams.md), the tables and leaderboard of the
     selected configurations (`selected`, their runs `picked`), and their plots. Returns (tables, plots)."""
     from fedbench.report.aggregate import good_runs
@@ -149,7 +173,7 @@ def write_selected(results_dir: Path, runs, selected, picked, metric: str, table
     from fedbench.report.tables import write_tables
     from fedbench.files import atomic_write
 
-    selected = against_screening(selected, picked, Path(results_dir) / "screening", metric)
+    selected = against_screening(selected, picked, Path(results_dir) / "screening", metric, lr)
     path = tables_dir / "selected.csv"
     atomic_write(path, portable(selected.drop(columns="setting_key")).to_csv(index=False, float_format="%.6g"))
     tables = [path]

@@ -136,9 +136,23 @@ def configuration_key(key: str) -> bool:
     return key.startswith("method.") or key in OPTIMIZER_KEYS or key in METHOD_REQUIREMENT_KEYS
 
 
+def method_label(method: str, flat: dict) -> str:
+    """The method's name, or `<name>+bn` for a method run on a BatchNorm model it does not need (FedAvg
+    on FedBN's model: the control that tells FedBN's gain from BatchNorm's)."""
+    if flat.get("model.bn") is not True:
+        return method
+    import methods
+
+    needs = method in methods.available() and getattr(methods.get(method), "needs_batchnorm", False)
+    return method if needs else f"{method}+bn"
+
+
 def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
     """Add setting_key/setting (label), variant (method label) and the method's differing
     configuration keys as columns; return the run frame."""
+    for row, flat in zip(rows, flats):
+        if row.get("method") is not None:
+            row["method"] = method_label(str(row["method"]), flat)
     settings = [setting_of(f) for f in flats]
     keys = [setting_key(f) for f in flats]
     all_keys = sorted({k for s in settings for k in s})
@@ -217,8 +231,18 @@ def matches(value, wanted: list[str]) -> bool:
     return False
 
 
-def collect(results_dir: Path, filters: list[str] = ()) -> pd.DataFrame:
-    """All runs under results_dir as a frame (one row per run directory), filters applied."""
+def is_probe(flat: dict) -> bool:
+    """A stability probe (init_jitter > 0, fedbench.tune): a rerun of a selected configuration with a
+    rounding-size nudge, never a configuration of its own."""
+    try:
+        return float(flat.get("init_jitter") or 0.0) != 0.0
+    except (TypeError, ValueError):
+        return False
+
+
+def collect(results_dir: Path, filters: list[str] = (), probes: bool = False) -> pd.DataFrame:
+    """All runs under results_dir as a frame (one row per run directory), filters applied; the stability
+    probes apart (probes=True: only them, an empty frame when there are none)."""
     results_dir = Path(results_dir)
     if not (results_dir / "runs").is_dir():
         raise ReportError(f"no runs found: {results_dir / 'runs'} does not exist "
@@ -226,7 +250,9 @@ def collect(results_dir: Path, filters: list[str] = ()) -> pd.DataFrame:
     dirs = find_run_dirs(results_dir)
     if not dirs:
         raise ReportError(f"no runs found under {results_dir / 'runs'} (no summary.json or config.yaml)")
-    loaded = [load_run(d, results_dir) for d in dirs]
+    loaded = [(r, f) for r, f in (load_run(d, results_dir) for d in dirs) if is_probe(f) == probes]
+    if probes and not loaded:
+        return pd.DataFrame(columns=["run_dir", "overrides", "status", "seed", "final_acc", "best_acc"])
     rows, flats = [r for r, _ in loaded], [f for _, f in loaded]
     keep = [True] * len(rows)
     for key, wanted in parse_filters(list(filters)):
@@ -239,6 +265,8 @@ def collect(results_dir: Path, filters: list[str] = ()) -> pd.DataFrame:
             keep[i] = keep[i] and matches(value, wanted)
     rows = [r for r, k in zip(rows, keep) if k]
     flats = [f for f, k in zip(flats, keep) if k]
+    if not rows and probes:
+        return pd.DataFrame(columns=["run_dir", "overrides", "status", "seed", "final_acc", "best_acc"])
     if not rows:
         raise ReportError(f"no runs left after filters {' '.join(filters)} ({len(dirs)} runs before)")
     return assign_groups(rows, flats)

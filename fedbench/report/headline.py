@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedbench.files import atomic_write
-from fedbench.report.leaderboard import leaderboard, tied_cells
+from fedbench.report.leaderboard import leaderboard, marked_cells
 from fedbench.report.significance import SIGNIFICANCE_NOTE
 
 
@@ -33,7 +33,7 @@ def headline(summary: pd.DataFrame, selected: pd.DataFrame, study: str, metric: 
     runs = selected_runs(summary[summary["study"] == study], selected)
     if not len(runs):
         return ""
-    board = leaderboard(runs, metric, "md", tied_cells(selected))
+    board = leaderboard(runs, metric, "md", marked_cells(selected))
     board = board[[c for c in board.columns if c.endswith(("| acc", "| compute")) or c == "avg rank"]]
     seeds = runs.groupby("setting")["seed"].nunique()
     head = ["method"] + [c.replace("|", "\\|") for c in board.columns]

@@ -23,10 +23,15 @@ def ranks(agg: pd.DataFrame) -> pd.Series:
     return per.groupby("variant")["rank"].mean()
 
 
-def leaderboard(runs: pd.DataFrame, metric: str, style: str, tied=frozenset()) -> pd.DataFrame:
+MARKS = {"tied": ("‡", "$^\\ddagger$"), "unstable": ("§", "$^\\S$"), "tuning": ("°", "$^\\circ$")}
+
+
+def leaderboard(runs: pd.DataFrame, metric: str, style: str, marked: dict | None = None) -> pd.DataFrame:
     """Rows: variants; per setting a mean ± std column and a bottom-10% column, then what the method
-    spends there (compute and bytes, x FedAvg's); then the average rank. Cells whose (setting,
-    variant) is in `tied` (selections decided by the tie rule) are marked ‡."""
+    spends there (compute and bytes, x FedAvg's); then the average rank. `marked` {mark name: (setting,
+    variant) cells}: ‡ tied (the tie rule chose), § unstable (a rounding-size change moves it by more
+    than the tolerance), ° reported on its tuning seeds (there were no others)."""
+    marked = marked or {}
     acc, low = aggregate(runs, metric, "acc"), aggregate(runs, metric, "acc_bottom10")
     best = best_cells(acc, runs, metric)
     pm = "$\\pm$" if style == "tex" else "±"
@@ -37,8 +42,9 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str, tied=frozenset()) -
             text = text.replace("†", "$^\\dagger$").replace("—", "--")
         if is_best:
             text = f"\\textbf{{{text}}}" if style == "tex" else f"**{text}**"
-        if (r["setting"], r["variant"]) in tied:
-            text += "$^\\ddagger$" if style == "tex" else " ‡"
+        for name, cells_marked in marked.items():
+            if (r["setting"], r["variant"]) in cells_marked:
+                text += MARKS[name][1] if style == "tex" else f" {MARKS[name][0]}"
         cells[(r["variant"], r["setting"], "acc")] = text
         cells[(r["variant"], r["setting"], "bottom 10%")] = "—" if b["n"] == 0 else f"{100 * b['mean']:.2f}"
     variants = sorted({v for v, _, _ in cells})
@@ -57,7 +63,10 @@ def note(metric: str) -> str:
             "selected on validation accuracy; bottom 10% = mean accuracy of the worst decile of clients (mean over "
             "seeds); " + COST_NOTE + "; avg rank = mean over settings of the method's rank by mean accuracy (1 = best); "
             + SIGNIFICANCE_NOTE + "; † (n/N) = only n of N seeds completed; ‡ = the configuration was chosen by the tie "
-            "rule (several tied on validation; tables/selected_hparams.md).")
+            "rule (several tied on validation; tables/selected_hparams.md); § = unstable: rerun with a rounding-size "
+            "change (init_jitter) its final accuracy moved by more than the tolerance, so its numbers depend on the "
+            "machine's float path (tables/selected.csv rounding_delta); ° = reported on the tuning seed (no reporting "
+            "seeds: optimistic). Seeds: the tuning seed chooses, the reporting seeds (tables/selected.csv) are averaged.")
 
 
 def legend(runs: pd.DataFrame) -> str:
@@ -69,12 +78,16 @@ def legend(runs: pd.DataFrame) -> str:
     return " Settings: " + "; ".join(f"{a} = {b}" for a, b in pairs.itertuples(index=False)) + "."
 
 
-def tied_cells(selected: pd.DataFrame) -> set[tuple[str, str]]:
-    """(setting, method) of every selection the tie rule decided."""
+def marked_cells(selected: pd.DataFrame) -> dict[str, set[tuple[str, str]]]:
+    """(setting, method) of the selections the tie rule decided, of the unstable ones, and of those
+    reported on their tuning seeds."""
     if not len(selected) or "tied" not in selected:
-        return set()
-    ties = selected[selected["tied"].fillna(1) > 1]
-    return set(zip(ties["setting"], ties["method"]))
+        return {}
+    cells = lambda mask: set(zip(selected.loc[mask, "setting"], selected.loc[mask, "method"]))  # noqa: E731
+    column = lambda name, default: selected[name] if name in selected else pd.Series(default, selected.index)  # noqa: E731
+    return {"tied": cells(selected["tied"].fillna(1) > 1),
+            "unstable": cells(column("unstable", False).fillna(False).astype(bool)),
+            "tuning": cells(column("reported_on", "").fillna("").astype(str).str.startswith("tuning"))}
 
 
 def hyperparameter_table(selected: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -98,7 +111,7 @@ def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str
     title = f"{metric} personalized accuracy, configurations selected on validation"
     for style, render in (("md", to_markdown), ("tex", to_latex)):
         path = out_dir / f"leaderboard_{metric}.{style}"
-        atomic_write(path, render(leaderboard(runs, metric, style, tied_cells(selected)), title,
+        atomic_write(path, render(leaderboard(runs, metric, style, marked_cells(selected)), title,
                                   note(metric) + legend(runs)))
         written.append(path)
     path = out_dir / "selected_hparams.md"
@@ -124,9 +137,33 @@ def selection_notes(selected: pd.DataFrame) -> str:
              f"{len(ties)} of {len(selected)} selections were ties on validation accuracy, broken by the "
              "configuration nearest the grid's middle, then label order (fedbench.report.select)."]
     lines += [f"- {r['setting']} | {r['method']}: {int(r['tied'])} configurations tied" for _, r in ties.iterrows()]
-    lines += ["", "## Selections at an edge of the grid", "",
+    lines += ["", "## Selections at an edge of the values tried", "",
               f"{len(edges)} of {len(selected)} selections take a searched key at the smallest or largest value "
-              "tried (with two values tried, every choice is an edge):"]
+              "tried; fedbench.tune extends such a key until the choice is interior or the key's declared range "
+              "ends (e.g. kappa = 1 of kappa in (0, 1]):"]
     lines += [f"- {r['setting']} | {r['method']}: {r['grid_edge']}" for _, r in edges.iterrows()]
-    return "\n".join(lines) + "\n"
+    if "unexplored_edge" in selected:
+        open_edges = selected[selected["unexplored_edge"].fillna("").astype(str) != ""]
+        lines += ["", "## Selections at an unexplored edge", "",
+                  f"{len(open_edges)} of {len(selected)} selections sit at an edge that a further value could still "
+                  "have moved (the budget ran out, or the key was not searched by fedbench.tune):"]
+        lines += [f"- {r['setting']} | {r['method']}: {r['unexplored_edge']}" for _, r in open_edges.iterrows()]
+    return "\n".join(lines + budget_lines(selected)) + "\n"
 
+
+def budget_lines(selected: pd.DataFrame) -> list[str]:
+    """Markdown: per method, the configurations tried, the extension trials among them and the rounds
+    trained on the tuning seeds (summed over settings), and the largest ratio between two methods."""
+    if "tuning_rounds" not in selected or not len(selected):
+        return []
+    per = selected.groupby("method")[["configs_tried", "extension_trials", "tuning_rounds"]].sum()
+    lines = ["", "## What each method's search spent", "",
+             "| method | configurations tried | of which extensions | rounds trained (tuning seeds) |", "|---|---|---|---|"]
+    lines += [f"| {m} | {int(r.configs_tried)} | {int(r.extension_trials)} | {int(r.tuning_rounds)} |"
+              for m, r in per.iterrows()]
+    trials = per["configs_tried"][per["configs_tried"] > 0]
+    if len(trials):
+        lines += ["", f"Largest to smallest: {trials.max() / trials.min():.2f}x the configurations, "
+                      f"{per['tuning_rounds'].max() / max(per['tuning_rounds'].min(), 1):.2f}x the rounds "
+                      "(fedbench.tune caps every method at twice the lr list; conf/tune.yaml)."]
+    return lines

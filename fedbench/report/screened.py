@@ -2,7 +2,8 @@
 is stated against the grid that was screened, not against the few carried: the configurations tried
 (the screened ones; `carried` keeps how many reached the full rounds), the chosen value of every
 searched key (the carried ones may all share an lr, which then names no column of the final runs),
-and the keys it takes at an end of the screened grid (`grid_edge`)."""
+and the keys it takes at an end of the screened grid (`grid_edge`), with the search's facts restated the
+same way (extension_trials, unexplored_edge; tuning_rounds adds the screening's rounds)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,25 +20,27 @@ def searched(overrides) -> frozenset:
 
 
 def screened_rankings(screen_dir: Path, metric: str) -> dict:
-    """{(setting, method): the screening's Ranking} (empty without screened runs)."""
+    """{(setting, method): (the screening's Ranking, its runs)} (empty without screened runs)."""
     from fedbench.report.collect import collect
     from fedbench.report.select import rankings
 
     if not (Path(screen_dir) / "runs").is_dir():
         return {}
-    return {(group["setting"].iloc[0], method): rank
+    return {(group["setting"].iloc[0], method): (rank, group)
             for (_, method), (rank, group) in rankings(collect(screen_dir), metric).items()}
 
 
-def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: Path, metric: str) -> pd.DataFrame:
+def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: Path, metric: str, lr=None
+                      ) -> pd.DataFrame:
     """`selected` restated against the screened grids (every searched key a column of it). A selection
     whose runs match no screened configuration (a grid run at full rounds) is left as it is."""
     from fedbench.report.select import grid_edges
+    from fedbench.report.stability import search_facts
 
     ranks = screened_rankings(screen_dir, metric)
     selected = selected.copy()
     for i, row in selected.iterrows():
-        rank = ranks.get((row["setting"], row["method"]))
+        rank, group = ranks.get((row["setting"], row["method"]), (None, None))
         mine = picked[(picked["setting"] == row["setting"]) & (picked["method"] == row["method"])]["overrides"].dropna()
         if rank is None or not len(mine):
             continue
@@ -52,4 +55,8 @@ def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: 
         selected.loc[i, "carried"] = row["configs_tried"]
         selected.loc[i, "configs_tried"] = len(rank.values)
         selected.loc[i, "grid_edge"] = grid_edges(config, grid)
+        facts = search_facts(row["method"], rank.values, match[0], grid, group, rank.common, lr)
+        facts["tuning_rounds"] += int(row.get("tuning_rounds") or 0)   # + the carried runs' full rounds
+        for k, v in facts.items():
+            selected.loc[i, k] = v
     return selected

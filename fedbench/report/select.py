@@ -14,7 +14,22 @@ Ties (equal scores, common on small validation splits) do not default to an end 
 the tied configurations the one nearest the grid's middle wins (per searched key, the position of its
 value among the values tried, 0 to 1; the sum of the distances to 0.5), then the first in label order.
 Each selection records how many configurations tied for it (`tied`, 1 = no tie) and the searched keys
-it took at an end of their range of values (`grid_edge`, e.g. `lr=0.3 (largest of 4)`).
+it took at an end of their range of values (`grid_edge`, e.g. `lr=0.3 (largest of 4)`); of those, the
+ones the search could still have extended (`unexplored_edge`: fedbench.tune extends every edge choice
+until the key's declared range ends, so it should stay empty), and how many of the configurations tried
+lie outside the keys' grids (`extension_trials`).
+
+Seeds apart: the seeds every configuration of a (setting, method) has are its tuning seeds, which chose;
+a setting's tuning seeds (`tuning_seeds`, those of all its selections) report for none of its methods,
+and the chosen configurations' other seeds (`report_seeds`) are the only runs the tables average (the
+runs returned). A setting where no selection has a run on another seed (a grid on one seed) is reported
+on its tuning seeds, said in `reported_on` and marked in the tables; in a setting where others have
+them, a selection without one is left out of the tables (the issues list it).
+
+Stability: a probe run of the chosen configuration on the tuning seed with init_jitter (fedbench.tune)
+gives `rounding_delta`, how many accuracy points a rounding-size change moved its final accuracy, and
+`unstable` when that exceeds the reporting tolerance (conf/tune.yaml): its numbers depend on the float
+path of the machine that ran them.
 """
 from __future__ import annotations
 
@@ -89,14 +104,28 @@ def rank_configurations(group: pd.DataFrame, keys: list[str]) -> Ranking:
     return Ranking(order, scores, values, grid, common, {v: int(s.size) for v, s in per_config.items()})
 
 
-def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def seeds_text(seeds) -> str:
+    return ",".join(str(int(s)) for s in sorted(seeds))
+
+
+def select_by_validation(runs: pd.DataFrame, metric: str, probes: pd.DataFrame | None = None, search=None
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(selected, runs_of_selected): one row per (setting, method) with the chosen configuration, its
-    validation score, the test accuracy of its runs (mean ± std over seeds) and the number of
-    configurations tried; and the runs of the chosen configurations, labelled by method name."""
+    validation score on the tuning seeds, the test accuracy of its reporting runs (mean ± std over
+    seeds), the search's facts (configurations tried, edges, extensions) and its stability (from
+    `probes`, the init_jitter runs: collect(..., probes=True)); and the reporting runs of the chosen
+    configurations, labelled by method name. `search`: the tune's (tuning.space.tune_settings(results_dir):
+    its lr list and tolerance; default conf/tune.yaml's)."""
+    from fedbench.report.stability import rounding_delta, search_facts
+    from fedbench.tuning.space import tune_settings
+
+    search = search if search is not None else tune_settings()
+    lr, tolerance = tuple(search.lr), float(search.tolerance)
     runs = runs.assign(_score=_seed_scores(runs, metric))
     test = metric_column(metric)
     keys = config_columns(runs)
     rows, chosen = [], []
+    tuning_seeds: dict[str, set] = {}   # per setting: the seeds its selections were made on
     for (setting_key, method), group in runs.groupby(["setting_key", "method"], sort=True):
         rank = rank_configurations(group, keys)
         row = {"setting": group["setting"].iloc[0], "method": method, "configs_tried": len(rank.values),
@@ -109,15 +138,36 @@ def select_by_validation(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame,
         tied = [v for v in rank.order if math.isclose(scores[v], scores[best], rel_tol=0, abs_tol=1e-12)]
         runs_best = group[group["variant"] == best]
         ok = runs_best[usable(runs_best, metric)].drop_duplicates("seed")
+        tuning = common if len(rank.values) > 1 else set()
+        tuning_seeds.setdefault(setting_key, set()).update(tuning)
         first = runs_best.iloc[0]
+        tuning_runs = runs_best[runs_best["seed"].isin(tuning)] if tuning else runs_best
         row |= {"variant": best, **{k: first.get(k) for k in keys if pd.notna(first.get(k))},
                 "val_acc": scores[best], "tied": len(tied), "grid_edge": grid_edges(values[best], grid),
+                **search_facts(method, values, best, grid, group, tuning, lr),
                 "val_seeds": len(common) if common else int(rank.seeds[best]),
-                f"{test}_mean": ok[test].mean(), f"{test}_std": ok[test].std(),
-                f"{metric}_acc_bottom10_mean": ok[metric_column(metric, "acc_bottom10")].mean(),
-                "seeds": len(ok)}
+                **rounding_delta(tuning_runs, probes, metric, tolerance), "_ok": ok}
         rows.append(row)
-        chosen.append(runs_best.assign(variant=method))
+    # the seeds any selection of a setting tuned on report for none of its methods; a setting without
+    # other seeds is reported on them, marked (see the module docstring)
+    reporting = {i: r["_ok"][~r["_ok"]["seed"].isin(tuning_seeds[r["setting_key"]])]
+                 for i, r in enumerate(rows) if "_ok" in r}
+    has_reporting = {rows[i]["setting_key"] for i, rep in reporting.items() if len(rep)}
+    for i, row in enumerate(rows):
+        ok = row.pop("_ok", None)
+        if ok is None:
+            continue
+        tuned = tuning_seeds[row["setting_key"]]
+        runs_reported = reporting[i] if row["setting_key"] in has_reporting else ok
+        row["reported_on"] = ("reporting seeds" if len(reporting[i]) else "none (no run on a reporting seed)"
+                              if row["setting_key"] in has_reporting else "tuning seeds (no others: optimistic)")
+        row |= {"tuning_seeds": seeds_text(tuned), "report_seeds": seeds_text(runs_reported["seed"])
+                if row["setting_key"] in has_reporting else "",
+                f"{test}_mean": runs_reported[test].mean(), f"{test}_std": runs_reported[test].std(),
+                f"{metric}_acc_bottom10_mean": runs_reported[metric_column(metric, "acc_bottom10")].mean(),
+                "seeds": len(runs_reported)}
+        if len(runs_reported):
+            chosen.append(runs_reported.assign(variant=row["method"]))
     selected = pd.DataFrame(rows)
     lead = ["setting", "method", "variant"]
     cols = lead + [k for k in keys if k in selected] + [c for c in selected.columns if c not in lead and c not in keys]

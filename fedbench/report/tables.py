@@ -139,10 +139,10 @@ def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path, prefix: str = "
     return written
 
 
-def write_issues(problems: pd.DataFrame, runs: pd.DataFrame, metric: str, path: Path) -> list[str]:
-    """Write issues.md (runs left out, cells missing seeds); return its lines for the console."""
-    missing = missing_seed_cells(aggregate(runs, metric))
-    lines = []
+def write_issues(problems: pd.DataFrame, runs: pd.DataFrame, metric: str, path: Path, extra=()) -> list[str]:
+    """Write issues.md (runs left out, cells missing seeds, `extra` lines); return its lines for the console."""
+    missing = missing_seed_cells(aggregate(runs, metric)) if len(runs) else pd.DataFrame()
+    lines = list(extra)
     for _, r in problems.iterrows():
         lines.append(f"left out: {r['setting']} | {r['variant']} | seed {r['seed']}: {r['reason']} ({r['run_dir']})")
     for _, r in missing.iterrows():

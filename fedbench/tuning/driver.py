@@ -1,0 +1,169 @@
+"""The stages of a tune, each one multirun through the user's launcher (fedbench.tuning.jobs.launch):
+
+  search     every (setting, method) searched alike on the tuning seed (fedbench.tuning.search), stage by
+             stage: the trials every method asks for next go out together; with --screen R at R rounds
+             into <results_dir>/screening
+  carry      (--screen) the N best screened configurations of each (setting, method) at the full rounds
+  probe      the selected configuration (report.select: best validation on the tuning seed) rerun on the
+             tuning seed with init_jitter (conf/tune.yaml): how far rounding moves it
+  seeds      the selected configuration on the reporting seeds, the only ones the tables average
+Each stage reads what the previous ones left on disk, so a stopped tune resumes where it stopped.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedbench.tuning.jobs import RunIndex, launch
+from fedbench.tuning.search import search
+from fedbench.tuning.space import CONTROL_SUFFIX, Space, base_method, space_of, tune_settings
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One (setting, method label) of the tune: its setting's overrides and its search space."""
+
+    setting: tuple
+    label: str
+    lr: tuple          # the tune's lr list (conf/tune.yaml, or its --lr), the same for every unit
+
+    @property
+    def space(self) -> Space:
+        return space_of(self.label, self.lr)
+
+    def job(self, config: tuple, seed: int, extra: tuple = ()) -> list[str]:
+        """The overrides of `config` on `seed`; `extra` (a stage's rounds and results_dir) replace the
+        setting's own values of those keys."""
+        replaced = {o.split("=", 1)[0] for o in extra}
+        setting = [o for o in self.setting if o.split("=", 1)[0] not in replaced]
+        return [*setting, f"method={base_method(self.label)}", *required(self.label, self.setting),
+                *self.space.overrides(config), f"seed={seed}", *extra]
+
+
+def required(label: str, setting) -> list[str]:
+    """Overrides a label cannot run without: a BatchNorm model for FedBN and for its control (fedavg+bn)."""
+    from fedbench.config import method_class
+
+    given = {o.split("=", 1)[0].lstrip("+~") for o in setting}
+    needs_bn = label.endswith(CONTROL_SUFFIX) or getattr(method_class(base_method(label)), "needs_batchnorm", False)
+    return ["model.bn=true"] if needs_bn and not given & {"model", "model.bn"} else []
+
+
+def labels(methods: list[str], settings: list[list[str]]) -> list[str]:
+    """The tuned labels: the methods, and FedAvg on FedBN's BatchNorm model (fedavg+bn, the control that
+    tells FedBN's gain from BatchNorm's) wherever FedBN runs on a model the others do not have."""
+    given = {o.split("=", 1)[0] for s in settings for o in s}
+    control = "fedbn" in methods and not given & {"model", "model.bn"}
+    return methods + ([f"fedavg{CONTROL_SUFFIX}"] if control else [])
+
+
+@dataclass
+class Tune:
+    units: list[Unit]
+    seed: int
+    report_seeds: list[int]
+    launch_overrides: list[str]
+    results_dir: Path
+    metric: str = "final"
+    screen: int | None = None
+    carry: int = 2
+    dry_run: bool = False
+    max_trials: int = 16
+
+    def __post_init__(self):
+        self.index = RunIndex(self.metric)
+        self.failed: list[str] = []
+
+    @property
+    def screen_dir(self) -> Path:
+        return self.results_dir / "screening"
+
+    def fidelity(self) -> tuple:
+        if self.screen is None:
+            return (f"results_dir={self.results_dir}",)
+        return (f"rounds={self.screen}", f"results_dir={self.screen_dir}")
+
+    def run(self) -> list[str]:
+        """Every stage; the jobs that failed (their overrides)."""
+        try:
+            self.search()
+            if self.dry_run:
+                print("fedbench.tune: (dry run) the later stages depend on these results", file=sys.stderr)
+                return []
+            if self.screen is not None:
+                self.carry_stage()
+            self.final_stage()
+            return self.failed
+        finally:
+            self.index.close()
+
+    def search(self) -> dict:
+        launched: set[tuple] = set()
+        cap = self.max_trials
+        for step in range(1, 1000):
+            jobs, outcomes = [], {}
+            for unit in self.units:
+                def score(config, unit=unit):
+                    job = unit.job(config, self.seed, self.fidelity())
+                    found = self.index.score(job)
+                    return -1.0 if found is None and tuple(job) in launched else found   # failed: lost
+                outcomes[unit] = search(unit.space, score, cap)
+                jobs += [unit.job(c, self.seed, self.fidelity()) for c in outcomes[unit].pending]
+            if not jobs:
+                break
+            launched |= {tuple(j) for j in jobs}
+            launch(jobs, self.launch_overrides, self.results_dir, f"search{step}", self.dry_run)
+            if self.dry_run:
+                break
+        self.failed += [shlex.join(j) for j in launched if self.index.score(list(j)) is None]
+        return outcomes
+
+    def chosen(self, results: Path) -> dict[Unit, list[str]]:
+        """Each unit's configuration selected on the tuning seed in `results` (report.select): the
+        overrides of its tuning-seed run, without the seed."""
+        from fedbench.report.collect import collect
+        from fedbench.report.select import select_by_validation
+
+        runs = collect(results)
+        runs = runs[runs["seed"] == self.seed]
+        _, picked = select_by_validation(runs, self.metric)
+        out = {}
+        for unit in self.units:
+            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
+            rows = picked[(picked["setting_key"] == key) & (picked["method"] == unit.label)]
+            if len(rows):
+                out[unit] = [o for o in shlex.split(rows["overrides"].iloc[0]) if not o.startswith("seed=")]
+        return out
+
+    def carry_stage(self) -> None:
+        """The `carry` best screened configurations of each unit, at the full rounds, on the tuning seed."""
+        from fedbench.report.collect import collect
+        from fedbench.report.select import rankings
+
+        ranked = rankings(collect(self.screen_dir), self.metric)
+        jobs = []
+        for unit in self.units:
+            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
+            rank, group = ranked.get((key, unit.label), (None, None))
+            for variant in (rank.order[:self.carry] if rank else []):
+                line = group[group["variant"] == variant]["overrides"].dropna().iloc[0]
+                kept = [o for o in shlex.split(line) if not o.startswith(("rounds=", "results_dir="))]
+                full = [o for o in unit.setting if o.startswith("rounds=")]
+                jobs.append([*kept, *full, f"results_dir={self.results_dir}"])
+        self.run_jobs(jobs, "carry")
+
+    def final_stage(self) -> None:
+        """The stability probe of each selected configuration and its reporting seeds, together."""
+        jitter = repr(float(tune_settings(self.results_dir).jitter))
+        jobs = []
+        for unit, base in self.chosen(self.results_dir).items():
+            jobs.append([*base, f"seed={self.seed}", f"init_jitter={jitter}"])
+            jobs += [[*base, f"seed={s}"] for s in self.report_seeds]
+        self.run_jobs(jobs, "probe+seeds")
+
+    def run_jobs(self, jobs: list[list[str]], stage: str) -> None:
+        todo = [j for j in jobs if self.index.score(j) is None]
+        launch(todo, self.launch_overrides, self.results_dir, stage, self.dry_run)
+        self.failed += [shlex.join(j) for j in todo if self.index.score(j) is None]
