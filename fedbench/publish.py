@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("launch", nargs="*", metavar="OVERRIDE",
                    help="launcher overrides for every run, e.g. hydra/launcher=slurm hydra.launcher.partition=gpu "
                         "(default: " + " ".join(LOCAL) + ")")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     results = Path(args.results_dir)
     bad = [o for o in args.launch if not o.split("=", 1)[0].lstrip("+~").startswith("hydra")]
     if bad:

@@ -143,7 +143,7 @@ def parse(argv: list[str] | None):
     p.add_argument("--tolerance", type=float, default=0.5, help="accuracy points")
     p.add_argument("--keep", help="rerun into this directory (kept) instead of a temporary one")
     p.add_argument("--out", help="also write the checks to this Markdown file")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     paths = [a for a in args.args if "=" not in a]
     if len(paths) > 1:
         fail(f"{' '.join(paths)}: one summary.csv")

@@ -110,7 +110,7 @@ def record_search(results_dir: Path, args, write: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)   # overrides may stand on either side of the options
     try:
         tune = plan(args)
     except ConfigError as exc:

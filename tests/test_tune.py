@@ -45,7 +45,7 @@ def tune(tmp_path, *args, check=True):
 
 
 def test_a_tiny_tune_searches_alike_extends_edges_and_reports_other_seeds(tmp_path, data_root):
-    proc = tune(tmp_path, "--methods", "fedavg,fedprox,local", "--lr", LOW_LRS, "--seeds", "1,2", "seed=0")
+    proc = tune(tmp_path, "--methods", "fedavg,fedprox,local", "seed=0", "--lr", LOW_LRS, "--seeds", "1,2")
     runs = pd.read_csv(tmp_path / "summary.csv")
     tuning = runs[runs["seed"] == 0]
     lrs = [float(v) for v in LOW_LRS.split(",")]

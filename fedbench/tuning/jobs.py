@@ -94,9 +94,10 @@ def launch(jobs: list[list[str]], launch_overrides: list[str], results_dir: Path
     if not jobs:
         return 0
     folder = Path(results_dir) / "sweeps" / "trials"
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{stage}.txt"
-    path.write_text("".join(shlex.join(j) + "\n" for j in jobs), encoding="utf-8")
+    if not dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(shlex.join(j) + "\n" for j in jobs), encoding="utf-8")
     argv = ["-m", "hydra/sweeper=trials", f"hydra.sweeper.trials={path}", f"hydra.sweep.dir={folder.parent / path.stem}",
             *launch_overrides, "hydra.callbacks.report.enabled=false"]
     print(f"fedbench.tune: {stage}: {len(jobs)} run{'s' * (len(jobs) != 1)}: python -m fedbench "
