@@ -19,6 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+STOPPED = False   # set by fedbench.cli when the user stopped the sweep (Ctrl-C): no report of half a sweep
+
 
 def sweep_results_dirs(config: DictConfig) -> list[str]:
     """The results_dir(s) of a sweep: the config's value, or every value of a swept results_dir."""
@@ -52,7 +54,10 @@ class ReportCallback(Callback):
     def _report_after_error(self) -> None:
         dirs = [d for d in self._pending if (Path(d) / "runs").is_dir()]   # no runs yet: nothing to say
         self._pending = []
-        if dirs:
+        if dirs and STOPPED:
+            print(f"fedbench: no report of a stopped sweep (python -m fedbench.report --results-dir {dirs[0]} "
+                  "writes one)", file=sys.stderr)
+        elif dirs:
             print("fedbench: the sweep stopped with an error; reporting the runs that exist", file=sys.stderr)
             for results_dir in dirs:
                 subprocess.run([sys.executable, "-m", "fedbench.report", "--results-dir", results_dir,

@@ -30,13 +30,25 @@ def normalize_argv(args: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_main(cfg: DictConfig):
+    from fedbench.rundir.checkpoint import Interrupted
     from fedbench.run import run
 
     try:
         return run(cfg)
+    except Interrupted as exc:   # Ctrl-C or SIGTERM: stopped at a round's end, with a checkpoint
+        stopped(str(exc), exc.exit_code)
     except FedbenchError as exc:
         print(f"fedbench: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def stopped(message: str, code: int = 130):
+    """A run or sweep stopped by the user: one line, no report of a half sweep, exit `code`."""
+    from fedbench import callbacks
+
+    callbacks.STOPPED = True
+    print(f"fedbench: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
 
 
 # launchers whose jobs run on other machines: skip the checks that depend on this one (GPU present)
@@ -223,4 +235,8 @@ def main() -> None:
     except Exception:  # the check must never block a command Hydra itself would accept
         if os.environ.get("FEDBENCH_DEBUG"):
             raise
-    hydra_main()
+    try:
+        hydra_main()
+    except KeyboardInterrupt as exc:   # Ctrl-C outside a run's rounds, or a sweep the launcher stopped
+        stopped(str(exc) if str(exc) else "stopped by Ctrl-C; run the same command again to resume "
+                "(finished runs are skipped, interrupted ones resume from their last checkpoint)")

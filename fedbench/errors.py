@@ -31,3 +31,8 @@ class WriteError(FedbenchError):
     def of(cls, path, exc: OSError) -> "WriteError":
         return cls(f"cannot write {path} ({exc.strerror or type(exc).__name__}): free some disk space or make "
                    f"its directory writable, then run the same command again")
+
+
+class SweepStopped(KeyboardInterrupt):
+    """Ctrl-C ended a sweep: its runs in flight stopped at the end of a round with a checkpoint. The
+    message says what finished and how to resume (cli prints it as one line, exit code 130)."""

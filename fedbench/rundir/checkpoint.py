@@ -20,12 +20,14 @@ The data, partition, sampling schedule and initial model are rebuilt from the co
 deleted when the run ends complete or diverged (it can be large: it holds every client's state); a
 failed or interrupted run keeps it, so running the same command again resumes.
 
-Signals. While a run is in progress SIGTERM, SIGUSR1 and SIGUSR2 are caught: the handler only notes
-the signal; at the end of the current round the run writes a checkpoint and then passes the signal on
-to the handler that was installed before (submitit's: USR2 = checkpoint-and-requeue, which requeues
-the Slurm job and exits; TERM = ignore, Slurm's SIGKILL follows). Where nobody else handled it,
-SIGTERM stops the run (exit code 143, "rerun to resume") and SIGUSR1/SIGUSR2 only force a checkpoint
-(`kill -USR1 <pid>`). A second copy of the same signal before the round ends is passed on at once.
+Signals. While a run is in progress SIGINT (Ctrl-C), SIGTERM, SIGUSR1 and SIGUSR2 are caught: the
+handler only notes the signal; at the end of the current round the run writes a checkpoint and then
+passes the signal on to the handler that was installed before (submitit's: USR2 = checkpoint-and-requeue,
+which requeues the Slurm job and exits; TERM = ignore, Slurm's SIGKILL follows). Where nobody else
+handled it (Python's own KeyboardInterrupt handler counts as nobody), SIGINT and SIGTERM stop the run
+with one line, "stopped at round k; run the same command again to resume" (exit code 130 and 143), and
+SIGUSR1/SIGUSR2 only force a checkpoint (`kill -USR1 <pid>`). A second copy of the same signal before the
+round ends is passed on at once (a second Ctrl-C stops at once, from the last checkpoint).
 """
 from __future__ import annotations
 
@@ -48,13 +50,19 @@ from fedbench.files import atomic_open
 
 FORMAT = 2
 TAG = b"FEDBENCH-SHA256 "  # the file ends with TAG + the hex sha256 of everything before it
-SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
+STOPPING = (signal.SIGINT, signal.SIGTERM)   # the signals that stop a run nobody else handles
 
 
 class Interrupted(FedbenchError):
-    """A stop signal ended the run after it wrote a checkpoint; rerunning resumes it."""
+    """A stop signal ended the run after it wrote a checkpoint; rerunning resumes it. Exit code 128 +
+    the signal: 130 for Ctrl-C, 143 for SIGTERM."""
 
     exit_code = 128 + signal.SIGTERM
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 # -- RNG state -----------------------------------------------------------------------------------
@@ -220,12 +228,16 @@ class StopSignals:
 
     def _pass_on(self, signum: int, frame, saved) -> None:
         previous = self._previous.get(signum, signal.SIG_DFL)
-        name = signal.Signals(signum).name
-        if callable(previous):
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        # nobody else acts on it: Python's Ctrl-C handler, or submitit's SIGTERM bypass in a local job
+        # (there SIGTERM comes from the local launcher stopping its sweep, not from a Slurm preemption)
+        local_bypass = signum == signal.SIGTERM and os.environ.get("SUBMITIT_EXECUTOR") == "local"
+        if callable(previous) and previous is not signal.default_int_handler and not local_bypass:
             print(f"fedbench: {name}: checkpoint saved, passing the signal on", file=sys.stderr)
             previous(signum, frame)
-        elif signum == signal.SIGTERM:
-            where = f"after round {saved[0]}; checkpoint in {saved[1]}" if saved else "(no checkpoint of this round)"
-            raise Interrupted(f"stopped by {name} {where}; run the same command again to resume")
+        elif signum in STOPPING:
+            where = f"after round {saved[0]}; checkpoint in {saved[1]}" if saved else \
+                "before the end of its round (from its last checkpoint)"
+            raise Interrupted(f"stopped by {name} {where}; run the same command again to resume", signum)
         elif saved:
             print(f"fedbench: {name}: checkpoint written after round {saved[0]}", file=sys.stderr)

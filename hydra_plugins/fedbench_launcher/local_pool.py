@@ -17,8 +17,10 @@ inside a Slurm allocation it describes the whole allocation, not this run's shar
 """
 
 import os
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -74,6 +76,42 @@ def plan_slots(cpus: Sequence[int], gpus: Sequence[str], num_runs: int, gpus_per
     return [Slot(tuple(cpus[i * share:(i + 1) * share]),
                  tuple(gpus[i * gpus_per_run:(i + 1) * gpus_per_run]) if use_gpus else ())
             for i in range(n)]
+
+
+@contextmanager
+def ctrl_c_to_launcher():
+    """Children started inside ignore SIGINT (the disposition is inherited): Ctrl-C at the terminal
+    reaches every process of the group, and only the launcher should act on it, by asking each run in
+    flight to stop at the end of its round (stop_gracefully)."""
+    if sys.platform == "win32" or not hasattr(signal, "SIGINT"):
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:   # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_gracefully(stop, running: list, wait_done, finished: int) -> None:
+    """After Ctrl-C: `stop(r)` each run in flight (SIGTERM: it checkpoints at its round's end and exits),
+    wait for them (`wait_done()`; a second Ctrl-C kills them instead), then raise SweepStopped."""
+    from fedbench.errors import SweepStopped
+
+    print(f"fedbench: Ctrl-C: {len(running)} run{'s' * (len(running) != 1)} in flight finish their round and save "
+          "a checkpoint (Ctrl-C again to kill them)", file=sys.stderr, flush=True)
+    for r in running:
+        stop(r)
+    try:
+        wait_done()
+    except KeyboardInterrupt:
+        pass
+    raise SweepStopped(f"sweep stopped by Ctrl-C: {finished} run{'s' * (finished != 1)} finished, {len(running)} "
+                       "stopped with a checkpoint; run the same command again to resume (finished runs are skipped)")
 
 
 def apply_slot(slot: Slot) -> None:
@@ -166,8 +204,9 @@ class LocalPoolLauncher(LocalLauncher):
                 while pending and free:
                     i, overrides = pending.pop(0)
                     s = free.pop(0)
-                    jobs[i] = executor.submit(self, list(overrides), "hydra.sweep.dir", initial_job_idx + i,
-                                              f"job_id_for_{initial_job_idx + i}", Singleton.get_state(), slots[s])
+                    with ctrl_c_to_launcher():
+                        jobs[i] = executor.submit(self, list(overrides), "hydra.sweep.dir", initial_job_idx + i,
+                                                  f"job_id_for_{initial_job_idx + i}", Singleton.get_state(), slots[s])
                     running[i] = s
                 finished = [i for i in running if jobs[i].done()]
                 for i in finished:
@@ -177,6 +216,10 @@ class LocalPoolLauncher(LocalLauncher):
                           file=sys.stderr)
                 if not finished:
                     time.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            flight = [jobs[i] for i in running]
+            stop_gracefully(lambda job: job._process.send_signal(signal.SIGTERM), flight,
+                            lambda: [job.wait() for job in flight], total - len(pending) - len(running))
         except BaseException:
             for i in running:
                 jobs[i].cancel(check=False)

@@ -15,6 +15,7 @@ ended the same way.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -119,10 +120,13 @@ def run_pool(launcher, slots, jobs: list[tuple[int, tuple]], log_dir: Path, time
     import cloudpickle
     from hydra.core.utils import JobReturn, JobStatus
 
+    from hydra_plugins.fedbench_launcher.local_pool import ctrl_c_to_launcher, stop_gracefully
+
     authkey = os.urandom(16)
     results, pending = {}, list(jobs)
     with Listener(family="AF_UNIX", authkey=authkey) as listener:
-        workers = [Worker(listener, authkey, slot, log_dir) for slot in slots[:max(1, min(len(slots), len(jobs)))]]
+        with ctrl_c_to_launcher():
+            workers = [Worker(listener, authkey, slot, log_dir) for slot in slots[:max(1, min(len(slots), len(jobs)))]]
         try:
             while pending or any(w.job is not None for w in workers):
                 for w in workers:
@@ -152,9 +156,14 @@ def run_pool(launcher, slots, jobs: list[tuple[int, tuple]], log_dir: Path, time
                         ret._return_value = RuntimeError(f"the job failed: {why}")
                         results[done] = ret
                         w.stop(kill=True)
-                        workers[k] = w = Worker(listener, authkey, w.slot, log_dir)
+                        with ctrl_c_to_launcher():
+                            workers[k] = w = Worker(listener, authkey, w.slot, log_dir)
                     w.job = None
                     report(done)
+        except KeyboardInterrupt:
+            busy = [w for w in workers if w.job is not None]
+            stop_gracefully(lambda w: w.proc.send_signal(signal.SIGTERM), busy,
+                            lambda: [w.proc.wait() for w in busy], len(results))
         finally:
             for w in workers:
                 w.stop(kill=any(x.job is not None for x in workers))
