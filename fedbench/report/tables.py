@@ -111,8 +111,9 @@ def to_latex(table: pd.DataFrame, title: str, note: str) -> str:
     return f"% {title}\n% {note}\n{body}"
 
 
-COST_NOTE = ("compute = the FLOPs of local training, of the forward passes it needs and of the work before "
-             "evaluation (fine-tuning, adaptation), bytes = bytes sent up and down, both as multiples of FedAvg's "
+COST_NOTE = ("compute = the FLOPs of local training, of the forward passes it needs and of one personalization "
+             "(the fine-tuning or adaptation before the last evaluation: what a deployed client spends once, whatever "
+             "eval_every), bytes = bytes sent up and down, both as multiples of FedAvg's "
              "in the same setting (mean over seeds; FLOPs of matrix products and convolutions, torch.utils.flop_counter)")
 
 
