@@ -33,12 +33,53 @@ def sweep_results_dirs(config: DictConfig) -> list[str]:
     return [str(config.results_dir)]
 
 
+def sweep_run_dirs(config: DictConfig) -> list[Path]:
+    """The run directories of a sweep's jobs: its command line's product (times the trials file of
+    hydra/sweeper=trials), each job's config composed as the run composes it."""
+    from hydra import compose
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from fedbench.config import prepare
+    from fedbench.rundir import path_for
+
+    task = list(config.hydra.overrides.task)
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(task), None)[0]
+    trials = OmegaConf.select(config, "hydra.sweeper.trials")
+    if trials:
+        from hydra_plugins.fedbench_sweeper.trials import read_trials
+
+        jobs = [job + extra for job in jobs for extra in read_trials(trials)]
+    return [path_for(prepare(compose(config_name="config", overrides=list(job)), machine=False)) for job in jobs]
+
+
+def results_table(summary_csv, metric: str = "final", most: int = 30) -> str:
+    """A short console table of a report's runs: per setting and variant, the seeds that completed and
+    the mean ± std accuracy (%), the best first within each setting; the whole tables are in tables/."""
+    import pandas as pd
+
+    runs = pd.read_csv(summary_csv)
+    ok = runs[runs["status"] == "complete"]
+    if not len(ok):
+        return "fedbench: no complete run to show"
+    acc = ok.groupby(["setting", "variant"])[f"{metric}_acc"].agg(["count", "mean", "std"]).reset_index()
+    acc = acc.sort_values(["setting", "mean"], ascending=[True, False]).head(most)
+    lines = [f"fedbench: {metric} accuracy (%) of the complete runs, mean ± std over seeds:"]
+    for setting, group in acc.groupby("setting", sort=False):
+        lines.append(f"  {setting}")
+        lines += [f"    {r.variant:<40} {100 * r['mean']:6.2f} ± {100 * (r['std'] if r['std'] == r['std'] else 0):5.2f}"
+                  f"  ({int(r['count'])} seed{'s' * (r['count'] != 1)})" for _, r in group.iterrows()]
+    return "\n".join(lines)
+
+
 class ReportCallback(Callback):
     """Run fedbench.report.build_report at the end of a multirun."""
 
-    def __init__(self, enabled: bool = True, metric: str = "final") -> None:
-        self.enabled, self.metric = bool(enabled), metric
+    def __init__(self, enabled: bool = True, metric: str = "final", scope: str = "sweep") -> None:
+        self.enabled, self.metric, self.scope = bool(enabled), metric, scope
         self._pending: list[str] = []
+        self._sweep = None   # (its directory, its runs' directories) with scope=sweep
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if self.enabled:
@@ -49,6 +90,12 @@ class ReportCallback(Callback):
         if self.enabled:
             dirs = self._pending or sweep_results_dirs(config)
             self._pending = []
+            if self.scope == "sweep":
+                try:
+                    self._sweep = (Path(str(config.hydra.sweep.dir)), sweep_run_dirs(config))
+                except Exception as exc:  # noqa: BLE001 -- fall back to the whole directory, said once
+                    print(f"fedbench.report: cannot list the sweep's runs ({type(exc).__name__}: {exc}); "
+                          "reporting the whole results directory", file=sys.stderr)
             self._report(dirs)
 
     def _report_after_error(self) -> None:
@@ -68,7 +115,10 @@ class ReportCallback(Callback):
 
         for results_dir in dirs:
             try:
-                build_report(results_dir, self.metric, echo=lambda line: print(line, file=sys.stderr))
+                scoped = {} if self._sweep is None else {"only": self._sweep[1], "out_dir": self._sweep[0] / "report"}
+                report = build_report(results_dir, self.metric, echo=lambda line: print(line, file=sys.stderr),
+                                      **scoped)
+                print(results_table(report.summary_csv, self.metric), file=sys.stderr)
             except ReportError as exc:
                 print(f"fedbench.report: {exc}", file=sys.stderr)
             except Exception as exc:  # the report must never turn a finished sweep into a failure

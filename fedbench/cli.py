@@ -226,6 +226,11 @@ def _unknown_key(message: str, job: list[str], compose) -> str | None:
 
 
 def main() -> None:
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):   # fedbench's own help (Hydra's: --hydra-help)
+        from fedbench.help import text
+
+        sys.stdout.write(text())
+        return
     sys.argv = [sys.argv[0]] + normalize_argv(sys.argv[1:])
     try:
         precheck(sys.argv[1:])

@@ -69,6 +69,7 @@ ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0"]), "loss": ("meth
 ABLATION_BASE = {"method.loss": "kl", "method.tau": "1.0", "method.student_init": "global",
                  "method.eval_backbone": "local"}
 LOCAL = ["hydra/launcher=local", "hydra.launcher.reuse_processes=true"]   # the default launcher
+PUBLISHED = Path("results") / "published"   # the published comparison; a user's runs go to results/
 CHECK_ROWS = 10          # rows of summary.csv the reproduce check reruns (one of FedBN's among them)
 
 
@@ -127,15 +128,15 @@ def merge_summaries(results: Path) -> Path:
 
 
 def headline_documents(results: Path) -> list[Path]:
-    """Where the studies' headline tables go (between their markers): results/README.md, and the
-    repository's README.md when `results` is the repository's results/."""
+    """Where the studies' headline tables go (between their markers): <results>/README.md, and the
+    repository's README.md when `results` is the repository's results/published/."""
     repo = Path(__file__).resolve().parents[1]
-    return [results / "README.md"] + ([repo / "README.md"] if results.resolve() == repo / "results" else [])
+    return [results / "README.md"] + ([repo / "README.md"] if results.resolve() == repo / PUBLISHED else [])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedbench.publish", description=__doc__.split("\n\n")[0])
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default=str(PUBLISHED))
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite tables and plots from the runs on disk; start no run")

@@ -135,7 +135,7 @@ def pick(summary: pd.DataFrame, rows: str | None, count: int, seed: int, include
 def parse(argv: list[str] | None):
     p = argparse.ArgumentParser(prog="python -m fedbench.reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("args", nargs="*", metavar="SUMMARY|OVERRIDE",
-                   help="the summary.csv (default results/summary.csv), then launcher overrides, e.g. hydra/launcher=slurm")
+                   help="the summary.csv (default results/published/summary.csv), then launcher overrides, e.g. hydra/launcher=slurm")
     p.add_argument("--rows", help="comma-separated row numbers of summary.csv (0 = the first data row)")
     p.add_argument("--random", type=int, default=1, help="without --rows: how many complete rows to draw")
     p.add_argument("--include", default="", help="without --rows: methods to draw one row of when none was drawn")
@@ -147,7 +147,7 @@ def parse(argv: list[str] | None):
     paths = [a for a in args.args if "=" not in a]
     if len(paths) > 1:
         fail(f"{' '.join(paths)}: one summary.csv")
-    args.summary, args.launch = (paths[0] if paths else "results/summary.csv"), [a for a in args.args if "=" in a]
+    args.summary, args.launch = (paths[0] if paths else "results/published/summary.csv"), [a for a in args.args if "=" in a]
     return args
 
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from fedbench.rundir import checkpoint, completion
 from fedbench.config import method_class, method_parts, prepare, require_backbone_and_head, require_batchnorm
+from fedbench.code import code_record
 from fedbench.execution import check_deterministic_model, machine, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.engines import choose_engine
@@ -68,7 +69,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _run(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> dict:
-    if (done := completion.finished(rd, locked=False)) is not None:  # read-only: no data, no lock
+    if (done := completion.finished(rd, False, *reuse(cfg))) is not None:  # read-only: no data, no lock
         return done
     run = start_or_resume(cfg, rd, lock)
     if isinstance(run, dict):  # finished by another process while we loaded the data
@@ -115,6 +116,11 @@ class Progress:
             "wall_s": self.elapsed(), "engines": self.base["engines"]})
 
 
+def reuse(cfg: DictConfig) -> tuple[str, bool]:
+    """(code_change, rerun): when a finished run may be reused (fedbench.rundir.completion)."""
+    return str(cfg.get("code_change", "rerun")), bool(cfg.get("rerun", False))
+
+
 def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress | dict:
     """Data, model, method and federation; then the checkpoint's state if there is a usable one; the
     run directory's config, a `running` summary and the trackers. A dict: the run was finished by
@@ -125,7 +131,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress |
     device = resolve_device(cfg.device)
     data = load_federated(cfg, device)
     lock.acquire()
-    if (done := completion.finished(rd, locked=True)) is not None:
+    if (done := completion.finished(rd, True, *reuse(cfg))) is not None:
         return done
     torch.manual_seed(stream_seed(cfg.seed, "init"))
     model = build_model(cfg.model, data.input_shape, data.num_classes)
@@ -141,11 +147,12 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress |
             "deterministic": bool(cfg.get("deterministic", False)),
             "partition_cache": data.info.get("partition_cache"), "torch": torch.__version__,
             "machine": machine(device, threads),  # the float path the numbers took (fedbench.execution)
+            "code": code_record(),  # the code that computed it (fedbench.code): other code reruns it
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
             "overrides": job_overrides(),  # the command line that reproduces it: python -m fedbench <overrides>
             "engines": [fed.engine.name]}
     run = Progress(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
-    state, why = checkpoint.load(run.rd.checkpoint, run.key, cfg.rounds, device)
+    state, why = checkpoint.load(run.rd.checkpoint, run.key, cfg.rounds, device) if not cfg.get("rerun") else (None, "")
     if why:
         print(f"fedbench: warning: ignoring checkpoint {run.rd.checkpoint}: {why}; starting from round 0",
               file=sys.stderr)

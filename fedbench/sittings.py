@@ -41,10 +41,19 @@ def sitting(results: Path, what: str):
         ended = datetime.now(timezone.utc)
         row = {"started": started.isoformat(timespec="seconds"), "ended": ended.isoformat(timespec="seconds"),
                "minutes": round((ended - started).total_seconds() / 60, 1), "runs_before": before,
-               "runs_after": count_runs(results), "ended_by": ended_by, "what": what}
+               "runs_after": count_runs(results), "ended_by": ended_by, "what": f"{what} ({code_text()})"}
         path = Path(results) / FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame([row], columns=COLUMNS).to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
+def code_text() -> str:
+    """The code of this sitting: its commit (and whether the tree was dirty) and fedbench's code id."""
+    from fedbench.code import code_record
+
+    code = code_record()
+    commit = f"commit {code['commit'][:12]}{', dirty' if code['dirty'] else ''}; " if code.get("commit") else ""
+    return f"{commit}code {code['code_id']}"
 
 
 def total_minutes(results: Path) -> float:

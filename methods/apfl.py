@@ -26,6 +26,7 @@ from methods.fedavg import FedAvg
 @register
 class APFL(FedAvg):
     name = "apfl"
+    paper = "https://arxiv.org/abs/2003.13461"
     weighting = "uniform"  # plain mean of the sampled clients' w (paper; FedTorch)
     per_minibatch = "one joint step of w, v and alpha"
     ranges = {"alpha": "[0, 1]", "adaptive_alpha": "bool", "alpha_lr": "(0, inf) or null"}  # checked before any work

@@ -34,6 +34,7 @@ W = "ala_w."  # client-state prefix of the ALA weights, one tensor per head para
 @register
 class FedALA(FedAvg):
     name = "fedala"
+    paper = "https://arxiv.org/abs/2212.01197"
     per_minibatch = "one SGD step (after ALA's weight-learning epochs on 80% of the data)"
     ranges = {"eta": "(0, inf)", "rand_percent": "(0, 100]", "threshold": "(0, inf)", "num_pre_loss": "int [1, inf)",
               "max_start_epochs": "int [1, inf)"}  # checked before any work

@@ -63,6 +63,7 @@ HOOKS = ("extend_model", "client_state", "start", "local_update", "loss", "serve
 @register
 class FedAvg:
     name = "fedavg"
+    paper = "https://arxiv.org/abs/1602.05629"  # the paper (README's method table)
     shared = "all"
     personal = "none"
     train_global = "none"

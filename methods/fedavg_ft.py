@@ -14,4 +14,5 @@ from methods.fedavg import FedAvg
 @register
 class FedAvgFT(FedAvg):
     name = "fedavg_ft"
+    paper = "https://arxiv.org/abs/2106.06042"  # its fine-tuning protocol: FedBABU's
     weighting = "samples"  # training is exactly FedAvg: n_k-weighted mean (McMahan et al. 2017)

@@ -16,6 +16,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBABU(FedAvg):
     name = "fedbabu"
+    paper = "https://arxiv.org/abs/2106.06042"
     weighting = "uniform"  # main_fed.py: summed uploads divided by m (number of sampled clients)
     shared = "backbone"
     trains = "backbone"

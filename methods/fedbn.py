@@ -17,6 +17,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBN(FedAvg):
     name = "fedbn"
+    paper = "https://arxiv.org/abs/2102.07623"
     weighting = "uniform"  # official communication(): plain mean (1/K) of the non-BN tensors
     shared = "non_bn"
     personal = "bn"

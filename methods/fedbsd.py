@@ -9,7 +9,7 @@ The client keeps the backbone it distilled: its personalized model is that local
 own head (the abstract: distillation "to update the local backbone"); a client that has never
 trained evaluates the global backbone with its head.
 Only the abstract is public, so these are RECONSTRUCTED choices, each a switch in conf/method/fedbsd.yaml
-(see shared/fedbsd.md): loss kl|mse|cosine on backbone features (default tau^2 KL), lam, tau,
+(see docs/guide.md, FedBSD): loss kl|mse|cosine on backbone features (default tau^2 KL), lam, tau,
 student_init global|personal (the student starts from the global backbone, or from the client's own),
 eval_backbone local|global (evaluate the distilled backbone, or the global one), weighting
 uniform|samples. lam=0 with eval_backbone=global is FedPer with a plain mean.
@@ -27,6 +27,7 @@ from methods.fedavg import FedAvg
 @register
 class FedBSD(FedAvg):
     name = "fedbsd"
+    paper = "https://arxiv.org/abs/2409.15636"
     weighting = "uniform"  # uniform: plain mean of backbones (as in the summary); samples: n_k-weighted
     per_minibatch = "one SGD step, its loss with the distillation term (a forward of the global backbone)"
     ranges = {"lam": "[0, inf)", "tau": "(0, inf)", "loss": ("kl", "mse", "cosine"),

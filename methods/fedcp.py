@@ -59,6 +59,7 @@ def mmd2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @register
 class FedCP(FedAvg):
     name = "fedcp"
+    paper = "https://arxiv.org/abs/2307.01217"
     per_minibatch = "one SGD step (a forward of the global backbone for the MMD)"
     ranges = {"lam": "[0, inf)"}  # checked before any work
     shared = ("backbone", "ghead", "cpn")

@@ -35,6 +35,7 @@ class PRBM(nn.Module):
 @register
 class FedDBE(FedAvg):
     name = "feddbe"
+    paper = "https://arxiv.org/abs/2311.14975"
     ranges = {"kappa": "(0, 1]", "mu": "[0, inf)"}  # checked before any work
     shared = ("backbone", "head")
     personal = "prbm"

@@ -9,5 +9,6 @@ from methods.fedavg import FedAvg
 @register
 class FedPer(FedAvg):
     name = "fedper"
+    paper = "https://arxiv.org/abs/1912.00818"
     shared = "backbone"
     personal = "head"

@@ -22,6 +22,7 @@ from methods.fedavg import FedAvg
 @register
 class FedRep(FedAvg):
     name = "fedrep"
+    paper = "https://arxiv.org/abs/2102.07078"
     per_minibatch = "head_epochs passes of head steps first, then one backbone step per minibatch"
     weighting = "uniform"  # official main_fedrep.py weights uploads by `lens`, all 1 on CIFAR (n_k on FEMNIST/Sent140)
     ranges = {"head_epochs": "int [0, inf)", "body_epochs": "int [0, inf) or null"}  # checked before any work

@@ -32,6 +32,7 @@ def log_prior(counts: torch.Tensor) -> torch.Tensor:
 @register
 class FedRoD(FedAvg):
     name = "fedrod"
+    paper = "https://arxiv.org/abs/2107.00778"
     weighting = "samples"  # body + generic head by n_k-weighted FedAvg (PFLlib, FL-bench); both heads use the run's lr
     shared = ("backbone", "head")
     personal = "phead"

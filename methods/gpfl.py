@@ -41,6 +41,7 @@ class ConditionalValve(nn.Module):
 @register
 class GPFL(FedAvg):
     name = "gpfl"
+    paper = "https://arxiv.org/abs/2308.10279"
     ranges = {"lam": "[0, inf)", "mu": "[0, inf)"}  # checked before any work
     shared = ("backbone", "gce", "cov")
     personal = ("head", "gce")  # the head; and the client's own GCE, whose embeddings build its conditions

@@ -14,6 +14,7 @@ from methods.fedavg import FedAvg
 @register
 class LGFedAvg(FedAvg):
     name = "lgfedavg"
+    paper = "https://arxiv.org/abs/2001.01523"
     weighting = "uniform"  # official main_lg.py: plain mean of the global layers over the sampled clients
     shared = "head"
     personal = "backbone"

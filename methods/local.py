@@ -8,5 +8,6 @@ from methods.fedavg import FedAvg
 @register
 class Local(FedAvg):
     name = "local"
+    paper = ""  # no paper: the no-collaboration reference
     shared = "none"
     personal = "all"

@@ -28,7 +28,9 @@ def run_inprocess(*overrides: str) -> dict:
 
 
 def run_dirs(results: Path) -> list[Path]:
-    return sorted(p.parent for p in Path(results).glob("runs/**/summary.json"))
+    """The run directories under results (not the copies a rerun kept aside inside them)."""
+    return sorted(p.parent for p in Path(results).glob("runs/**/summary.json")
+                  if not any(part.startswith(("damaged-", "superseded-")) for part in p.parent.parts))
 
 
 def summary(run: Path) -> dict:

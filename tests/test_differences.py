@@ -72,4 +72,4 @@ def test_cells_missing_seeds_and_settings_without_the_reference_are_left_out(tmp
 def test_one_seed_is_shown_as_not_tested(tmp_path):
     runs = _runs({"fedavg": BASE[:1], "m": [BASE[0] + 0.05]})
     path, = write_differences(runs, "final", tmp_path)
-    assert "| m | 85.00 | — | +5.00 (not tested: 1 seed) |" in path.read_text()
+    assert "| m | 85.00 | n/a | +5.00 (not tested: 1 seed) |" in path.read_text()

@@ -28,32 +28,50 @@ def two_settings(root, cache, preset_b="spread", seeds=(0, 1)):
 
 def test_settings_named_by_their_presets_with_the_detail_kept(tmp_path):
     root = tmp_path / "results"
-    two_settings(root, heatmap_png(tmp_path / "cache" / "digits-dirichlet-x"))
+    two_settings(root, heatmap_png(tmp_path / "cache" / "digits-dirichlet-x"), preset_b="digits_skew")
     build_report(root, select="val", echo=lambda s: None)
     runs = pd.read_csv(root / "summary.csv")
-    assert set(runs["setting"]) == {"skewed", "spread"}
-    detail = runs.drop_duplicates("setting").set_index("setting")["setting_detail"]
-    assert "alpha=0.1" in detail["skewed"] and "alpha=0.5" in detail["spread"]
+    labels = runs.drop_duplicates("setting_key").set_index("setting")
+    skewed = next(s for s in labels.index if s.startswith("skewed"))
+    assert skewed.endswith(f"[{labels.loc[skewed, 'setting_key'][:6]}]")   # a preset gone: its digest
+    real = next(s for s in labels.index if s.startswith("digits_skew "))
+    # what differs from the preset is named: its 50 clients are 4 here, its alpha 0.3 is 0.5, ...
+    assert "num_clients=4" in real and "partition.alpha=0.5" in real and "alpha=0.5" in labels.loc[real, "setting_detail"]
     board = (root / "tables" / "leaderboard_final.md").read_text()
-    assert r"skewed \| acc" in board and f"skewed = {detail['skewed']}" in board
+    assert "skewed" in board and f"{real} = {labels.loc[real, 'setting_detail']}" in board
     caches = runs["partition_cache"].dropna()
     assert list(caches.unique()) == ["digits-dirichlet-x"]          # the entry, not a path of this machine
     selected = pd.read_csv(root / "tables" / "selected.csv")
     assert "/" not in " ".join(selected.get("partition_cache", pd.Series(dtype=str)).dropna().astype(str))
 
 
-def test_ambiguous_presets_keep_the_spelled_out_labels(tmp_path):
-    root = tmp_path / "results"
-    two_settings(root, None, preset_b="skewed")                     # one preset name for two settings
-    build_report(root, echo=lambda s: None)
-    runs = pd.read_csv(root / "summary.csv")
-    assert "setting_detail" not in runs.columns
-    assert all(s.startswith("digits dirichlet(alpha=") for s in runs["setting"])
+def test_a_label_and_its_files_do_not_depend_on_other_runs(tmp_path):
+    """The same setting reported alone and beside an unrelated one (another alpha, other rounds) keeps
+    its label, its table header and its plots' file names."""
+    alone, crowded = tmp_path / "alone", tmp_path / "crowded"
+    for root in (alone, crowded):
+        for seed in (0, 1):
+            write_run(root, "fedavg", seed, 0.7 + seed / 100, alpha=0.1)
+    for seed in (0, 1):
+        d = write_run(crowded, "local", seed, 0.5, alpha=0.5)
+        cfg = (d / "config.yaml").read_text().replace("rounds: 10", "rounds: 20")
+        (d / "config.yaml").write_text(cfg)
+    reports = {root: build_report(root, echo=lambda s: None) for root in (alone, crowded)}
+    label = {root: pd.read_csv(root / "summary.csv").query("method == 'fedavg'")["setting"].iloc[0]
+             for root in (alone, crowded)}
+    assert label[alone] == label[crowded] and len(label[alone]) < 90
+    names = {root: {p.name for p in reports[root].plots} for root in (alone, crowded)}
+    assert names[alone] < names[crowded] and all(len(n) <= 60 for n in names[crowded])
+    header = (alone / "tables" / "final_acc.md").read_text().splitlines()[2]
+    assert header.split(" | ")[1] in (crowded / "tables" / "final_acc.md").read_text()
 
 
-def test_a_setting_with_runs_from_two_presets_keeps_the_spelled_out_label(tmp_path):
+def test_tables_split_per_dataset(tmp_path):
     root = tmp_path / "results"
-    two_settings(root, None)
-    with_overrides(write_run(root, "fedper", 0, 0.8, alpha=0.1), "method=fedper", "partition.alpha=0.1")
+    write_run(root, "fedavg", 0, 0.7)
+    d = write_run(root, "local", 0, 0.6, alpha=0.5)
+    for name in ("config.yaml", "summary.json"):
+        (d / name).write_text((d / name).read_text().replace("digits", "mnist"))
     build_report(root, echo=lambda s: None)
-    assert "setting_detail" not in pd.read_csv(root / "summary.csv").columns
+    text = (root / "tables" / "final_acc.md").read_text()
+    assert text.count("# final mean client accuracy (unweighted): ") == 2

@@ -4,6 +4,7 @@ answers, unless FEDBENCH_REQUIRE_SLURM=1 (CI, where .ci/run starts one): then it
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -67,7 +68,9 @@ def test_local_sweep_resubmitted_skips_complete_and_reruns_failed(tmp_path, data
     assert all([s for s, _ in tb_scalars(tb_events(results / run), "test_acc")] == [1, 2] for run in runs)
     cores = len(os.sched_getaffinity(0))
     assert all(s["threads"] == max(1, cores // 2) for s in runs.values())   # 2 runs share the cores
-    assert (results / "summary.csv").is_file()                     # the callback reported
+    (report,) = (results / "sweeps").glob("*/report/summary.csv")  # the callback reported the sweep's runs
+    assert len(pd.read_csv(report)) == 2 and "final accuracy (%) of the complete runs" in first.stderr
+    assert re.search(r"\] #\d .*method=fedavg.*: final acc [\d.]+%, [\d.]+ s", first.stderr)   # each run's result
     stamps = mtimes(results)
 
     sweep.append("hydra.callbacks.report.enabled=false")          # (saves time; the runs are the same)
@@ -129,10 +132,13 @@ def test_real_slurm_sweep_ends_with_report(tmp_path, data_root):
             assert (results / run / name).stat().st_size > 0
     jobs = [p for p in (results / "sweeps").glob("*/.submitit/*_*") if p.is_dir()]
     assert len(jobs) == 4                                          # one Slurm array task per run
-    summary = pd.read_csv(results / "summary.csv")
+    (report,) = (results / "sweeps").glob("*/report")                # the sweep's own report
+    summary = pd.read_csv(report / "summary.csv")
     assert len(summary) == 4 and set(summary["status"]) == {"complete"}
     for name in ("final_acc.md", "final_acc.tex", "issues.md"):
-        assert (results / "tables" / name).stat().st_size > 0
-    plots = {p.name.split("_")[0] for p in (results / "plots").glob("*.png")}
+        assert (report / "tables" / name).stat().st_size > 0
+    plots = {p.name.split("_")[0] for p in (report / "plots").glob("*.png")}
     assert plots == {"curves", "bytes", "clients", "partition", "compute"}
+    assert "fedbench: submitted Slurm job " in proc.stderr and "_log.err" in proc.stderr   # ids and logs at once
+    assert proc.stderr.count("Slurm job ") >= 5 and "final acc " in proc.stderr
     assert "fedbench.report: 4 runs in 1 setting (4 complete); 4 usable" in proc.stderr

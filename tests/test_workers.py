@@ -55,7 +55,7 @@ def test_a_dead_or_overrunning_worker_fails_only_its_job_and_is_replaced(tmp_pat
 
     jobs = [(i, ([f"job={i}"], "k", i, f"id{i}", {})) for i in range(5)]
     done = []
-    results = run_pool(FakeLauncher(), [Slot((0,))], jobs, tmp_path, timeout_s=5.0, report=done.append)
+    results = run_pool(FakeLauncher(), [Slot((0,))], jobs, tmp_path, timeout_s=5.0, report=lambda i, ret: done.append(i))
     assert sorted(done) == list(range(5))
     assert [results[i].status for i in range(5)] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED,
                                                     JobStatus.COMPLETED, JobStatus.COMPLETED]

@@ -30,6 +30,8 @@ TOP_SPECS: dict[str, Any] = {
     "checkpoint_every": "int [0, inf)",
     "deterministic": "bool",
     "init_jitter": "[0, 1)",
+    "rerun": "bool",
+    "code_change": ("rerun", "reuse", "refuse"),
     "results_dir": "str",
     "data.root": "str",
     "data.download": "bool",

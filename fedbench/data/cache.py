@@ -63,6 +63,7 @@ def _write_reports(path: Path, part: Partition, labels: np.ndarray, num_classes:
     import pandas as pd
     from matplotlib.colors import PowerNorm
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     frames = []
     for order, split in enumerate(SPLITS):
@@ -85,6 +86,7 @@ def _write_reports(path: Path, part: Partition, labels: np.ndarray, num_classes:
                       norm=PowerNorm(0.5, vmin=0, vmax=max(1, int(train.max()))))
     ax.set_xlabel("class")
     ax.set_ylabel(f"client (0..{k - 1})")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # clients are whole numbers
     if num_classes <= 30:
         ax.set_xticks(range(num_classes))
     ax.set_title(f"{title}: train samples per client and class")

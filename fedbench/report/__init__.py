@@ -68,13 +68,14 @@ def published(out: Path) -> bool:
 
 def build_report(results_dir: str | Path = "results", metric: str = "final", filters=(),
                  out_dir: str | Path | None = None, echo: Callable[[str], None] = print,
-                 select: str | None = None, replace_published: bool = False) -> Report:
+                 select: str | None = None, replace_published: bool = False, only=None) -> Report:
     """Write summary.csv, tables and plots for the runs under results_dir (into out_dir, default
     the same directory). select="val": per (setting, method) only the configuration with the best
     mean validation accuracy (fedbench.report.select): tables/selected.csv, the tables, leaderboard
     and plots of the selected runs. Raises ReportError on bad input (no runs, unknown metric, select
     or filter key). The published comparison (results/summary.csv of fedbench.publish, committed) is
-    never overwritten by another report: unless replace_published, outputs then go to <out>/unpublished/."""
+    never overwritten by another report: unless replace_published, outputs then go to <out>/unpublished/.
+    `only`: report just these run directories (a sweep's own)."""
     from fedbench.report.aggregate import good_runs, problem_runs
     from fedbench.report.collect import collect
     from fedbench.report.plots import write_plots
@@ -89,7 +90,7 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
         raise ReportError(f"--select {select!r}: only val (selection on test accuracy is never offered)")
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir
-    runs = collect(results_dir, list(filters))
+    runs = collect(results_dir, list(filters), only=only)
     if not replace_published and published(out):
         echo(f"fedbench.report: {out / 'summary.csv'} is the published comparison (python -m fedbench.publish) "
              f"and stays as it is; this report goes to {out / UNPUBLISHED} (--replace-published to overwrite it)")
@@ -117,6 +118,8 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     if len(ok):   # the tests: of the selected configurations, or of every variant
         tables, plots = write_tests(runs if selection is None else selection[1], metric, tables_dir, out / "plots")
         report.tables, report.plots = report.tables + tables, report.plots + plots
+    for line in mixed_code(runs):
+        echo(f"fedbench.report: warning: {line}")
     counts = runs["status"].value_counts().to_dict()
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
     echo(f"fedbench.report: {plural(len(runs), 'run')} in {plural(report.settings, 'setting')} "
@@ -126,6 +129,20 @@ def build_report(results_dir: str | Path = "results", metric: str = "final", fil
     echo(f"fedbench.report: wrote {path}, {len(report.tables)} tables and issues.md under {tables_dir}, "
          f"{len(report.plots)} plots under {out / 'plots'}")
     return report
+
+
+def mixed_code(runs) -> list[str]:
+    """One line per setting whose finished runs come from more than one code version (code_id)."""
+    if "code_id" not in runs:
+        return []
+    done = runs[runs["status"].isin(["complete", "diverged"])]
+    lines = []
+    for setting, group in done.groupby("setting"):
+        ids = group["code_id"].fillna("not recorded").unique()
+        if len(ids) > 1:
+            lines.append(f"{setting}: its runs come from {len(ids)} code versions ({', '.join(sorted(ids))}; "
+                         "summary.csv code_id): rerun the old ones (the same command reruns them) before comparing")
+    return lines
 
 
 def unreported(selected) -> list[str]:

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from fedbench.optimizer import OPTIMIZER_KEYS
 from fedbench.evaluation import COMPUTE_FIELDS
+from fedbench.report.labels import setting_names
 from fedbench.rundir import CONFIG, SUMMARY, RunDir, completion, scientific_config
 
 HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
@@ -65,10 +66,13 @@ def setting_key(flat: dict) -> str:
 
 
 def find_run_dirs(results_dir: Path) -> list[Path]:
-    """Every directory under results_dir/runs holding a summary.json or a config.yaml."""
+    """Every directory under results_dir/runs holding a summary.json or a config.yaml, but the copies
+    of finished runs that other code superseded (completion.SUPERSEDED_PREFIX: kept for the user, never
+    reported)."""
     runs = Path(results_dir) / "runs"
     found = {p.parent for name in (SUMMARY, CONFIG) for p in runs.rglob(name)}
-    return sorted(found)
+    return sorted(p for p in found if not any(part.startswith(completion.SUPERSEDED_PREFIX)
+                                              for part in p.relative_to(runs).parts))
 
 
 def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
@@ -104,6 +108,8 @@ def load_run(path: Path, results_dir: Path) -> tuple[dict, dict]:
     row |= {k: summary.get(k) for k in RUN_FIELDS}
     machine = summary.get("machine") if isinstance(summary.get("machine"), dict) else {}
     row |= {"float_path": machine.get("float_path"), "cpu": machine.get("cpu")}
+    code = summary.get("code") if isinstance(summary.get("code"), dict) else {}
+    row |= {"code_id": code.get("code_id"), "commit": (code.get("commit") or "")[:12] or None, "dirty": code.get("dirty")}
     if isinstance(row["overrides"], list):  # python -m fedbench <overrides> reproduces the run
         row["overrides"] = shlex.join(str(o) for o in row["overrides"])
     engines = row["engines"] if row["engines"] is not None else summary.get("engine")  # (older runs: "a+b")
@@ -157,20 +163,19 @@ def assign_groups(rows: list[dict], flats: list[dict]) -> pd.DataFrame:
     keys = [setting_key(f) for f in flats]
     all_keys = sorted({k for s in settings for k in s})
     varying = [k for k in all_keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
-    fixed_in_label = ("dataset.name", "partition.name", "num_clients")
+    presets: dict[str, set] = {}
+    for row, key in zip(rows, keys):
+        presets.setdefault(key, set()).add(preset_of(row.get("overrides")))
+    names = {}
     for row, s, key in zip(rows, settings, keys):
-        part = {k.removeprefix("partition."): v for k, v in s.items()
-                if k.startswith("partition.") and k != "partition.name"}
-        for k, v in part.items():
-            row[f"partition.{k}"] = v
-        extra = {k: s.get(k) for k in varying if k not in fixed_in_label and not k.startswith("partition.")
-                 and s.get(k) is not None}  # a key this setting's dataset or model does not have: not in its label
-        for k, v in extra.items():
-            row[k] = v
-        name = f"{row['dataset']} {row['partition']}" + (f"({_label(part)})" if part else "")
-        row["setting"] = " ".join([name, f"N={row['num_clients']}"] + [f"{k}={v}" for k, v in extra.items()])
+        for k, v in s.items():   # the setting's parameters as columns: the partition's, and any that vary
+            if (k.startswith("partition.") and k != "partition.name") or (k in varying and v is not None):
+                row[k] = v
+        if key not in names:   # fixed by the setting itself (report.labels), whatever else is in the directory
+            preset = next(iter(presets[key])) if len(presets[key]) == 1 else None
+            names[key] = setting_names(s, preset, key)
+        row["setting"], row["setting_detail"], row["setting_stem"] = names[key]
         row["setting_key"] = key
-    name_by_preset(rows)
     for method in {r["method"] for r in rows}:
         idx = [i for i, r in enumerate(rows) if r["method"] == method]
         hps = [{k: v for k, v in flats[i].items() if configuration_key(k) and k != "method.name"} for i in idx]
@@ -189,21 +194,6 @@ def preset_of(overrides) -> str | None:
     """The `experiment=<preset>` a run was started with (from its overrides), or None."""
     found = [o.partition("=")[2] for o in str(overrides or "").split() if o.startswith("experiment=")]
     return found[-1] if found else None
-
-
-def name_by_preset(rows: list[dict]) -> None:
-    """Runs started from presets are labelled by them: when every run of a setting names the same
-    `experiment=` preset and no two settings share one, the setting's label becomes the preset's name
-    (digits_skew) and the spelled-out label moves to `setting_detail`. Otherwise labels stay spelled out."""
-    presets: dict[str, set] = {}
-    for row in rows:
-        presets.setdefault(row["setting_key"], set()).add(preset_of(row.get("overrides")))
-    names = {key: next(iter(p)) for key, p in presets.items() if len(p) == 1 and None not in p}
-    if len(names) != len(presets) or len(set(names.values())) != len(names):
-        return
-    for row in rows:
-        row["setting_detail"] = row["setting"]
-        row["setting"] = names[row["setting_key"]]
 
 
 def parse_filters(filters: list[str]) -> list[tuple[str, list[str]]]:
@@ -240,14 +230,18 @@ def is_probe(flat: dict) -> bool:
         return False
 
 
-def collect(results_dir: Path, filters: list[str] = (), probes: bool = False) -> pd.DataFrame:
+def collect(results_dir: Path, filters: list[str] = (), probes: bool = False, only=None) -> pd.DataFrame:
     """All runs under results_dir as a frame (one row per run directory), filters applied; the stability
-    probes apart (probes=True: only them, an empty frame when there are none)."""
+    probes apart (probes=True: only them, an empty frame when there are none); `only`: just these run
+    directories (a sweep's)."""
     results_dir = Path(results_dir)
     if not (results_dir / "runs").is_dir():
         raise ReportError(f"no runs found: {results_dir / 'runs'} does not exist "
                           f"(run `python -m fedbench results_dir={results_dir}` first)")
     dirs = find_run_dirs(results_dir)
+    if only is not None:
+        wanted = {Path(p).resolve() for p in only}
+        dirs = [d for d in dirs if d.resolve() in wanted]
     if not dirs:
         raise ReportError(f"no runs found under {results_dir / 'runs'} (no summary.json or config.yaml)")
     loaded = [(r, f) for r, f in (load_run(d, results_dir) for d in dirs) if is_probe(f) == probes]

@@ -33,7 +33,7 @@ def cost_ratios(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def ratio_text(x: float) -> str:
-    """'1.00×', '14.3×', '—' (unknown)."""
+    """'1.00×', '14.3×', 'n/a' (unknown: no FedAvg run in the setting to compare with)."""
     if x is None or not math.isfinite(x) or x <= 0:
-        return "—"
+        return "n/a"
     return f"{x:.2f}×" if x < 10 else f"{x:.1f}×"

@@ -11,7 +11,7 @@ import pandas as pd
 from fedbench.report.aggregate import aggregate
 from fedbench.report.cost import cost_ratios
 from fedbench.report.significance import SIGNIFICANCE_NOTE
-from fedbench.report.tables import COST_NOTE, best_cells, cell_text, to_latex, to_markdown, with_costs
+from fedbench.report.tables import COST_NOTE, best_cells, by_dataset, cell_text, to_latex, to_markdown, with_costs
 from fedbench.files import atomic_write
 
 
@@ -70,12 +70,13 @@ def note(metric: str) -> str:
 
 
 def legend(runs: pd.DataFrame) -> str:
-    """' Settings: digits_skew = digits dirichlet(...) N=50 ...; ...' when settings are named by their
-    presets (collect.name_by_preset), else ''."""
+    """' Settings: digits_skew = digits dirichlet(...) N=50 ...; ...' for the settings named by a preset
+    (report.labels), else ''."""
     if "setting_detail" not in runs.columns:
         return ""
     pairs = runs[["setting", "setting_detail"]].dropna().drop_duplicates().sort_values("setting")
-    return " Settings: " + "; ".join(f"{a} = {b}" for a, b in pairs.itertuples(index=False)) + "."
+    pairs = pairs[pairs["setting"] != pairs["setting_detail"]]
+    return (" Settings: " + "; ".join(f"{a} = {b}" for a, b in pairs.itertuples(index=False)) + ".") if len(pairs) else ""
 
 
 def marked_cells(selected: pd.DataFrame) -> dict[str, set[tuple[str, str]]]:
@@ -109,10 +110,11 @@ def write_leaderboard(runs: pd.DataFrame, selected: pd.DataFrame, keys: list[str
     """tables/leaderboard_<metric>.{md,tex} and tables/selected_hparams.md; returns the paths."""
     out_dir, written = Path(out_dir), []
     title = f"{metric} personalized accuracy, configurations selected on validation"
-    for style, render in (("md", to_markdown), ("tex", to_latex)):
+    for style, render in (("md", to_markdown), ("tex", to_latex)):   # one table per dataset
         path = out_dir / f"leaderboard_{metric}.{style}"
-        atomic_write(path, render(leaderboard(runs, metric, style, marked_cells(selected)), title,
-                                  note(metric) + legend(runs)))
+        atomic_write(path, "\n".join(render(leaderboard(part, metric, style, marked_cells(selected)),
+                                            f"{title}: {dataset}" if dataset else title, note(metric) + legend(part))
+                                     for dataset, part in by_dataset(runs)))
         written.append(path)
     path = out_dir / "selected_hparams.md"
     hp = hyperparameter_table(selected, keys)

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from fedbench.files import shared_mode
 from fedbench.rundir.layout import CLIENTS, METRICS
 
 TAB20 = colormaps["tab20"]
@@ -25,9 +26,11 @@ TAB20 = colormaps["tab20"]
 PREFIXES = ("cd_", "curves_", "bytes_", "clients_", "partition_", "compute_")
 
 
-def slug(setting: str, key: str) -> str:
-    """A file-name-safe, unique name for a setting."""
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", setting).strip("_")[:80] + f"_{key[:6]}"
+def stem(run) -> str:
+    """A setting's short, stable file-name stem (report.labels; older frames: from its label)."""
+    if isinstance(run.get("setting_stem"), str):
+        return run["setting_stem"]
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", str(run["setting"])).strip("_")[:40] + f"_{str(run['setting_key'])[:6]}"
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -38,6 +41,7 @@ def save(fig: Figure, path: Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        shared_mode(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -86,7 +90,7 @@ def plot_setting_lines(results_dir: Path, ok: pd.DataFrame, out: Path, name: str
         mean, std, mb = seed_curves(results_dir, runs, "test_acc")
         if mean.empty:
             continue
-        color = TAB20(i % 20)  # 20 distinct colours, a line style per ten (15 methods stay apart)
+        color = TAB20(i % 20)  # 20 distinct colours, a line style per ten (up to 60 methods stay apart)
         style = ("-", "--", ":")[(i // 10) % 3]
         label = f"{variant} (n={len(runs)})"
         for ax, x in ((ax_r, mean.index.to_numpy()), (ax_b, mb.to_numpy())):
@@ -136,6 +140,12 @@ def plot_compute(ok: pd.DataFrame, out: Path, name: str, y: str = "final_acc") -
                     color=TAB20(i % 20), marker="os^"[(i // 10) % 3], capsize=3, label=variant)
         ax.annotate(variant, (c["flops"], c["acc"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.legend(fontsize=7, ncol=2 if len(cells) > 8 else 1)
+    low, high = (cells["flops"] - cells["flops_std"].fillna(0)).clip(lower=cells["flops"].min() / 2).min(), \
+        (cells["flops"] + cells["flops_std"].fillna(0)).max()
+    ax.set_xlim(low / 1.5, high * 1.5)   # set, not autoscaled: one point would collapse a log axis
+    acc_low, acc_high = (cells["acc"] - cells["acc_std"].fillna(0)).min(), (cells["acc"] + cells["acc_std"].fillna(0)).max()
+    pad = max(1.0, 0.05 * (acc_high - acc_low))
+    ax.set_ylim(acc_low - pad, acc_high + pad)
     return [save(fig, out / f"compute_{name}.png")]
 
 
@@ -147,10 +157,11 @@ def copy_heatmaps(runs: pd.DataFrame, out: Path) -> list[Path]:
         if not isinstance(cache, str) or cache in seen or not (Path(cache) / "heatmap.png").is_file():
             continue
         seen.add(cache)
-        dest = out / f"partition_{slug(r['setting'], r['setting_key'])}_seed{r['seed']}.png"
+        dest = out / f"partition_{stem(r)}_seed{r['seed']}.png"
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{dest.name}.", suffix=".png")
         os.close(fd)
         shutil.copyfile(Path(cache) / "heatmap.png", tmp)
+        shared_mode(tmp)
         os.replace(tmp, dest)
         written.append(dest)
     return written
@@ -169,7 +180,7 @@ def write_plots(results_dir: Path, runs: pd.DataFrame, ok: pd.DataFrame, out: Pa
     clear_old(out)
     written = []
     for key, group in ok.groupby("setting_key"):
-        name = slug(group["setting"].iloc[0], key)
+        name = stem(group.iloc[0])
         written += plot_setting_lines(results_dir, group, out, name)
         written += plot_clients(results_dir, group, out, name)
         written += plot_compute(group, out, name)

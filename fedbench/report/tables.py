@@ -81,9 +81,9 @@ def with_costs(table: pd.DataFrame, costs: pd.DataFrame, style: str, after: str 
             continue
         setting = column.removesuffix(after)
         mine = costs[costs["setting"] == setting].set_index("variant")
-        for label in COSTS:
+        for label in COSTS:   # blank where the method has no run in the setting
             out[f"{setting} | {label}"] = [times(ratio_text(mine[f"{label}_x"].get(v, float("nan"))))
-                                          for v in table.index]
+                                          if v in mine.index else "" for v in table.index]
     return pd.DataFrame(out, index=table.index)
 
 
@@ -114,7 +114,8 @@ def to_latex(table: pd.DataFrame, title: str, note: str) -> str:
 COST_NOTE = ("compute = the FLOPs of local training, of the forward passes it needs and of one personalization "
              "(the fine-tuning or adaptation before the last evaluation: what a deployed client spends once, whatever "
              "eval_every), bytes = bytes sent up and down, both as multiples of FedAvg's "
-             "in the same setting (mean over seeds; FLOPs of matrix products and convolutions, torch.utils.flop_counter)")
+             "in the same setting (mean over seeds; FLOPs of matrix products and convolutions, torch.utils.flop_counter; "
+             "n/a = no FedAvg run in the setting to compare with)")
 
 
 def note_text(metric: str) -> str:
@@ -124,18 +125,29 @@ def note_text(metric: str) -> str:
             "runs are never averaged in (see issues.md).")
 
 
+def by_dataset(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The runs split per dataset when they span several (one table each: a paper's table has one
+    dataset's settings as columns), else [("", runs)]."""
+    if "dataset" not in runs or runs["dataset"].nunique() < 2:
+        return [("", runs)]
+    return [(str(d), group) for d, group in runs.groupby("dataset", sort=True)]
+
+
 def write_tables(runs: pd.DataFrame, metric: str, out_dir: Path, prefix: str = "") -> list[Path]:
-    """Write <prefix><metric>_<value>.md and .tex for each value in VALUES; return the paths."""
+    """Write <prefix><metric>_<value>.md and .tex for each value in VALUES, one table per dataset;
+    return the paths."""
     out_dir = Path(out_dir)
     written = []
-    costs = cost_ratios(runs, metric)
     for value, desc in VALUES.items():
-        agg = aggregate(runs, metric, value)
         title = f"{metric} {desc}" + (" (configurations selected on validation)" if prefix else "")
         for style, render in (("md", to_markdown), ("tex", to_latex)):
+            parts = []
+            for dataset, part in by_dataset(runs):
+                agg = aggregate(part, metric, value)
+                parts.append(render(pivot(agg, style, cost_ratios(part, metric), best_cells(agg, part, metric, value)),
+                                    f"{title}: {dataset}" if dataset else title, note_text(metric)))
             path = out_dir / f"{prefix}{metric}_{value}.{style}"
-            atomic_write(path, render(pivot(agg, style, costs, best_cells(agg, runs, metric, value)), title,
-                                      note_text(metric)))
+            atomic_write(path, "\n".join(parts))
             written.append(path)
     return written
 

@@ -7,6 +7,11 @@ run does first: a complete, consistent run is skipped; a complete run whose file
 aside into `<run dir>/damaged-<time>/` (kept, with the reason in why.txt) and rerun from round 0.
 Summaries written before these records existed carry no `files`: their files need only be readable
 with the columns the report draws from. The report (fedbench.report.collect) uses the same `damage`.
+
+A finished run is reused only by the code that computed it (fedbench.code: summary.json `code`): one
+of other code (or of no recorded code) is, by `code_change`, rerun (the default: its files are kept in
+`<run dir>/superseded-<time>/` and the run starts again), reused with a warning, or refused; `rerun=true`
+reruns a finished run whatever its code.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from fedbench.rundir.layout import CLIENTS, METRICS, RunDir
 FILES = (METRICS, CLIENTS)
 REQUIRED_COLUMNS = {METRICS: ("round", "test_acc", "bytes_up", "bytes_down"), CLIENTS: ("test_acc",)}
 ASIDE_PREFIX = "damaged-"
+SUPERSEDED_PREFIX = "superseded-"   # a finished run's files, kept aside when other code reruns it
 REASON_FILE = "why.txt"
+CODE_CHANGE = ("rerun", "reuse", "refuse")
 
 
 def file_facts(path: Path) -> dict:
@@ -74,15 +81,17 @@ def damage(run_dir: Path, summary: dict) -> str:
     return ""
 
 
-def put_aside(run_dir: Path, why: str) -> Path:
-    """Move every file of `run_dir` (not earlier damaged-* copies) into a new damaged-<time>/ folder
+def put_aside(run_dir: Path, why: str, prefix: str = ASIDE_PREFIX) -> Path:
+    """Move every file of `run_dir` (not earlier copies kept aside) into a new <prefix><time>/ folder
     inside it, with `why` in why.txt; return that folder."""
     run_dir = Path(run_dir)
-    aside = run_dir / f"{ASIDE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    stem = f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    aside = next(run_dir / f"{stem}{f'-{n}' if n else ''}" for n in range(1000)
+                 if not (run_dir / f"{stem}{f'-{n}' if n else ''}").exists())
     try:
         aside.mkdir()
         for entry in run_dir.iterdir():
-            if entry != aside and not entry.name.startswith(ASIDE_PREFIX):
+            if entry != aside and not entry.name.startswith((ASIDE_PREFIX, SUPERSEDED_PREFIX)):
                 os.replace(entry, aside / entry.name)
     except OSError as exc:
         raise WriteError.of(aside, exc) from None
@@ -90,14 +99,18 @@ def put_aside(run_dir: Path, why: str) -> Path:
     return aside
 
 
-def finished(rd: RunDir, locked: bool) -> dict | None:
+def finished(rd: RunDir, locked: bool, code_change: str = "rerun", rerun: bool = False) -> dict | None:
     """The summary of a finished run (complete, or diverged: a NaN is as deterministic as a number)
-    whose files agree with it (the run is skipped), else None.
+    whose files agree with it and whose code is this code (see the module docstring), else None: the
+    run is computed.
 
     Unlocked (read-only, before any work): a run that would need anything written, i.e. leftovers
-    to clean or damage to put aside, is left for the locked check (returns None). Locked (this
-    process holds fedbench.rundir.lock): a kill between the final summary and the cleanup left a
-    checkpoint or temp files, removed now; a damaged complete run is put aside (returns None: rerun)."""
+    to clean, damage or other code's files to put aside, is left for the locked check (returns None).
+    Locked (this process holds fedbench.rundir.lock): a kill between the final summary and the cleanup
+    left a checkpoint or temp files, removed now; a damaged complete run is put aside (returns None:
+    rerun), and so is one of other code unless code_change says reuse (a warning line) or refuse
+    (ConfigError)."""
+    from fedbench.code import code_id
     from fedbench.rundir import checkpoint  # (torch) here: the report reads `damage` without importing torch
 
     summary = rd.summary()
@@ -105,14 +118,39 @@ def finished(rd: RunDir, locked: bool) -> dict | None:
         return None
     why = damage(rd.path, summary)
     leftovers = rd.checkpoint.exists() or any(rd.path.glob(".*.tmp"))
-    if not locked and (why or leftovers):
+    stale = "rerun=true" if rerun else other_code(summary, code_id(), code_change, rd.path)
+    if not locked and (why or leftovers or stale):
         return None
     if why:
         aside = put_aside(rd.path, why)
         print(f"fedbench: warning: {rd.path} says complete but {why}; its files are kept in {aside.name}/ "
               "and the run starts again from round 0", file=sys.stderr)
         return None
+    if stale:
+        aside = put_aside(rd.path, stale, SUPERSEDED_PREFIX)
+        print(f"fedbench: {rd.path}: {stale}: rerunning it (the finished run's files are kept in {aside.name}/)",
+              file=sys.stderr)
+        return None
     checkpoint.remove(rd.checkpoint)  # left behind when a kill came between summary and cleanup
     checkpoint.remove_temp_files(rd.path)
     print(f"fedbench: skip, already {summary['status']}: {rd.path}", file=sys.stderr)
     return summary
+
+
+def other_code(summary: dict, current: str, code_change: str, where: Path) -> str:
+    """Why a finished run's code is not this code ("" when it is, or when code_change=reuse, which says
+    so in a warning line); ConfigError with code_change=refuse."""
+    from fedbench.code import recorded_id
+    from fedbench.errors import ConfigError
+
+    old = recorded_id(summary)
+    if old == current:
+        return ""
+    what = f"computed by other code (code {old or 'not recorded'}, now {current})"
+    if code_change == "reuse":
+        print(f"fedbench: warning: {where}: {what}; reused as it is (code_change=reuse)", file=sys.stderr)
+        return ""
+    if code_change == "refuse":
+        raise ConfigError(f"{where} was {what}; rerun it with code_change=rerun (its files are kept aside) or "
+                          "keep it with code_change=reuse")
+    return what

@@ -25,7 +25,7 @@ CHECKPOINT, TRACKING = "checkpoint.pt", "tracking.json"
 
 # Keys that do not change the numbers a run produces (execution details), left out of the hash.
 NON_SCIENTIFIC = ("results_dir", "device", "threads", "progress", "checkpoint_every", "deterministic", "engine",
-                  "logger", "data.root", "data.download", "data.verify", "method.search")
+                  "logger", "data.root", "data.download", "data.verify", "method.search", "rerun", "code_change")
 
 # Keys added after runs were published, left out while at their default (the value that reproduces what
 # runs did before the key existed), so those runs keep their config hash and directory.

@@ -79,10 +79,12 @@ class RunIndex:
 
     def score(self, job: list[str]) -> float | None:
         """The job's validation score: its <metric>_val_acc when complete, 0 when it diverged (it lost),
-        None when it has no finished run."""
+        None when it has no finished run of this code."""
+        from fedbench.code import code_id, recorded_id
+
         s = self.summary(job)
-        if not s or s.get("status") not in ("complete", "diverged"):
-            return None
+        if not s or s.get("status") not in ("complete", "diverged") or recorded_id(s) != code_id():
+            return None   # not finished, or by other code (the launched run reruns it)
         value = s.get(f"{self.metric}_val_acc") if s["status"] == "complete" else 0.0
         return float(value) if value is not None and value == value else 0.0
 

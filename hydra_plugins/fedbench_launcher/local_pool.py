@@ -1,7 +1,7 @@
 """Local parallel sweeps (`hydra/launcher=local`) over submitit's local executor.
 
 submitit's own local launcher starts every run of a sweep at once, each seeing every GPU and every
-core: 20 runs on 2 cores means 20 processes with 2 torch threads each (DESIGN §9: 20-50x slower).
+core: 20 runs on 2 cores means 20 processes with 2 torch threads each (20-50x slower, docs/performance.md, Threads).
 This launcher keeps a pool of *slots* instead and starts a run only when a slot is free:
 - GPUs visible: one slot per `gpus_per_run` GPUs (default 1: one run per GPU), the cores split
   evenly between the slots;
@@ -114,6 +114,17 @@ def stop_gracefully(stop, running: list, wait_done, finished: int) -> None:
                        "stopped with a checkpoint; run the same command again to resume (finished runs are skipped)")
 
 
+def outcome(ret) -> str:
+    """What a finished job came to, for its progress line: its final accuracy and wall time, or how it
+    ended."""
+    value = getattr(ret, "_return_value", ret)
+    if isinstance(value, dict) and value.get("status") == "complete" and "final_acc" in value:
+        return f"final acc {100 * value['final_acc']:.2f}%, {value.get('wall_time_s', 0.0):.1f} s"
+    if isinstance(value, dict):
+        return str(value.get("status"))
+    return f"failed ({' '.join(str(value).split())[:160]})"
+
+
 def apply_slot(slot: Slot) -> None:
     """In the run's process, before anything touches CUDA or sets threads: confine it to the slot."""
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
@@ -163,7 +174,9 @@ class LocalPoolLauncher(LocalLauncher):
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(cfg):   # the task's config, as the run receives it (Hydra's node removed)
                 del cfg["hydra"]
-            summary = completion.finished(RunDir(path_for(prepare(cfg, machine=False))), locked=False)
+            cfg = prepare(cfg, machine=False)
+            summary = completion.finished(RunDir(path_for(cfg)), False, str(cfg.get("code_change", "rerun")),
+                                          bool(cfg.get("rerun", False)))
         except Exception:  # noqa: BLE001 -- the run itself reports what is wrong
             return None
         if summary is None:
@@ -211,8 +224,12 @@ class LocalPoolLauncher(LocalLauncher):
                 finished = [i for i in running if jobs[i].done()]
                 for i in finished:
                     free.append(running.pop(i))
+                    try:
+                        result = outcome(jobs[i].results()[0])
+                    except Exception as exc:  # noqa: BLE001 -- the job's own failure, said in its line
+                        result = outcome(exc)
                     print(f"fedbench: [{total - len(pending) - len(running)}/{total}] "
-                          f"finished #{initial_job_idx + i}: {' '.join(filter_overrides(job_overrides[i]))}",
+                          f"#{initial_job_idx + i} {' '.join(filter_overrides(job_overrides[i]))}: {result}",
                           file=sys.stderr)
                 if not finished:
                     time.sleep(self.poll_s)
@@ -237,10 +254,10 @@ class LocalPoolLauncher(LocalLauncher):
                 for i, o in pending]
         finished = []
 
-        def report(i):
+        def report(i, ret):
             finished.append(i)
-            print(f"fedbench: [{len(finished)}/{len(jobs)}] finished #{initial_job_idx + i}: "
-                  f"{' '.join(filter_overrides(job_overrides[i]))}", file=sys.stderr)
+            print(f"fedbench: [{len(finished)}/{len(jobs)}] #{initial_job_idx + i} "
+                  f"{' '.join(filter_overrides(job_overrides[i]))}: {outcome(ret)}", file=sys.stderr)
 
         results = run_pool(self, slots, jobs, Path(sweep_dir) / ".workers", 60.0 * self.params["timeout_min"], report)
         return [done[i] if i in done else results[i] for i in range(len(job_overrides))]

@@ -116,7 +116,7 @@ class Worker:
 
 def run_pool(launcher, slots, jobs: list[tuple[int, tuple]], log_dir: Path, timeout_s: float, report) -> dict:
     """Run `jobs` [(index, args of launcher.run_here)] on one persistent worker per slot; returns
-    {index: JobReturn}. `report(index)` is called as each finishes."""
+    {index: JobReturn}. `report(index, JobReturn)` is called as each finishes."""
     import cloudpickle
     from hydra.core.utils import JobReturn, JobStatus
 
@@ -159,7 +159,7 @@ def run_pool(launcher, slots, jobs: list[tuple[int, tuple]], log_dir: Path, time
                         with ctrl_c_to_launcher():
                             workers[k] = w = Worker(listener, authkey, w.slot, log_dir)
                     w.job = None
-                    report(done)
+                    report(done, results[done])
         except KeyboardInterrupt:
             busy = [w for w in workers if w.job is not None]
             stop_gracefully(lambda w: w.proc.send_signal(signal.SIGTERM), busy,
