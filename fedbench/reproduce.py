@@ -81,7 +81,8 @@ def check_row(summary: pd.DataFrame, index: int, out: Path, code: int) -> Check:
     found = sorted((out / "runs").glob("**/summary.json"))
     if len(found) != 1:
         check.problem = (f"the rerun wrote {len(found)} runs, not 1" if found or code == 0 else
-                         f"the rerun failed (the multirun exited {code}; its log is under {out.parent / 'sweeps'})")
+                         f"the rerun failed (the multirun exited {code}; its log is under {out.parent / 'sweeps'}, "
+                         "kept with --keep DIR)")
         return check
     rerun = json.loads(found[0].read_text())
     if rerun.get("status") != "complete":
