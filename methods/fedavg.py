@@ -39,6 +39,16 @@ The hooks, and what each may read and write:
                         the objective (a per-client term such as a proximal term is added to every
                         sample's). Pure: it must not change any tensor.
   server_update(global, mean)  the new global state from the old one and the weighted mean upload.
+  server_state(model)   {name: tensor}: the method's own server state (SCAFFOLD's c, FedFomo's stored
+                        models), kept in every checkpoint; the server step reads and writes server.state.
+  aggregate(server, uploads)  the server step (fedbench.federation.server): sees every sampled client's
+                        upload with its id and weight (uploads.ids, .weights, .tensors stacked in id
+                        order) and may set server.global_state, change server.state and server.send(ids,
+                        tensors) each client its own download. Default: the global state becomes
+                        server_update(global, the weighted mean).
+  download(server, ids, phase)  {name: (len(ids), ...) tensor}: what the server hands clients `ids`
+                        when they load for training (counted as downloaded) or evaluation (phase):
+                        state tensors, or "model.<key>" to give them their own model (pFedHN).
   receive(cohort)       after the server update, on the clients `receivers` names (cohorts, their
                         tensors kept): what a client does with the new global state it receives
                         (FedALA's adaptive local aggregation, GPFL's conditional inputs).
@@ -56,8 +66,8 @@ import torch.nn.functional as F
 
 from methods import register
 
-HOOKS = ("extend_model", "client_state", "start", "local_update", "loss", "server_update", "receive", "adapt",
-         "predict")
+HOOKS = ("extend_model", "client_state", "start", "local_update", "loss", "server_update", "server_state",
+         "aggregate", "download", "receive", "adapt", "predict")
 
 
 @register
@@ -77,6 +87,7 @@ class FedAvg:
     why_not_vectorizable = ""
     needs_batchnorm = False
     receivers = "none"   # which clients run `receive` after the server update: none | sampled | all
+    uploads: tuple = ()  # what a sampled client sends beyond its shared tensors: client states or model parts
     consensus: dict = {}  # {state: source state}: after `start`, every client's state = the weighted mean of source
     ranges: dict = {}
     hooks: tuple[str, ...] = ()
@@ -105,6 +116,16 @@ class FedAvg:
 
     def server_update(self, global_state, mean_upload) -> dict[str, torch.Tensor]:
         return mean_upload
+
+    def server_state(self, model) -> dict[str, torch.Tensor]:
+        return {}
+
+    def aggregate(self, server, uploads) -> None:
+        if server.global_state:
+            server.global_state = self.server_update(server.global_state, uploads.mean(server.global_state))
+
+    def download(self, server, ids, phase: str) -> dict[str, torch.Tensor]:
+        return {}
 
     def receive(self, cohort) -> None:
         pass

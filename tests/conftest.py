@@ -55,8 +55,9 @@ def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None
     data = data or tiny_data()
     torch.manual_seed(stream_seed(seed, "init"))
     model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
-    node = method_hp(method, **(hp_overrides or {}))
-    m = build_method(methods.get(method), node, model)
+    cls = methods.get(method) if isinstance(method, str) else method   # a registered name, or a class
+    node = method_hp(cls.name if cls.name in methods.available() else "fedavg", **(hp_overrides or {}))
+    m = build_method(cls, node, model)
     run = OmegaConf.create({"method": node, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
                             "lr_schedule": "constant", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1})
     opt = resolve_optimizer(run)  # the method's own optimizer keys (official, lr, ...) as a run resolves them

@@ -98,12 +98,16 @@ def test_kill9_and_sigterm_then_rerun_gives_identical_files(tmp_path, data_root)
 def test_every_method_resumes_exactly_from_a_checkpoint(method):
     """Federation.state_dict round-trips through torch.save / torch.load(weights_only=True) mid-run
     and the continued run equals an uninterrupted one, for every method: a method keeping state
-    outside the client store (without state_dict/load_state_dict) fails here."""
-    model = {"name": "mlp", "hidden": [16, 8], "bn": True}  # BatchNorm so that fedbn can run too
-    rounds, cut = 4, 2
+    outside the client store and its declared server state fails here (tests/test_server_contract.py
+    breaks one on purpose)."""
+    cheaper = {"local_steps": 4, "head_epochs": 2, "ft_epochs": 1, "inner_steps": 2}  # same mechanisms
+    check_resume(method, {k: v for k, v in cheaper.items() if k in method_hp(method)})
 
-    cheaper = {"local_steps": 4, "head_epochs": 2, "ft_epochs": 1}  # fewer steps, same mechanisms
-    hp = {k: v for k, v in cheaper.items() if k in method_hp(method)}
+
+def check_resume(method, hp: dict, rounds: int = 4, cut: int = 2) -> None:
+    """A federation of `method` (a name or a class) checkpointed after `cut` rounds and resumed in a
+    fresh one equals the uninterrupted run: evaluation, tensors, server state, bytes."""
+    model = {"name": "mlp", "hidden": [16, 8], "bn": True}  # BatchNorm so that fedbn can run too
 
     def fresh():
         return make_federation(method, rounds=rounds, join_ratio=0.5, model=model, hp_overrides=hp)
@@ -135,6 +139,8 @@ def test_every_method_resumes_exactly_from_a_checkpoint(method):
         assert torch.equal(second.global_state[k], v), k
     for k, v in ref.tensors.store.tensors.items():
         assert torch.equal(second.tensors.store.tensors[k], v), k
+    for k, v in ref.server.state.items():   # the method's server state too
+        assert torch.equal(second.server.state[k], v), k
     assert (second.bytes_up, second.bytes_down) == (ref.bytes_up, ref.bytes_down)
     assert (second.times_sampled == ref.times_sampled).all()
 

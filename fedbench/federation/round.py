@@ -5,8 +5,10 @@ clients is stepped (client by client, or vmapped):
     cohorts  = each loaded: the global state, then the client's own tensors (Federation.cohort)
     train    = method.local_update(cohort)
     store    = each client's personal tensors, personal model and state written back
-    upload   = each client's shared tensors, summed with the method's weights (Aggregator)
-    server   = method.server_update(global, weighted mean); bytes counted
+    upload   = each client's shared tensors and declared uploads (fedbench.federation.server.Uploads)
+    server   = method.aggregate(server, uploads): by default the global state becomes
+               method.server_update(global, weighted mean); a method may read each client's upload,
+               keep its own server state and send clients their own downloads; bytes counted both ways
     receive  = the clients the method names (sampled, or all) take the new global state: method.receive
     evaluate = every client: method.adapt, fine-tuning add-on, method.predict on val and test (Evaluator)
 Before the first round, method.start runs once on every client (and its consensus states are set).
@@ -20,12 +22,13 @@ import numpy as np
 import torch
 
 from fedbench.data.types import FederatedData
-from fedbench.federation.aggregation import Aggregator, sampling_schedule
+from fedbench.federation.aggregation import sampling_schedule
 from fedbench.federation.client_view import StepModules
 from fedbench.federation.cohort import Cohort, CohortSetup
 from fedbench.federation.compute import Compute
 from fedbench.federation.evaluator import Evaluator
 from fedbench.federation.finetune import finetune
+from fedbench.federation.server import Collector, Server
 from fedbench.federation.store import nbytes
 from fedbench.federation.tensors import ModelState
 from fedbench.federation.training import TrainingSettings
@@ -40,6 +43,7 @@ class Federation:
         self.training, self.data, self.model, self.method, self.engine = training, data, model, method, engine
         method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
         self.tensors = ModelState(model, method, data.num_clients)
+        self.server = Server(self.tensors, method.server_state(model), data.num_clients)
         self.compute = Compute()
         self.setup = CohortSetup(training, data, StepModules(model, self.tensors.personal_module), engine,
                                  self.tensors.global_module, method.predict, self.compute)
@@ -63,6 +67,11 @@ class Federation:
         round t, with the class counts of their train splits."""
         ids = np.asarray(ids, dtype=np.int64)
         state = self.tensors.load(ids, self.times_sampled[ids] > 0, phase)
+        if "download" in self.method.hooks:   # what the server hands these clients (a round's training: counted)
+            got = self.method.download(self.server, ids, phase)
+            state.update(got)
+            if phase == "train" and stream == "data":
+                self.bytes_down += nbytes(got)
         if self.class_counts is not None:
             state["class_counts"] = self.class_counts.index_select(
                 0, torch.as_tensor(ids, device=self.class_counts.device))
@@ -104,20 +113,19 @@ class Federation:
         if not self.started:
             self.start()
         sampled, method, tensors = self.schedule[t], self.method, self.tensors
-        acc = Aggregator(tensors.global_state)
+        collector = Collector(tensors.global_state, stacked="aggregate" in method.hooks)
         losses = []
         for ids, vmapped in self.engine.groups(sampled, self.n_train):
             cohort = self.cohort(ids, t, "train", vmapped=vmapped)
             losses.append(np.asarray(method.local_update(cohort), dtype=np.float64).reshape(-1))
             tensors.write_back(cohort.ids, cohort.state)
-            if tensors.global_state:
-                acc.add(self.upload(cohort), self.weights(cohort.ids))
+            collector.add(cohort.ids, self.weights(cohort.ids), self.upload(cohort))
         self.bytes_down += nbytes(tensors.global_state) * len(sampled)
-        self.bytes_up += nbytes({k: tensors.live[k] for k in tensors.shared}) * len(sampled)
+        self.bytes_up += collector.bytes
         np.add.at(self.times_sampled, sampled, 1)
-        if tensors.global_state:
-            tensors.global_state = method.server_update(tensors.global_state, acc.mean(tensors.global_state))
-            tensors.refresh_global()
+        sent = self.server.bytes_sent
+        method.aggregate(self.server, collector.uploads())
+        self.bytes_down += self.server.bytes_sent - sent
         if method.receivers != "none":
             self.visit(sampled if method.receivers == "sampled" else np.arange(self.data.num_clients), t, "receive",
                        method.receive)
@@ -158,7 +166,7 @@ class Federation:
         tensors and plain values only, so it loads with torch.load(weights_only=True)."""
         return self.tensors.state_dict() | {"bytes_up": int(self.bytes_up), "bytes_down": int(self.bytes_down),
                                             "times_sampled": torch.from_numpy(self.times_sampled.copy()),
-                                            "compute": self.compute.state_dict()}
+                                            "compute": self.compute.state_dict(), "server": self.server.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`; ValueError when its names, shapes or dtypes differ from this run's."""
@@ -167,3 +175,4 @@ class Federation:
         self.bytes_up, self.bytes_down = int(state["bytes_up"]), int(state["bytes_down"])
         self.times_sampled = state["times_sampled"].cpu().numpy().astype(np.int64).copy()
         self.compute.load_state_dict(state.get("compute", {}))
+        self.server.load_state_dict(state.get("server", {}))

@@ -25,6 +25,13 @@ class ModelState:
         self.live = dict(model.state_dict(keep_vars=True))
         self.shared = model.keys(method.shared)
         self.personal = model.keys(method.personal)
+        parts, self.upload_states = [], []
+        for name in method.uploads:   # model parts beyond the shared ones, or client states
+            try:
+                parts += model.keys(name)
+            except ValueError:
+                self.upload_states.append(name)
+        self.upload_keys = [k for k in self.live if k in set(self.shared) | set(parts)]
         self.own = {"train": [k for k in self.personal if k not in set(model.keys(method.train_global))],
                     "eval": [k for k in self.personal if k not in set(model.keys(method.eval_global))]}
         self.global_state = {k: self.live[k].detach().clone() for k in self.shared}
@@ -74,8 +81,9 @@ class ModelState:
             t.index_copy_(0, rows, src.to(t.dtype))
 
     def upload(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """What a cohort sends: each client's shared tensors (a leading client dimension)."""
-        return {k: state["model." + k] for k in self.shared}
+        """What a cohort sends: each client's shared tensors and declared uploads (a leading client
+        dimension; model tensors by their key, client states by their name)."""
+        return {k: state["model." + k] for k in self.upload_keys} | {n: state[n] for n in self.upload_states}
 
     def finite(self) -> bool:
         """False when any global or personal tensor holds NaN or inf (divergence). One host sync."""
