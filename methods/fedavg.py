@@ -39,7 +39,7 @@ The hooks, and what each may read and write:
                         the objective (a per-client term such as a proximal term is added to every
                         sample's). Pure: it must not change any tensor.
   server_update(global, mean)  the new global state from the old one and the weighted mean upload.
-  server_state(model)   {name: tensor}: the method's own server state (SCAFFOLD's c, FedFomo's stored
+  server_state(model, num_clients)  {name: tensor}: the method's own server state (SCAFFOLD's c, FedFomo's stored
                         models), kept in every checkpoint; the server step reads and writes server.state.
   aggregate(server, uploads)  the server step (fedbench.federation.server): sees every sampled client's
                         upload with its id and weight (uploads.ids, .weights, .tensors stacked in id
@@ -117,7 +117,7 @@ class FedAvg:
     def server_update(self, global_state, mean_upload) -> dict[str, torch.Tensor]:
         return mean_upload
 
-    def server_state(self, model) -> dict[str, torch.Tensor]:
+    def server_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         return {}
 
     def aggregate(self, server, uploads) -> None:

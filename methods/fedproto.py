@@ -53,7 +53,7 @@ class FedProto(FedAvg):
         c, d, device = num_classes(model), model.feature_dim, next(model.parameters()).device
         return {"proto": torch.zeros(c, d, device=device), "proto_n": torch.zeros(c, device=device)}
 
-    def server_state(self, model) -> dict[str, torch.Tensor]:
+    def server_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         c, d, device = num_classes(model), model.feature_dim, next(model.parameters()).device
         return {"global_proto": torch.zeros(c, d, device=device), "global_has": torch.zeros(c, device=device)}
 

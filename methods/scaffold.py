@@ -39,7 +39,7 @@ class Scaffold(FedAvg):
         zeros = torch.zeros(sum(p.numel() for p in model.parameters()), device=next(model.parameters()).device)
         return {"scaffold_ci": zeros, "scaffold_dc": zeros.clone()}
 
-    def server_state(self, model) -> dict[str, torch.Tensor]:
+    def server_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         return {"c": torch.zeros(sum(p.numel() for p in model.parameters()), device=next(model.parameters()).device)}
 
     def download(self, server, ids, phase: str) -> dict[str, torch.Tensor]:

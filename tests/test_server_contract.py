@@ -22,7 +22,7 @@ class FedAvgM(FedAvg):
     """FedAvgM (Hsu et al., 2019): the server steps with momentum on the mean update."""
     name = "fedavgm_example"
 
-    def server_state(self, model):
+    def server_state(self, model, num_clients: int):
         return {f"v.{k}": torch.zeros_like(p) for k, p in model.named_parameters()}   # buffers: the mean
 
     def aggregate(self, server, uploads):

@@ -43,7 +43,7 @@ class Federation:
         self.training, self.data, self.model, self.method, self.engine = training, data, model, method, engine
         method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
         self.tensors = ModelState(model, method, data.num_clients)
-        self.server = Server(self.tensors, method.server_state(model), data.num_clients)
+        self.server = Server(self.tensors, method.server_state(model, data.num_clients), data.num_clients)
         self.compute = Compute()
         self.setup = CohortSetup(training, data, StepModules(model, self.tensors.personal_module), engine,
                                  self.tensors.global_module, method.predict, self.compute)

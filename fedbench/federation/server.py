@@ -7,7 +7,7 @@
             weighted mean of the default server step; `tensors` holds the stack, collected only for a
             method that overrides `aggregate` (the default's mean is summed as the cohorts come).
   Server    the global state (the averaged shared tensors every client downloads), the method's own
-            server state (`server_state(model)`: tensors, kept in every checkpoint, e.g. a global control
+            server state (`server_state(model, num_clients)`: tensors, kept in every checkpoint, e.g. a global control
             variate, every client's latest model), and `send(ids, tensors)`: a per-client download
             written into those clients' own tensors (a model built for each, a combined head). What `send` and
             a method's `download` hook hand out is counted as downloaded bytes, what Uploads holds as
