@@ -147,6 +147,16 @@ class Cohort(CohortData):
         self.setup.compute.count(self, objective, names, step)
         return grads, loss
 
+    @torch.no_grad()
+    def forward(self, fn: Callable, step: Step) -> list:
+        """`fn(client, x, y, reduction)` on each active client's batch of `step`, without gradients, the
+        modules in eval mode (forward-only work, such as class means of features; counted): its
+        outputs, one per active client, in row order."""
+        self.setup.modules.set_mode(False)
+        outs = [self.call(fn, {}, i, self.data.x[step.rows(i)], self.data.y[step.rows(i)]) for i in range(step.active)]
+        self.setup.compute.count_forward(self, fn, step)
+        return outs
+
     def predictions(self, x: torch.Tensor) -> torch.Tensor:
         """The logits of every client's evaluated model, (size, L, classes) from inputs (size, L, ...):
         the engine's (client by client, or one vmapped call), the modules in eval mode."""

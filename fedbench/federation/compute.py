@@ -89,6 +89,22 @@ class Compute:
                 self.counts["train_forward_samples"] += b * clients
                 self.counts["train_forward_flops"] += forward * clients
 
+    def count_forward(self, cohort, fn, step) -> None:
+        """Add one forward-only pass of `fn` over the active clients of `step` (Cohort.forward): training's
+        forward-only work (train_forward_*), or personalization before an evaluation."""
+        lens = step.lens if step.lens is not None else [int(step.idx.shape[1])] * step.active
+        fields = ("personalize_train", "personalize_once") if cohort.phase == "eval" else ("train_forward",)
+        for b, clients in Counter(lens).items():
+            key = (_key(fn), "forward", b)
+            if key not in self._cost:
+                idx = step.idx[0, :b]
+                with FlopCounterMode(display=False) as mode:
+                    cohort.call(fn, {}, 0, cohort.data.x[idx], cohort.data.y[idx])
+                self._cost[key] = (int(mode.get_total_flops()), 0)
+            for prefix in fields:
+                self.counts[f"{prefix}_samples"] += b * clients
+                self.counts[f"{prefix}_flops"] += self._cost[key][0] * clients
+
     def cost(self, cohort, objective, names: list[str], step, b: int) -> tuple[int, int]:
         """(all FLOPs, forward-only FLOPs in the global model) of one client's plain step of `objective`
         on `b` samples (row 0's first b: FLOPs do not depend on the values), measured once."""
