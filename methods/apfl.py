@@ -32,7 +32,7 @@ class APFL(FedAvg):
     ranges = {"alpha": "[0, 1]", "adaptive_alpha": "bool", "alpha_lr": "(0, inf) or null"}  # checked before any work
     personal_model = True
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         return {"alpha": torch.tensor(float(self.hp.alpha), device=next(model.parameters()).device)}
 
     def local_update(self, cohort):

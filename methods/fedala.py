@@ -42,7 +42,7 @@ class FedALA(FedAvg):
     personal = "all"   # the client's own (mixed, then trained) model
     receivers = "all"  # ALA on every client when the global model is sent
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         device = next(model.parameters()).device
         return {W + n: torch.ones_like(p) for n, p in model.head.named_parameters()} | {
             "ala_started": torch.zeros((), device=device)}

@@ -48,7 +48,7 @@ class FedAMP(FedAvg):
     def extend_model(self, model) -> None:
         self.params = [(k, p.shape) for k, p in model.named_parameters()]
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         state = {CLOUD + k: p.detach().clone() for k, p in model.named_parameters()}
         return state | {"amp_has": torch.zeros((), device=next(model.parameters()).device)}
 

@@ -37,7 +37,7 @@ class FedAS(FedAvg):
     ranges = {"align_lr": "[0, inf)", "align_batch": "int [1, inf)"}
     per_minibatch = "one SGD step (after one epoch aligning the received backbone to its prototypes)"
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         device = next(model.parameters()).device
         return {"fas_fim": torch.zeros((), device=device),
                 "fas_proto": torch.zeros(num_classes(model), model.feature_dim, device=device)}

@@ -24,7 +24,7 @@ only the hooks it changes (`hooks`, derived from what the class overrides):
 The hooks, and what each may read and write:
   extend_model(model)   add modules before the federation reads the model's parts (FedRoD's personal
                         head); called once, before anything else.
-  client_state(model)   {name: tensor}: extra per-client tensors (APFL's alpha), held in the store.
+  client_state(model, num_clients)  {name: tensor}: extra per-client tensors (APFL's alpha), held in the store.
   start(cohort)         once, before the first round, on every client (cohorts, their tensors kept):
                         e.g. FedDBE's initialization pass; then each `consensus` state is set, on
                         every client, to the weighted mean over all clients of its source state.
@@ -102,7 +102,7 @@ class FedAvg:
     def extend_model(self, model) -> None:
         pass
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         return {}
 
     def start(self, cohort) -> None:

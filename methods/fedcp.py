@@ -75,7 +75,7 @@ class FedCP(FedAvg):
             model.ghead = copy.deepcopy(model.head).requires_grad_(False)
             model.cpn = ConditionalPolicy(model.feature_dim)
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         """c: one uniform random vector for every client at the start (drawn with the model's init)."""
         return {"cp_context": torch.rand(model.feature_dim).to(next(model.parameters()).device)}
 

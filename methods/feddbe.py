@@ -46,7 +46,7 @@ class FedDBE(FedAvg):
         if not hasattr(model, "prbm"):
             model.prbm = PRBM(model.feature_dim)
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         zeros = torch.zeros(model.feature_dim, device=next(model.parameters()).device)
         return {"dbe_mean": zeros, "dbe_target": zeros.clone()}  # r, and the consensus mean g
 

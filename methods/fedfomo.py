@@ -49,7 +49,7 @@ class FedFomo(FedAvg):
     def extend_model(self, model) -> None:
         self.params = [(k, p.shape) for k, p in model.named_parameters()]
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         m = int(self.hp.num_models) + 1
         init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         return {"fomo_ref": init, "fomo_w": torch.zeros(m, device=init.device),

@@ -58,7 +58,7 @@ class FedPAC(FedAvg):
     ranges = {"lam": "[0, inf)"}
     per_minibatch = "one SGD step: a head epoch, then backbone epochs on CE + lam MSE to the global prototypes"
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         c, d, device = num_classes(model), model.feature_dim, next(model.parameters()).device
         zeros = torch.zeros(c, d, device=device)
         return {"pac_proto": zeros, "pac_n": torch.zeros(c, device=device), "pac_v": torch.zeros((), device=device),

@@ -49,7 +49,7 @@ class FedProto(FedAvg):
     ranges = {"lam": "[0, inf)"}
     per_minibatch = "one SGD step on CE + lam x the distance of its features to their class's global prototype"
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         c, d, device = num_classes(model), model.feature_dim, next(model.parameters()).device
         return {"proto": torch.zeros(c, d, device=device), "proto_n": torch.zeros(c, device=device)}
 

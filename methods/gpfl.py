@@ -53,7 +53,7 @@ class GPFL(FedAvg):
             model.gce = nn.Embedding(model.num_classes, model.feature_dim)
             model.cov = ConditionalValve(model.feature_dim)
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         zeros = torch.zeros(model.feature_dim, device=next(model.parameters()).device)
         return {"gpfl_g": zeros, "gpfl_p": zeros.clone()}
 

@@ -35,7 +35,7 @@ class Scaffold(FedAvg):
     uploads = ("scaffold_dc",)
     per_minibatch = "one SGD step on the gradient corrected by c - c_i"
 
-    def client_state(self, model) -> dict[str, torch.Tensor]:
+    def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         zeros = torch.zeros(sum(p.numel() for p in model.parameters()), device=next(model.parameters()).device)
         return {"scaffold_ci": zeros, "scaffold_dc": zeros.clone()}
 

@@ -58,7 +58,7 @@ class Echo(FedAvg):
     name = "echo_example"
     uploads = ("tag",)
 
-    def client_state(self, model):
+    def client_state(self, model, num_clients: int):
         return {"tag": torch.zeros(3), "got": torch.zeros(3)}
 
     def local_update(self, cohort):

@@ -41,7 +41,7 @@ class ModelState:
         init = {k: self.live[k] for k in self.personal}
         if self.personal_module is not None:  # the personal model starts as a copy of the initial model
             init |= {PERSONAL + k: v for k, v in model.state_dict().items()}
-        init |= method.client_state(model)
+        init |= method.client_state(model, num_clients)
         self.store = ClientStore(num_clients, init)
         self.global_module = copy.deepcopy(model).requires_grad_(False).eval()
         self.refresh_global()
