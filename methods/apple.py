@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from fedbench.toolkit.flat import flat_init, keep_latest, shapes, unflatten
 from methods import register
 from methods.fedavg import FedAvg
-from methods.fedfomo import unflatten
 
 
 @register
@@ -41,7 +41,7 @@ class Apple(FedAvg):
     per_minibatch = "one step of the own core (times p_ii) and of p_i, on the model sum_j p_ij theta_j"
 
     def extend_model(self, model) -> None:
-        self.params = [(k, p.shape) for k, p in model.named_parameters()]
+        self.params = shapes(model)
 
     def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         zeros = torch.zeros(num_clients, device=next(model.parameters()).device)
@@ -49,8 +49,7 @@ class Apple(FedAvg):
                 "apple_started": torch.zeros((), device=zeros.device)}
 
     def server_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
-        init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-        return {"apple_cores": init.unsqueeze(0).repeat(num_clients, 1)}
+        return {"apple_cores": flat_init(model).unsqueeze(0).repeat(num_clients, 1)}
 
     def start(self, cohort) -> None:
         n = cohort.state["apple_self"].shape[1]
@@ -89,11 +88,7 @@ class Apple(FedAvg):
 
     def aggregate(self, server, uploads) -> None:
         """The uploaded cores replace the stored ones, after the round."""
-        if not len(uploads.ids):
-            return
-        flat = torch.cat([uploads.tensors[k].reshape(len(uploads.ids), -1) for k, _ in self.params], dim=1)
-        rows = torch.as_tensor(uploads.ids, device=flat.device)
-        server.state["apple_cores"] = server.state["apple_cores"].index_copy(0, rows, flat)
+        keep_latest(server, "apple_cores", uploads, self.params)
 
     def predict(self, client, x) -> torch.Tensor:
         theta = self.personalized(client, dict(client.model.named_parameters()), self.current_p(client))

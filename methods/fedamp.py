@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from fedbench.toolkit.flat import flat_init, keep_latest, shapes, unflatten
 from fedbench.toolkit.losses import proximal
 from methods import register
 from methods.fedavg import FedAvg
@@ -46,7 +47,7 @@ class FedAMP(FedAvg):
     per_minibatch = "one SGD step on CE + (lam / 2 alpha_k) ||w - u_i||^2, u_i its cloud model"
 
     def extend_model(self, model) -> None:
-        self.params = [(k, p.shape) for k, p in model.named_parameters()]
+        self.params = shapes(model)
 
     def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         state = {CLOUD + k: p.detach().clone() for k, p in model.named_parameters()}
@@ -54,7 +55,7 @@ class FedAMP(FedAvg):
 
     def server_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         """Every client's latest model (the common initial one until it uploads), and who has uploaded."""
-        init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        init = flat_init(model)
         return {"amp_models": init.unsqueeze(0).repeat(num_clients, 1),
                 "amp_seen": torch.zeros(num_clients, device=init.device)}
 
@@ -71,12 +72,7 @@ class FedAMP(FedAvg):
             clouds.append(self_w * models[i] + xi @ models[others])
             has.append(float(others.any()))
         u = torch.stack(clouds)
-        out, at = {}, 0
-        for k, shape in self.params:
-            size = int(torch.Size(shape).numel())
-            out[CLOUD + k] = u[:, at:at + size].reshape(len(ids), *shape)
-            at += size
-        return out | {"amp_has": torch.tensor(has, dtype=u.dtype)}
+        return {CLOUD + k: v for k, v in unflatten(u, self.params).items()} | {"amp_has": torch.tensor(has, dtype=u.dtype)}
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         cloud = {k: client.state[CLOUD + k] for k, _ in self.params}
@@ -87,7 +83,5 @@ class FedAMP(FedAvg):
         """Keep each uploading client's latest model."""
         if not len(uploads.ids):
             return
-        flat = torch.cat([uploads.tensors[k].reshape(len(uploads.ids), -1) for k, _ in self.params], dim=1)
-        rows = torch.as_tensor(uploads.ids, device=flat.device)
-        server.state["amp_models"] = server.state["amp_models"].index_copy(0, rows, flat.to(server.state["amp_models"].dtype))
-        server.state["amp_seen"] = server.state["amp_seen"].index_fill(0, rows, 1.0)
+        keep_latest(server, "amp_models", uploads, self.params)
+        server.state["amp_seen"][torch.as_tensor(uploads.ids)] = 1.0

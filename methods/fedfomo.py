@@ -22,18 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fedbench.toolkit.flat import flat_init, keep_latest, shapes, unflatten
 from methods import register
 from methods.fedavg import FedAvg
-
-
-def unflatten(flat: torch.Tensor, shapes: list) -> dict[str, torch.Tensor]:
-    """{key: (rows, *shape)} from flat vectors (rows, P)."""
-    out, at = {}, 0
-    for key, shape in shapes:
-        size = int(torch.Size(shape).numel())
-        out[key] = flat[:, at:at + size].reshape(flat.shape[0], *shape)
-        at += size
-    return out
 
 
 @register
@@ -47,16 +38,16 @@ class FedFomo(FedAvg):
     per_minibatch = "one SGD step (after weighing the downloaded models on its validation split)"
 
     def extend_model(self, model) -> None:
-        self.params = [(k, p.shape) for k, p in model.named_parameters()]
+        self.params = shapes(model)
 
     def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         m = int(self.hp.num_models) + 1
-        init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        init = flat_init(model)
         return {"fomo_ref": init, "fomo_w": torch.zeros(m, device=init.device),
                 "fomo_ids": torch.zeros(m, device=init.device)}
 
     def server_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
-        init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        init = flat_init(model)
         return {"fomo_models": init.unsqueeze(0).repeat(num_clients, 1),
                 "fomo_seen": torch.zeros(num_clients, device=init.device),
                 "fomo_P": torch.zeros(num_clients, num_clients, device=init.device)}
@@ -111,10 +102,8 @@ class FedFomo(FedAvg):
         """Keep each uploading client's latest model; add its normalized weights to its affinity row."""
         if not len(uploads.ids):
             return
-        flat = torch.cat([uploads.tensors[k].reshape(len(uploads.ids), -1) for k, _ in self.params], dim=1)
-        rows = torch.as_tensor(uploads.ids, device=flat.device)
-        server.state["fomo_models"] = server.state["fomo_models"].index_copy(0, rows, flat)
-        server.state["fomo_seen"] = server.state["fomo_seen"].index_fill(0, rows, 1.0)
+        keep_latest(server, "fomo_models", uploads, self.params)
+        server.state["fomo_seen"][torch.as_tensor(uploads.ids)] = 1.0
         affinity = server.state["fomo_P"].clone()
         for row, i in enumerate(uploads.ids):
             for j, w in zip(uploads.tensors["fomo_ids"][row].long().tolist(), uploads.tensors["fomo_w"][row].tolist()):

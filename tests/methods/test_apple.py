@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from methods.fedfomo import unflatten
+from fedbench.toolkit.flat import unflatten
 from tests.conftest import make_federation, tiny_data
 from tests.methods.spies import record_uploads
 

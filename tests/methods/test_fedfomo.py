@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fedbench.federation.server import Uploads
-from methods.fedfomo import unflatten
+from fedbench.toolkit.flat import unflatten
 from tests.conftest import make_federation, tiny_data
 
 
