@@ -154,7 +154,7 @@ class Federation:
     def same_eval_model(self) -> bool:
         m = self.method
         return (not self.tensors.own["eval"] and m.evaluates == "model" and not self.finetuning
-                and not {"adapt", "predict"} & set(m.hooks))
+                and not {"adapt", "predict", "download"} & set(m.hooks))
 
     # -- health and checkpoints ------------------------------------------------------------------------
     def finite(self) -> bool:

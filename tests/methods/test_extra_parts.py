@@ -25,6 +25,8 @@ def _images(shape) -> FederatedData:
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("method", EXTENDING)
 def test_extra_parts_fit_every_model(method, model):
+    if method == "pfedhn" and model == "resnet18":   # a one-line ConfigError (tested in test_pfedhn)
+        pytest.skip("pFedHN's hypernetwork holds 100 x ResNet-18's weights (1.1e9): refused with one line")
     fed = make_federation(method, rounds=1, model={"name": model}, data=_images(MODELS[model]), batch_size=6,
                           hp_overrides={"max_start_epochs": 2} if method == "fedala" else None)
     d, c = fed.model.feature_dim, fed.model.num_classes
