@@ -14,12 +14,6 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def shared_mode(path) -> None:
-    """Give a file made by mkstemp (mode 0600) the mode an ordinary file gets (0666 minus the umask):
-    results are read by others on a cluster."""
-    os.chmod(path, 0o666 & ~_UMASK)
-
-
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w"):
     """Yield a file whose content replaces `path` only once it is complete: a temp file in the same

@@ -6,10 +6,7 @@ Only usable runs are drawn (aggregate.good_runs); files are written atomically.
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from fedbench.files import shared_mode
+from fedbench.files import atomic_open
 from fedbench.rundir.layout import CLIENTS, METRICS
 
 TAB20 = colormaps["tab20"]
@@ -34,17 +31,10 @@ def stem(run) -> str:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Render to a temp file beside `path`, then rename: readers never see half a PNG."""
+    """Render into files.atomic_open: readers never see half a PNG, and it is readable by the group."""
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        shared_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     return path
 
 
@@ -158,11 +148,8 @@ def copy_heatmaps(runs: pd.DataFrame, out: Path) -> list[Path]:
             continue
         seen.add(cache)
         dest = out / f"partition_{stem(r)}_seed{r['seed']}.png"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{dest.name}.", suffix=".png")
-        os.close(fd)
-        shutil.copyfile(Path(cache) / "heatmap.png", tmp)
-        shared_mode(tmp)
-        os.replace(tmp, dest)
+        with atomic_open(dest, "wb") as f:
+            f.write((Path(cache) / "heatmap.png").read_bytes())
         written.append(dest)
     return written
 
