@@ -17,7 +17,7 @@ and the module that holds each (each layer imports only the layers below it):
   engines       fedbench.engines: sequential.py (client by client), vmap.py (a cohort per vectorized
                 call); choose_engine picks one. Engines see cohorts, never the federation.
   methods       methods/ (one module per method, the difference from FedAvg; declarations and hooks
-                in methods/fedavg.py), fedbench.toolkit (what methods share: losses, parameter-space
+                in methods/base.py), fedbench.toolkit (what methods share: losses, parameter-space
                 arithmetic)
   config        fedbench.config (one ConfigError line per bad value): keys.py (what each key may
                 hold), specs.py (the spec language), method_parts.py (a method config in parts),

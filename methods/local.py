@@ -1,12 +1,13 @@
 """Local training only: each client trains its own model on its own data and never communicates.
-The lower reference point of pFL (no collaboration). Differs from FedAvg in one thing: nothing is
-shared, the whole model stays on the client."""
+The lower reference point of pFL (no collaboration): the method interface (methods/base.py) with
+nothing shared and the whole model kept on the client.
+"""
 from methods import register
-from methods.fedavg import FedAvg
+from methods.base import Method
 
 
 @register
-class Local(FedAvg):
+class Local(Method):
     name = "local"
     paper = ""  # no paper: the no-collaboration reference
     shared = "none"

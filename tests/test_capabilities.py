@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import methods
-from methods.fedavg import HOOKS, FedAvg
+from methods.base import HOOKS, Method as FedAvg
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [*sorted((ROOT / "fedbench" / "federation").glob("*.py")), *sorted((ROOT / "fedbench" / "engines").glob("*.py"))]

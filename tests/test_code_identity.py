@@ -21,7 +21,7 @@ def test_the_code_id_follows_the_code_a_run_executes(tmp_path, monkeypatch):
         shutil.copytree(code.ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(code, "ROOT", tmp_path)
     ids = []
-    for edit in (None, "fedbench/report/tables.py", "methods/fedavg.py", "fedbench/federation/round.py"):
+    for edit in (None, "fedbench/report/tables.py", "methods/base.py", "fedbench/federation/round.py"):
         if edit:
             (tmp_path / edit).write_text((tmp_path / edit).read_text() + "\n# an edit\n")
         code.code_id.cache_clear()
