@@ -81,16 +81,23 @@ class FedFomo(FedAvg):
         candidates = torch.cat([own.unsqueeze(1), cohort.state["fomo_models"]], dim=1)        # (m, M+1, P)
         valid = torch.cat([torch.ones_like(cohort.state["fomo_valid"][:, :1]), cohort.state["fomo_valid"]], dim=1)
         ref = cohort.state["fomo_ref"]
-        (step,) = cohort.batches(1, split="val", batch_size=1 << 30)   # the whole validation split
-        with torch.enable_grad():
-            base = cohort.grad(self.val_loss, unflatten(ref, self.params), step)[1]
-            losses = torch.stack([cohort.grad(self.val_loss, unflatten(candidates[:, j], self.params), step)[1]
-                                  for j in range(candidates.shape[1])], dim=1)
+        steps = list(cohort.batches(1, split="val", batch_size=1 << 30))   # the whole validation split
+        active = steps[0].active if steps else 0   # clients without validation data keep their model
+        base = torch.zeros(len(own), device=own.device)
+        losses = torch.zeros(candidates.shape[:2], device=own.device)
+        if active:
+            with torch.enable_grad():
+                base[:active] = cohort.grad(self.val_loss, unflatten(ref[:active], self.params), steps[0])[1]
+                for j in range(candidates.shape[1]):
+                    at = unflatten(candidates[:active, j], self.params)
+                    losses[:active, j] = cohort.grad(self.val_loss, at, steps[0])[1]
+        valid = valid * (torch.arange(len(own), device=own.device) < active).to(valid.dtype).unsqueeze(1)
         distance = (candidates - ref.unsqueeze(1)).abs().sum(2) + 1e-5
         raw = (base.unsqueeze(1) - losses) / distance * valid
         w = raw.clamp(min=0)
         total = w.sum(1, keepdim=True)
-        mixed = torch.where(total > 0, (w.unsqueeze(2) * candidates).sum(1) / total.clamp(min=1e-12), ref)
+        fallback = torch.where(valid[:, :1] > 0, ref, own)   # no validation data: its own model
+        mixed = torch.where(total > 0, (w.unsqueeze(2) * candidates).sum(1) / total.clamp(min=1e-12), fallback)
         for key, value in unflatten(mixed, self.params).items():
             model[key].copy_(value)
         ref.copy_(mixed)
