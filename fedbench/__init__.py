@@ -27,7 +27,7 @@ and the module that holds each (each layer imports only the layers below it):
                 partition), params.py (their parameter checks), splits.py (each client's
                 train/val/test), cache.py (partitions on disk), federated.py (data -> partition ->
                 split -> tensors on the device), types.py
-  model         fedbench.models (backbone + head, named parts)
+  model         fedbench.models (backbone + head, named parts; a registry of architectures, one module each)
   basics        fedbench.files (atomic writes), fedbench.seeding (one seed, separate streams),
                 fedbench.errors
   report        fedbench.report (python -m fedbench.report: tables, plots, --select val),

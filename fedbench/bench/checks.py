@@ -22,7 +22,8 @@ def engines_check(device: torch.device, clients: int = 20, batch: int = 10, reps
     call), for the MLP, LeNet and the CIFAR CNN."""
     from torch.func import functional_call, vmap
 
-    from fedbench.models import cnn, lenet, mlp
+    from fedbench.models.cnn import cnn, lenet
+    from fedbench.models.mlp import mlp
 
     lines = [f"| model | {clients} clients one by one, ms | vmapped, ms | vmapped / one by one |", "|---|---|---|---|"]
     torch.manual_seed(0)
@@ -64,7 +65,8 @@ def engines_check(device: torch.device, clients: int = 20, batch: int = 10, reps
 def threads_check(reps: int = 3) -> str:
     """ms per SGD step (median of `reps`) with 1 thread and with every core, for the default MLP and the
     CIFAR CNN at batch 10: the measurement behind threads=auto."""
-    from fedbench.models import cnn, mlp
+    from fedbench.models.cnn import cnn
+    from fedbench.models.mlp import mlp
 
     cores = os.cpu_count() or 1
     before = torch.get_num_threads()

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fedbench.config.keys import MODEL_SPECS, TOP_SPECS
+from fedbench.config.keys import TOP_SPECS
 from fedbench.data.datasets import DATASETS
 from fedbench.data.partitions import PARTITIONS, check_feasible
 from fedbench.data.params import require_params
@@ -161,8 +161,9 @@ def _check_model(cfg: DictConfig, info: dict | None):
 
     m = cfg.model
     if m.name not in MODELS:
-        raise ConfigError(f"model={m.name!r}: unknown model; choose one of: {', '.join(sorted(MODELS))}")
-    check_mapping("model", m, MODEL_SPECS, extra=_yaml_keys(f"model/{m.name}.yaml"), owner=f"model={m.name}")
+        raise ConfigError(f"model={m.name!r}: unknown model; choose one of: {', '.join(MODELS.names())}")
+    check_mapping("model", m, MODELS.get(m.name).specs, extra=_yaml_keys(f"model/{m.name}.yaml"),
+                  owner=f"model={m.name}")
     if info is None:
         return None
     import json

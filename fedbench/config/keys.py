@@ -46,6 +46,4 @@ def or_null(spec) -> str:
     return f"{spec if isinstance(spec, str) else ' or '.join(spec)} or null"
 
 
-MODEL_SPECS: dict[str, Any] = {"hidden": "list of int [1, inf)", "channels": "list of int [1, inf)",
-                               "bn": "bool", "head_layers": "int [1, inf)"}
 

@@ -8,11 +8,12 @@ import torch
 
 import methods
 from fedbench.data.types import FederatedData
+from fedbench.models import MODELS
 from tests.conftest import make_federation, tiny_data
 
 EXTENDING = [m for m in methods.available() if {"extend_model", "client_state"} & set(methods.get(m).hooks)]
 FEATURE_STATE = {"fedcp": ("cp_context",), "gpfl": ("gpfl_g", "gpfl_p"), "feddbe": ("dbe_mean", "dbe_target")}
-MODELS = {"mlp": (8,), "cnn": (1, 28, 28), "lenet": (1, 28, 28), "resnet18": (3, 32, 32)}
+SHAPES = {name: MODELS.get(name).example for name in MODELS.names()}   # every registered model
 
 
 def _images(shape) -> FederatedData:
@@ -22,12 +23,12 @@ def _images(shape) -> FederatedData:
     return FederatedData("tiny", x, flat.y, flat.num_classes, flat.clients)
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", list(SHAPES))
 @pytest.mark.parametrize("method", EXTENDING)
 def test_extra_parts_fit_every_model(method, model):
     if method == "pfedhn" and model == "resnet18":   # a one-line ConfigError (tested in test_pfedhn)
         pytest.skip("pFedHN's hypernetwork holds 100 x ResNet-18's weights (1.1e9): refused with one line")
-    fed = make_federation(method, rounds=1, model={"name": model}, data=_images(MODELS[model]), batch_size=6,
+    fed = make_federation(method, rounds=1, model={"name": model}, data=_images(SHAPES[model]), batch_size=6,
                           hp_overrides={"max_start_epochs": 2} if method == "fedala" else None)
     d, c = fed.model.feature_dim, fed.model.num_classes
     assert c == fed.data.num_classes
