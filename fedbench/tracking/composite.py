@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fedbench.tracking import EXTRA, LOGGERS, chosen
+from fedbench.tracking.loggers import EXTRA, LOGGERS, chosen
 from fedbench.tracking.identity import identify
 
 
