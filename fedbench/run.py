@@ -17,7 +17,7 @@ from fedbench.code import code_record
 from fedbench.execution import check_deterministic_model, machine, resolve_device, resolve_threads, set_determinism
 from fedbench.data.federated import load_federated
 from fedbench.engines import choose_engine
-from fedbench.evaluation import headline, metrics_row
+from fedbench.metrics import headline, metrics_row
 from fedbench.federation import Federation, clients_per_round
 from fedbench.federation.finetune import finetune_settings
 from fedbench.federation.training import TrainingSettings
@@ -71,22 +71,22 @@ def run(cfg: DictConfig) -> dict:
 def _run(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> dict:
     if (done := completion.finished(rd, False, *reuse(cfg))) is not None:  # read-only: no data, no lock
         return done
-    run = start_or_resume(cfg, rd, lock)
-    if isinstance(run, dict):  # finished by another process while we loaded the data
-        return run
+    active = start_or_resume(cfg, rd, lock)
+    if isinstance(active, dict):  # finished by another process while we loaded the data
+        return active
     try:
-        summary = finish(run, *round_loop(run))
+        summary = finish(active, *round_loop(active))
     except BaseException as exc:
-        mark_ended(run, exc)
+        mark_ended(active, exc)
         raise
-    checkpoint.remove(run.rd.checkpoint)
-    run.trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
+    checkpoint.remove(active.rd.checkpoint)
+    active.trackers.finish(summary)  # [tracking] the final summary and status, after the run's own files
     print(summary_line(summary, rd), file=sys.stderr)
     return summary
 
 
 @dataclass
-class Progress:
+class ActiveRun:
     """A run in progress: its config and directory, data and federation, the rows so far, the round
     it continues at, and the compute time spent before this process (resumed runs)."""
 
@@ -121,7 +121,7 @@ def reuse(cfg: DictConfig) -> tuple[str, bool]:
     return str(cfg.get("code_change", "rerun")), bool(cfg.get("rerun", False))
 
 
-def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress | dict:
+def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> ActiveRun | dict:
     """Data, model, method and federation; then the checkpoint's state if there is a usable one; the
     run directory's config, a `running` summary and the trackers. A dict: the run was finished by
     another process meanwhile (its summary)."""
@@ -151,93 +151,93 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> Progress |
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
             "overrides": job_overrides(),  # the command line that reproduces it: python -m fedbench <overrides>
             "engines": [fed.engine.name]}
-    run = Progress(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
-    state, why = checkpoint.load(run.rd.checkpoint, run.key, cfg.rounds, device) if not cfg.get("rerun") else (None, "")
+    active = ActiveRun(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
+    state, why = checkpoint.load(active.rd.checkpoint, active.key, cfg.rounds, device) if not cfg.get("rerun") else (None, "")
     if why:
-        print(f"fedbench: warning: ignoring checkpoint {run.rd.checkpoint}: {why}; starting from round 0",
+        print(f"fedbench: warning: ignoring checkpoint {active.rd.checkpoint}: {why}; starting from round 0",
               file=sys.stderr)
     if state is not None:
         try:
             fed.load_state_dict(state["federation"])
         except (ValueError, KeyError) as exc:
-            print(f"fedbench: warning: ignoring checkpoint {run.rd.checkpoint}: {exc}; starting from round 0",
+            print(f"fedbench: warning: ignoring checkpoint {active.rd.checkpoint}: {exc}; starting from round 0",
                   file=sys.stderr)
-            run.fed, state = new_federation(), None
+            active.fed, state = new_federation(), None
     if state is not None:
         checkpoint.restore_rng(state["rng"])
-        run.rows, run.timing, run.first, run.spent = list(state["rows"]), list(state["timing"]), state["round"], \
+        active.rows, active.timing, active.first, active.spent = list(state["rows"]), list(state["timing"]), state["round"], \
             state["wall_s"]
-        run.ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
-        base["resumed_from_round"] = run.first
+        active.ev = {k: v.cpu().numpy() for k, v in state["last_eval"].items()} if state["last_eval"] else None
+        base["resumed_from_round"] = active.first
         base["engines"] = list(dict.fromkeys([*state.get("engines", []), fed.engine.name]))  # every engine used
-        print(f"fedbench: resuming {rd.path} from round {run.first}", file=sys.stderr)
+        print(f"fedbench: resuming {rd.path} from round {active.first}", file=sys.stderr)
     checkpoint.remove_temp_files(rd.path)
     rd.write_config(cfg)
     rd.write_summary(base | {"status": "running"})
-    run.trackers = open_trackers(cfg, rd.path, resumed_from_round=run.first)  # [tracking] start or resume
-    run.started = time.perf_counter()  # (tracker start-up is not compute time)
-    return run
+    active.trackers = open_trackers(cfg, rd.path, resumed_from_round=active.first)  # [tracking] start or resume
+    active.started = time.perf_counter()  # (tracker start-up is not compute time)
+    return active
 
 
-def round_loop(run: Progress) -> tuple[str, int | None]:
-    """The rounds from run.first on: train, stop on divergence, evaluate every eval_every rounds
+def round_loop(active: ActiveRun) -> tuple[str, int | None]:
+    """The rounds from active.first on: train, stop on divergence, evaluate every eval_every rounds
     (metrics.csv, timing.csv, trackers), checkpoint every checkpoint_every rounds and on a stop
     signal. Returns (status, the round it diverged at); a failure or interruption is raised (the
     caller marks the summary: mark_ended)."""
-    cfg, fed, rd = run.cfg, run.fed, run.rd
+    cfg, fed, rd = active.cfg, active.fed, active.rd
     every = int(cfg.get("checkpoint_every", 0) or 0)
     with checkpoint.StopSignals() as signals:
-        bar = tqdm(range(run.first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
-                   file=sys.stderr, initial=run.first, total=cfg.rounds)
+        bar = tqdm(range(active.first, cfg.rounds), desc=f"{cfg.method.name}", disable=not cfg.progress,
+                   file=sys.stderr, initial=active.first, total=cfg.rounds)
         for t in bar:
             loss = fed.train_round(t)
             if not math.isfinite(loss) or not fed.finite():
                 return "diverged", t + 1
             if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-                run.ev = fed.evaluate(t)
-                run.rows.append(metrics_row(t + 1, run.ev, loss, run.data.sizes, fed.bytes_up, fed.bytes_down))
-                run.timing.append({"round": t + 1, "wall_s": run.elapsed()})
-                rd.write_csv(METRICS, pd.DataFrame(run.rows))
-                rd.write_csv(TIMING, pd.DataFrame(run.timing))
-                run.trackers.log_row(t + 1, run.rows[-1])  # [tracking] this evaluation round, after metrics.csv
-                bar.set_postfix(acc=f"{run.rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
+                active.ev = fed.evaluate(t)
+                active.rows.append(metrics_row(t + 1, active.ev, loss, active.data.sizes, fed.bytes_up, fed.bytes_down))
+                active.timing.append({"round": t + 1, "wall_s": active.elapsed()})
+                rd.write_csv(METRICS, pd.DataFrame(active.rows))
+                rd.write_csv(TIMING, pd.DataFrame(active.timing))
+                active.trackers.log_row(t + 1, active.rows[-1])  # [tracking] this evaluation round, after metrics.csv
+                bar.set_postfix(acc=f"{active.rows[-1]['test_acc']:.3f}", loss=f"{loss:.3f}")
             due = every > 0 and (t + 1) % every == 0 and t + 1 < cfg.rounds
             if due or signals.pending is not None:
-                run.save_checkpoint(t + 1)
-                signals.dispatch(t + 1, run.rd.checkpoint)
+                active.save_checkpoint(t + 1)
+                signals.dispatch(t + 1, active.rd.checkpoint)
     return "complete", None
 
 
-def mark_ended(run: Progress, exc: BaseException) -> None:
+def mark_ended(active: ActiveRun, exc: BaseException) -> None:
     """A run stopped by `exc` before its summary was complete: summary.json says interrupted (a stop
     signal, Ctrl-C, a job stopped) or failed, with the error, where the disk still allows it; then the
     trackers are told the same."""
     stopped = (isinstance(exc, (checkpoint.Interrupted, KeyboardInterrupt, SystemExit))
                or type(exc).__name__ == "UncompletedJobError")  # submitit: stopped, not requeued
-    ended = run.base | {"status": "interrupted" if stopped else "failed",
+    ended = active.base | {"status": "interrupted" if stopped else "failed",
                         "error": f"{type(exc).__name__}: {exc}".strip().rstrip(":"),
-                        "wall_time_s": run.elapsed()}
-    run.rd.try_write_summary(ended)
-    run.trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
+                        "wall_time_s": active.elapsed()}
+    active.rd.try_write_summary(ended)
+    active.trackers.finish(ended)  # [tracking] failed / interrupted, after summary.json
 
 
-def finish(run: Progress, status: str, stop_round: int | None) -> dict:
+def finish(active: ActiveRun, status: str, stop_round: int | None) -> dict:
     """The summary (headline numbers, bytes, coverage), clients.csv and the files' checksums, written;
     returns the summary."""
-    cfg, fed, data, rd = run.cfg, run.fed, run.data, run.rd
-    wall = run.elapsed()
-    summary = run.base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
+    cfg, fed, data, rd = active.cfg, active.fed, active.data, active.rd
+    wall = active.elapsed()
+    summary = active.base | {"status": status, "wall_time_s": wall, "bytes_up": fed.bytes_up,
                           "bytes_down": fed.bytes_down, **fed.compute.summary(), "rounds_done": stop_round or cfg.rounds,
                           "coverage": float((fed.times_sampled > 0).mean())}
     if stop_round:
         summary["diverged_round"] = stop_round
-    if run.rows:
-        summary |= headline(pd.DataFrame(run.rows), cfg.eval_final_k)
-    if run.ev is not None:
+    if active.rows:
+        summary |= headline(pd.DataFrame(active.rows), cfg.eval_final_k)
+    if active.ev is not None:
         clients = pd.DataFrame({"client": range(data.num_clients),
                                 "n_train": data.sizes[:, 0], "n_val": data.sizes[:, 1], "n_test": data.sizes[:, 2],
-                                "test_acc": run.ev["test_acc"], "val_acc": run.ev["val_acc"],
-                                "test_loss": run.ev["test_loss"], "times_sampled": fed.times_sampled})
+                                "test_acc": active.ev["test_acc"], "val_acc": active.ev["val_acc"],
+                                "test_loss": active.ev["test_loss"], "times_sampled": fed.times_sampled})
         rd.write_csv(CLIENTS, clients)
     summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
     rd.write_summary(summary)

@@ -77,7 +77,7 @@ def _check_top(cfg: DictConfig, machine: bool = True) -> None:
 
 def _check_logger(cfg: DictConfig, machine: bool) -> None:
     """logger: the chosen trackers (keys of cfg.logger, conf/logger/), their keys, their packages."""
-    from fedbench.tracking import EXTRA, LOGGERS, is_installed
+    from fedbench.tracking.loggers import EXTRA, LOGGERS, is_installed
 
     node = cfg.get("logger")
     choose = f"choose from: none, {', '.join(LOGGERS)}, or several as logger=[tensorboard,mlflow]"

@@ -2,7 +2,7 @@
 
   round.py        Federation: the round, written once (sampling, cohorts, local update, write back,
                   upload, aggregation, server update, bytes, evaluation)
-  tensors.py      ModelState: the global state, each client's stored tensors, which are shared,
+  tensors.py      FederationTensors: the global state, each client's stored tensors, which are shared,
                   personal or fixed
   cohort.py       Cohort: clients stepped together, with the training primitives a method uses
                   (sgd, grad); CohortSetup: what every cohort is built with

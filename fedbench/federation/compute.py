@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fedbench.evaluation import COMPUTE_FIELDS as FIELDS
+from fedbench.metrics import COMPUTE_FIELDS as FIELDS
 
 
 class ForwardOnly:

@@ -30,19 +30,19 @@ from fedbench.federation.evaluator import Evaluator
 from fedbench.federation.finetune import finetune
 from fedbench.federation.server import Collector, Server
 from fedbench.federation.store import nbytes
-from fedbench.federation.tensors import ModelState
+from fedbench.federation.tensors import FederationTensors
 from fedbench.federation.training import TrainingSettings
 
 
 class Federation:
-    """A method's federation over `data`: its tensors (ModelState), the sampling schedule of `rounds`
+    """A method's federation over `data`: its tensors (FederationTensors), the sampling schedule of `rounds`
     rounds, the cohorts' setup, the evaluator; bytes and how often each client trained."""
 
     def __init__(self, training: TrainingSettings, data: FederatedData, model, method, rounds: int,
                  join_ratio: float, engine, finetuning: dict | None = None):
         self.training, self.data, self.model, self.method, self.engine = training, data, model, method, engine
         method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
-        self.tensors = ModelState(model, method, data.num_clients)
+        self.tensors = FederationTensors(model, method, data.num_clients)
         self.server = Server(self.tensors, method.server_state(model, data.num_clients), data.num_clients)
         self.compute = Compute()
         self.setup = CohortSetup(training, data, StepModules(model, self.tensors.personal_module), engine,

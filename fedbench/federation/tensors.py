@@ -13,7 +13,7 @@ from fedbench.federation.store import ClientStore
 PERSONAL = "personal_model."
 
 
-class ModelState:
+class FederationTensors:
     """`global_state` (the shared tensors, the server's), `fixed` (neither shared nor personal: frozen
     at the initial value on every client, e.g. a head fixed at init) and `store` (each client's
     personal tensors, its personal model and its method state). A personal tensor that is also shared

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from fedbench.evaluation import COMPUTE_FIELDS
+from fedbench.metrics import COMPUTE_FIELDS
 from fedbench.report.collect import ReportError
 
 METRICS = ("final", "best")

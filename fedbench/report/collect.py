@@ -22,7 +22,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from fedbench.optimizer import OPTIMIZER_KEYS
-from fedbench.evaluation import COMPUTE_FIELDS
+from fedbench.metrics import COMPUTE_FIELDS
 from fedbench.report.labels import setting_names
 from fedbench.rundir import CONFIG, SUMMARY, RunDir, completion, scientific_config
 
