@@ -1,6 +1,6 @@
 """`python -m fedbench.docs`: README's generated blocks, rewritten from the code so they never go stale
 (a test fails when README's differ): the method table (paper links, what each shares, keeps, does per
-minibatch and evaluates; from methods/ and their yamls, fedbench.report.methods_table) and the presets
+minibatch, evaluates and gives a newcomer; from methods/ and their yamls, fedbench.report.methods_table) and the presets
 (conf/experiment/*.yaml, their first sentence). Each block sits between `<!-- begin:NAME -->` and
 `<!-- end:NAME -->`."""
 from __future__ import annotations
@@ -17,15 +17,15 @@ def methods_block() -> str:
     from fedbench.report.methods_table import method_rows
 
     rows = method_rows(methods.available())
-    lines = ["| method | paper | uploaded and averaged | kept on the client | per minibatch | evaluated |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | paper | uploaded and averaged | kept on the client | per minibatch | evaluated | a newcomer |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         cls = methods.get(r["method"])
         paper = cls.__dict__.get("paper", "")
         title = " ".join((sys.modules[cls.__module__].__doc__ or "").split()).split(" (", 1)[0].split(":")[0]
         link = f"[{title}]({paper})" if paper else title
         lines.append(f"| `{r['method']}` | {link} | {r['uploaded and averaged']} | {r['kept on the client']} | "
-                     f"{r['per minibatch']} | {r['evaluated']} |")
+                     f"{r['per minibatch']} | {r['evaluated']} | {r['newcomer']} |")
     return "\n".join(lines)
 
 

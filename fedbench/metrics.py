@@ -24,6 +24,11 @@ COMPUTE_FIELDS = ("train_samples", "train_flops", "train_forward_samples", "trai
                   "personalize_once_flops")
 
 
+# The newcomers' numbers (unseen_frac > 0; fedbench.federation.newcomers), in summary.json and summary.csv.
+UNSEEN_FIELDS = ("unseen_clients", "unseen_acc", "unseen_acc_weighted", "unseen_acc_bottom10", "unseen_val_acc",
+                 "seen_acc", "participation_gap", "unseen_samples", "unseen_flops")
+
+
 def bottom_decile(acc: np.ndarray) -> float:
     acc = np.sort(acc[~np.isnan(acc)])
     return float(acc[: max(1, math.ceil(0.1 * len(acc)))].mean()) if len(acc) else float("nan")
@@ -61,3 +66,14 @@ def headline(metrics: pd.DataFrame, k: int) -> dict[str, float]:
     out["best_round"] = int(best["round"])
     out["final_val_acc"], out["best_val_acc"] = float(last["val_acc"].mean()), float(best["val_acc"])
     return out
+
+
+def newcomer_summary(seen_acc: float, ev: dict, sizes: np.ndarray) -> dict[str, float]:
+    """The newcomers' numbers (fedbench.federation.newcomers; contract names): unseen_acc (their mean
+    test accuracy, welcomed after the last round), its weighted mean and bottom decile, seen_acc (the
+    participants' mean test accuracy at the last evaluation: the same models' round) and
+    participation_gap = seen_acc - unseen_acc."""
+    out = summarize(ev["test_acc"], sizes[:, 2].astype(float), "unseen_acc")
+    out.pop("unseen_acc_std")
+    out["unseen_val_acc"] = summarize(ev["val_acc"], np.maximum(sizes[:, 1].astype(float), 1e-12), "v")["v"]
+    return out | {"seen_acc": float(seen_acc), "participation_gap": float(seen_acc) - out["unseen_acc"]}

@@ -15,9 +15,10 @@ from fedbench.rundir import checkpoint, completion
 from fedbench.config import method_class, method_parts, prepare, require_backbone_and_head, require_batchnorm
 from fedbench.code import code_record
 from fedbench.execution import check_deterministic_model, machine, resolve_device, resolve_threads, set_determinism
+from fedbench.data import holdout
 from fedbench.data.federated import load_federated
 from fedbench.engines import choose_engine
-from fedbench.metrics import headline, metrics_row
+from fedbench.metrics import headline, metrics_row, newcomer_summary
 from fedbench.federation import Federation, clients_per_round
 from fedbench.federation.finetune import finetune_settings
 from fedbench.federation.training import TrainingSettings
@@ -37,13 +38,15 @@ def build_method(cfg: DictConfig, model):
     return method_parts.build_method(cls, cfg.method, model)
 
 
-def build_federation(cfg: DictConfig, data, model, method, engine: str | None = None, warn=None) -> Federation:
-    """The Federation of a run config: its training settings, its engine (`engine`, default the
-    config's, chosen by fedbench.engines.choose_engine) and the fine-tuning add-on."""
+def build_federation(cfg: DictConfig, data, model, method, engine: str | None = None, warn=None,
+                     newcomers=None) -> Federation:
+    """The Federation of a run config over the participants `data`: its training settings, its engine
+    (`engine`, default the config's, chosen by fedbench.engines.choose_engine), the fine-tuning add-on
+    and the newcomers held out of training (fedbench.data.holdout)."""
     m = clients_per_round(data.num_clients, cfg.join_ratio)
     chosen = choose_engine(engine or str(cfg.engine), method, model, data.x.device, m, warn)
     return Federation(TrainingSettings.from_cfg(cfg), data, model, method, cfg.rounds, cfg.join_ratio, chosen,
-                      finetune_settings(cfg.method))
+                      finetune_settings(cfg.method), newcomers, int(cfg.get("unseen_epochs", 5)))
 
 
 def job_overrides() -> list[str] | None:
@@ -129,7 +132,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> ActiveRun 
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
-    data = load_federated(cfg, device)
+    data, newcomers = holdout.split(load_federated(cfg, device))
     lock.acquire()
     if (done := completion.finished(rd, True, *reuse(cfg))) is not None:
         return done
@@ -139,7 +142,7 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> ActiveRun 
     model = model.to(device)
     method = build_method(cfg, model)
     check_deterministic_model(model, data.x, data.y, cfg.model.name)
-    new_federation = lambda: build_federation(cfg, data, model, method)  # noqa: E731
+    new_federation = lambda: build_federation(cfg, data, model, method, newcomers=newcomers)  # noqa: E731
     fed = new_federation()
     base = {"method": cfg.method.name, "dataset": cfg.dataset.name, "partition": cfg.partition.name,
             "seed": cfg.seed, "model": cfg.model.name, "num_clients": cfg.num_clients, "rounds": cfg.rounds,
@@ -151,6 +154,8 @@ def start_or_resume(cfg: DictConfig, rd: RunDir, lock: WriterLock) -> ActiveRun 
             "optimizer": resolve_optimizer(cfg),  # what the run trained with (fedbench.optimizer)
             "overrides": job_overrides(),  # the command line that reproduces it: python -m fedbench <overrides>
             "engines": [fed.engine.name]}
+    if newcomers is not None:
+        base["unseen_clients"] = newcomers.num_clients
     active = ActiveRun(cfg, rd, data, fed, base, config_hash(cfg, exclude_seed=False))
     state, why = checkpoint.load(active.rd.checkpoint, active.key, cfg.rounds, device) if not cfg.get("rerun") else (None, "")
     if why:
@@ -234,14 +239,26 @@ def finish(active: ActiveRun, status: str, stop_round: int | None) -> dict:
     if active.rows:
         summary |= headline(pd.DataFrame(active.rows), cfg.eval_final_k)
     if active.ev is not None:
-        clients = pd.DataFrame({"client": range(data.num_clients),
-                                "n_train": data.sizes[:, 0], "n_val": data.sizes[:, 1], "n_test": data.sizes[:, 2],
-                                "test_acc": active.ev["test_acc"], "val_acc": active.ev["val_acc"],
-                                "test_loss": active.ev["test_loss"], "times_sampled": fed.times_sampled})
+        clients = client_table(data, active.ev, fed.times_sampled)
+        if fed.newcomers is not None and not stop_round:  # welcomed once, after the last round
+            welcomed = fed.newcomers.evaluate(cfg.rounds - 1)
+            summary |= newcomer_summary(active.rows[-1]["test_acc"], welcomed, fed.newcomers.data.sizes)
+            summary |= fed.newcomers.spent()
+            clients = pd.concat([clients.assign(unseen=0), client_table(fed.newcomers.data, welcomed).assign(unseen=1)])
+            clients = clients.sort_values("client", kind="stable")
         rd.write_csv(CLIENTS, clients)
     summary["files"] = completion.record(rd.path)  # row counts and checksums: complete means these files
     rd.write_summary(summary)
     return summary
+
+
+def client_table(data, ev: dict, times_sampled=None) -> pd.DataFrame:
+    """clients.csv's rows of `data`'s clients (their ids in the whole federation where some are held out)."""
+    ids = data.info.get("client_ids", range(data.num_clients))
+    return pd.DataFrame({"client": ids, "n_train": data.sizes[:, 0], "n_val": data.sizes[:, 1],
+                         "n_test": data.sizes[:, 2], "test_acc": ev["test_acc"], "val_acc": ev["val_acc"],
+                         "test_loss": ev["test_loss"],
+                         "times_sampled": times_sampled if times_sampled is not None else 0})
 
 
 def summary_line(s: dict, rd: RunDir) -> str:
@@ -252,4 +269,11 @@ def summary_line(s: dict, rd: RunDir) -> str:
             f"final acc {100 * s['final_acc']:.2f}% (weighted {100 * s['final_acc_weighted']:.2f}%, "
             f"bottom10 {100 * s['final_acc_bottom10']:.2f}%), best-by-val {100 * s['best_acc']:.2f}% "
             f"@ round {s['best_round']}, {s['wall_time_s']:.1f} s, up {s['bytes_up'] / 1e6:.2f} MB, "
-            f"down {s['bytes_down'] / 1e6:.2f} MB -> {rd.path}")
+            f"down {s['bytes_down'] / 1e6:.2f} MB{unseen_words(s)} -> {rd.path}")
+
+
+def unseen_words(s: dict) -> str:
+    if "unseen_acc" not in s:
+        return ""
+    return (f", unseen {100 * s['unseen_acc']:.2f}% ({s['unseen_clients']} newcomers, gap "
+            f"{100 * s['participation_gap']:+.2f})")

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 STREAMS = {"partition": 1, "split": 2, "sampling": 3, "init": 4, "data": 5, "method": 6, "finetune": 7,
-           "subsample": 8, "start": 9, "receive": 10, "jitter": 11}
+           "subsample": 8, "start": 9, "receive": 10, "jitter": 11,
+           "unseen": 12, "newcomer": 13}
 
 
 def stream_seed(seed: int, stream: str, *keys: int) -> int:

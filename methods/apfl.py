@@ -26,6 +26,7 @@ from methods.fedavg import FedAvg
 @register
 class APFL(FedAvg):
     name = "apfl"
+    newcomer = "personal"  # v starts as the global model; APFL's update of w, v and alpha
     paper = "https://arxiv.org/abs/2003.13461"
     weighting = "uniform"  # plain mean of the sampled clients' w (paper; FedTorch)
     per_minibatch = "one joint step of w, v and alpha"

@@ -39,6 +39,8 @@ class Apple(FedAvg):
     why_not_vectorizable = "the personalized model is built per client from its N cores (functional_call)"
     ranges = {"p_lr": "[0, inf)", "mu": "[0, inf)", "L_frac": "[0, 1]"}
     per_minibatch = "one step of the own core (times p_ii) and of p_i, on the model sum_j p_ij theta_j"
+    newcomer = "welcome"  # p over the participants' cores learned, the cores frozen (welcome)
+    welcomes = "learns p over the participants' cores, the cores frozen"
 
     def extend_model(self, model) -> None:
         self.params = shapes(model)
@@ -85,6 +87,22 @@ class Apple(FedAvg):
         started.fill_(1.0)
         self._coef = self.coef(cohort.round, cohort.training.rounds)
         return cohort.sgd(self.loss, state_steps={"apple_p": (float(self.hp.p_lr), -np.inf, np.inf)})
+
+    def welcome(self, cohort, server) -> None:
+        """A newcomer has no core of its own: it downloads the participants' cores and learns its
+        directed weights p (from p0 = n_j / sum n, the participants' consensus) on its train split for
+        unseen_epochs, every core frozen, the proximal coefficient of the final round. Its model holds
+        core 0 as "its own", so the own-core term p_0 (own - theta_0) is zero."""
+        cores = server.state["apple_cores"]
+        cohort.state["apple_cores"] = cores.unsqueeze(0).expand(cohort.size, -1, -1).clone()
+        with torch.no_grad():
+            for k, v in unflatten(cores[:1].expand(cohort.size, -1), self.params).items():
+                cohort.state["model." + k].copy_(v)
+            cohort.state["apple_self"].zero_()
+            cohort.state["apple_p"].copy_(cohort.state["apple_p0"])
+            cohort.state["apple_started"].fill_(1.0)
+        self._coef = self.coef(cohort.round, cohort.training.rounds)
+        cohort.sgd(self.loss, train="none", state_steps={"apple_p": (float(self.hp.p_lr), -np.inf, np.inf)})
 
     def aggregate(self, server, uploads) -> None:
         """The uploaded cores replace the stored ones, after the round."""

@@ -19,6 +19,12 @@ only the hooks it changes (`hooks`, derived from what the class overrides):
   vectorizable        its local update uses only the cohort primitives below, so engine=vmap can step
                       all sampled clients at once (else `why_not_vectorizable` says why).
   needs_batchnorm     the method is meaningless without BatchNorm layers (FedBN).
+  newcomer            how a client that never trained (unseen_frac) gets its model
+                      (fedbench.federation.newcomers): "evaluate" (as a participant is evaluated),
+                      "finetune" (its personal part trained for unseen_epochs: the harness default),
+                      "personal" (its personal model from the global, then its local update), "scratch"
+                      (its local update from the initial model, a participant's mean epochs) or "welcome"
+                      (its welcome hook); None: finetune where something is personal, else evaluate.
   ranges              its own hyperparameters and their specs (checked before any work); their defaults
                       are in conf/method/<name>.yaml, their values in `self.hp` (read-only attributes).
   hooks               the hooks below the method overrides (derived, never listed by hand).
@@ -48,13 +54,17 @@ The hooks, and what each may read and write:
                         tensors) each client its own download. Default: the global state becomes
                         server_update(global, the weighted mean).
   download(server, ids, phase)  {name: (len(ids), ...) tensor}: what the server hands clients `ids`
-                        when they load for training (counted as downloaded) or evaluation (phase):
+                        when they load for training (counted as downloaded), evaluation, or as newcomers
+                        (phase "newcomer": ids are then the newcomers' rows, not participants'):
                         state tensors, or "model.<key>" to give them their own model (pFedHN).
   receive(cohort)       after the server update, on the clients `receivers` names (cohorts, their
                         tensors kept): what a client does with the new global state it receives
                         (FedALA's adaptive local aggregation, GPFL's conditional inputs).
   adapt(cohort)         prepares the evaluated model of an evaluation cohort (a throwaway copy; e.g.
                         Per-FedAvg's one step); the fine-tuning add-on (ft_* keys) runs after it.
+  welcome(cohort, server)  the newcomer rule "welcome": makes the models of a cohort of newcomers
+                        (loaded as participants that never trained; nothing they do is uploaded) from
+                        the final server state, through the cohort's primitives (counted apart).
   predict(client, x)    the logits of ONE client's evaluated model (a ClientView). Default: its `evaluates`.
 The defaults: the whole model is shared, averaged with weights n_k (train samples), and the global
 model is what every client evaluates.
@@ -67,7 +77,7 @@ import torch.nn.functional as F
 
 
 HOOKS = ("extend_model", "client_state", "start", "local_update", "loss", "server_update", "server_state",
-         "aggregate", "download", "receive", "adapt", "predict")
+         "aggregate", "download", "receive", "adapt", "welcome", "predict")
 
 
 class Method:
@@ -88,6 +98,8 @@ class Method:
     receivers = "none"   # which clients run `receive` after the server update: none | sampled | all
     uploads: tuple = ()  # what a sampled client sends beyond its shared tensors: client states or model parts
     consensus: dict = {}  # {state: source state}: after `start`, every client's state = the weighted mean of source
+    newcomer: str | None = None  # how a newcomer gets its model (fedbench.federation.newcomers.RULES)
+    welcomes = ""  # what its welcome hook does, in a few words (the method table)
     ranges: dict = {}
     hooks: tuple[str, ...] = ()
 
@@ -131,6 +143,9 @@ class Method:
 
     def adapt(self, cohort) -> None:
         pass
+
+    def welcome(self, cohort, server) -> None:
+        raise NotImplementedError(f"{self.name}: newcomer = 'welcome' needs a welcome(cohort, server) hook")
 
     def predict(self, client, x) -> torch.Tensor:
         return getattr(client, self.evaluates)(x)

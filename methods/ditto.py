@@ -24,6 +24,7 @@ from methods.fedavg import FedAvg
 @register
 class Ditto(FedAvg):
     name = "ditto"
+    newcomer = "personal"  # the personal model v starts as the global w and trains with Ditto's proximal objective
     paper = "https://arxiv.org/abs/2012.04221"
     weighting = "samples"  # n_k-weighted mean (official: clients sampled with prob. ~ n_k, then a plain mean)
     ranges = {"lam": "[0, inf)", "personal_epochs": "int [0, inf) or null"}  # checked before any work

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from fedbench.toolkit.flat import flat_init, keep_latest, shapes, unflatten
+from fedbench.toolkit.flat import flat_init, flatten, keep_latest, shapes, unflatten
 from fedbench.toolkit.losses import proximal
 from methods import register
 from methods.fedavg import FedAvg
@@ -45,6 +45,8 @@ class FedAMP(FedAvg):
     uploads = ("all",)
     ranges = {"lam": "[0, inf)", "alpha_k": "(0, inf)", "sigma": "(0, inf)"}
     per_minibatch = "one SGD step on CE + (lam / 2 alpha_k) ||w - u_i||^2, u_i its cloud model"
+    newcomer = "welcome"  # its cloud model from its initial one by the attention, then its local update
+    welcomes = "cloud model by the attention from its initial model, then its local update"
 
     def extend_model(self, model) -> None:
         self.params = shapes(model)
@@ -73,6 +75,25 @@ class FedAMP(FedAvg):
             has.append(float(others.any()))
         u = torch.stack(clouds)
         return {CLOUD + k: v for k, v in unflatten(u, self.params).items()} | {"amp_has": torch.tensor(has, dtype=u.dtype)}
+
+    def welcome(self, cohort, server) -> None:
+        """A newcomer's cloud model by the paper's attention between its own model (the initial one) and
+        the participants' latest models; it starts from that cloud model and takes its local update
+        (unseen_epochs) with the proximal pull toward it. The paper is silent on newcomers: this is its
+        rule applied to a client whose model never trained."""
+        models, seen = server.state["amp_models"], server.state["amp_seen"] > 0
+        own = flatten(cohort.model.tensors(params_only=True), self.params)
+        clouds = []
+        for w in own:
+            self_w, xi = attention(w, models[seen], float(self.hp.alpha_k), float(self.hp.sigma))
+            clouds.append(self_w * w + xi @ models[seen])
+        cloud = unflatten(torch.stack(clouds), self.params)
+        with torch.no_grad():
+            for k, v in cloud.items():
+                cohort.state[CLOUD + k].copy_(v)
+                cohort.state["model." + k].copy_(v)
+            cohort.state["amp_has"].fill_(float(seen.any()))
+        self.local_update(cohort)
 
     def loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         cloud = {k: client.state[CLOUD + k] for k, _ in self.params}

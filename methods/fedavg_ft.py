@@ -14,5 +14,6 @@ from methods.fedavg import FedAvg
 @register
 class FedAvgFT(FedAvg):
     name = "fedavg_ft"
+    newcomer = "evaluate"  # its evaluation fine-tunes the global model on the newcomer's train split (FedBABU protocol)
     paper = "https://arxiv.org/abs/2106.06042"  # its fine-tuning protocol: FedBABU's
     weighting = "samples"  # training is exactly FedAvg: n_k-weighted mean (McMahan et al. 2017)

@@ -16,6 +16,8 @@ from methods.fedavg import FedAvg
 @register
 class FedBABU(FedAvg):
     name = "fedbabu"
+    # newcomer: its evaluation fine-tunes the global model on the newcomer's train split (the paper's personalization)
+    newcomer = "evaluate"
     paper = "https://arxiv.org/abs/2106.06042"
     weighting = "uniform"  # main_fed.py: summed uploads divided by m (number of sampled clients)
     shared = "backbone"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fedbench.seeding import numpy_rng
 from fedbench.toolkit.flat import flat_init, keep_latest, shapes, unflatten
 from methods import register
 from methods.fedavg import FedAvg
@@ -36,6 +37,8 @@ class FedFomo(FedAvg):
     uploads = ("all", "fomo_w", "fomo_ids")
     ranges = {"num_models": "int [1, inf)"}
     per_minibatch = "one SGD step (after weighing the downloaded models on its validation split)"
+    newcomer = "welcome"  # its weighting of participants' models against its initial model (welcome)
+    welcomes = "weighs num_models random participants' models against its initial model"
 
     def extend_model(self, model) -> None:
         self.params = shapes(model)
@@ -56,15 +59,28 @@ class FedFomo(FedAvg):
         """For each client that trains: the models of the others it has the highest affinity to."""
         if phase != "train":
             return {}
-        models, seen, affinity = server.state["fomo_models"], server.state["fomo_seen"] > 0, server.state["fomo_P"]
-        m = int(self.hp.num_models)
-        picked = torch.zeros(len(ids), m, dtype=torch.long)
-        valid = torch.zeros(len(ids), m)
-        for row, i in enumerate(ids):
-            others = [j for j in torch.argsort(-affinity[i], stable=True).tolist() if seen[j] and j != i][:m]
-            picked[row, :len(others)] = torch.as_tensor(others, dtype=torch.long)
-            valid[row, :len(others)] = 1.0
+        seen, affinity = server.state["fomo_seen"] > 0, server.state["fomo_P"]
+        return self.offer(server, [[j for j in torch.argsort(-affinity[i], stable=True).tolist() if seen[j] and j != i]
+                                   for i in ids])
+
+    def offer(self, server, others: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Each client's first num_models models of `others` (ids of the stored models), padded as not valid."""
+        models, m = server.state["fomo_models"], int(self.hp.num_models)
+        picked = torch.zeros(len(others), m, dtype=torch.long)
+        valid = torch.zeros(len(others), m)
+        for row, ids in enumerate(others):
+            picked[row, :len(ids[:m])] = torch.as_tensor(ids[:m], dtype=torch.long)
+            valid[row, :len(ids[:m])] = 1.0
         return {"fomo_models": models[picked], "fomo_valid": valid.to(models.dtype), "fomo_from": picked.to(models.dtype)}
+
+    def welcome(self, cohort, server) -> None:
+        """A newcomer has no affinities: it is offered num_models participants' models drawn at random
+        (its own "newcomer" stream; the official exploration draws at random too) and weighs them
+        against its initial model, its reference, on its validation split: its model is the result."""
+        seen = (server.state["fomo_seen"] > 0).nonzero().flatten().numpy()
+        cohort.state.update(self.offer(server, [numpy_rng(cohort.training.seed, "newcomer", int(k)).permutation(seen).tolist()
+                                                for k in cohort.ids]))
+        self.weigh(cohort)
 
     def val_loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(client.model(x), y, reduction=reduction)

@@ -42,6 +42,9 @@ def nearest(z: torch.Tensor, protos: torch.Tensor, usable: torch.Tensor) -> torc
 @register
 class FedProto(FedAvg):
     name = "fedproto"
+    # newcomer: its model is all local: trained from the initial model with the global prototypes'
+    # alignment, as long as a participant was
+    newcomer = "scratch"
     paper = "https://arxiv.org/abs/2105.00243"
     shared = "none"
     personal = "all"

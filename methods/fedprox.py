@@ -17,6 +17,7 @@ from methods.fedavg import FedAvg
 @register
 class FedProx(FedAvg):
     name = "fedprox"
+    newcomer = "evaluate"  # the global model
     paper = "https://arxiv.org/abs/1812.06127"
     weighting = "samples"  # official flearn/trainers/fedbase.py aggregate(): n_k-weighted mean
     ranges = {"mu": "[0, inf)"}  # checked by fedbench.config before any work

@@ -9,6 +9,7 @@ from methods.base import Method
 @register
 class Local(Method):
     name = "local"
+    newcomer = "scratch"  # trained from the initial model on its own data as long as a participant was
     paper = ""  # no paper: the no-collaboration reference
     shared = "none"
     personal = "all"

@@ -26,6 +26,7 @@ from methods.fedavg import FedAvg
 @register
 class PerFedAvg(FedAvg):
     name = "perfedavg"
+    newcomer = "evaluate"  # the paper's premise: a new user adapts the meta-model with its one step (adapt)
     paper = "https://arxiv.org/abs/2002.07948"
     weighting = "uniform"  # plain mean of the sampled clients' models (the paper; FL-bench weight 1)
     ranges = {"variant": ("fo", "hf"), "alpha": "(0, inf)", "beta": "(0, inf) or null", "delta": "(0, inf)",

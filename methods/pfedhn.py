@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -43,9 +44,9 @@ class HyperNetwork(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.heads = nn.ModuleList(nn.Linear(hidden, int(torch.Size(shape).numel())) for _, shape in layout)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """The generated models of clients `ids`, flat: (len(ids), P)."""
-        features = self.mlp(self.embeddings(ids))
+    def forward(self, ids: torch.Tensor | None = None, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """The generated models of clients `ids` (or of embeddings (n, embed_dim)), flat: (n, P)."""
+        features = self.mlp(self.embeddings(ids) if embedding is None else embedding)
         return torch.cat([head(features) for head in self.heads], dim=1)
 
 
@@ -61,6 +62,8 @@ class PFedHN(FedAvg):
               "inner_steps": "int [1, inf)"}
     official_schedule = "inner_steps (50) minibatches per client update, the authors' inner optimizer"
     per_minibatch = "one SGD step of the generated model"
+    newcomer = "welcome"  # a new embedding learned with the hypernetwork frozen (the authors' novel clients)
+    welcomes = "a new embedding learned, the hypernetwork frozen"
 
     def client_state(self, model, num_clients: int) -> dict[str, torch.Tensor]:
         return {"hn_delta": torch.zeros(sum(p.numel() for p in model.parameters()), device=next(model.parameters()).device)}
@@ -95,6 +98,26 @@ class PFedHN(FedAvg):
         loss = cohort.sgd(self.loss, batches=batches)
         cohort.state["hn_delta"].copy_(start - flatten(cohort.model.tensors(params_only=True), self.params))
         return loss
+
+    def welcome(self, cohort, server) -> None:
+        """The authors' novel clients: a new embedding per newcomer, learned on its train split for
+        unseen_epochs (plain gradient steps at the final lr) with the hypernetwork frozen; its model is
+        the hypernetwork's output for it. The paper does not give the new embedding's start: here the
+        participants' mean embedding (no draw)."""
+        self.frozen = {k.removeprefix("hn."): v for k, v in server.state.items() if k.startswith("hn.")}
+        start = self.frozen["embeddings.weight"].mean(0)
+        cohort.state["hn_v"] = start.unsqueeze(0).expand(cohort.size, -1).clone()
+        cohort.sgd(self.embedding_loss, train="none", state_steps={"hn_v": (cohort.lr, -np.inf, np.inf)})
+        with torch.no_grad():
+            theta = functional_call(self.hn, self.frozen, (), {"embedding": cohort.state["hn_v"]})
+            for k, v in unflatten(theta, self.params).items():
+                cohort.state["model." + k].copy_(v)
+
+    def embedding_loss(self, client, x, y, reduction: str = "mean") -> torch.Tensor:
+        """CE of the model the frozen hypernetwork generates from the client's embedding hn_v."""
+        theta = functional_call(self.hn, self.frozen, (), {"embedding": client.state["hn_v"].unsqueeze(0)})
+        weights = {k: v[0] for k, v in unflatten(theta, self.params).items()}
+        return F.cross_entropy(functional_call(client.model, weights, (x,)), y, reduction=reduction)
 
     def aggregate(self, server, uploads) -> None:
         """One hypernetwork step on the mean of the uploading clients' vector-Jacobian products."""

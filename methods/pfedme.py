@@ -30,6 +30,7 @@ from methods.fedavg import FedAvg
 @register
 class PFedMe(FedAvg):
     name = "pfedme"
+    newcomer = "personal"  # theta and the local w start from the global model; pFedMe's own local update
     paper = "https://arxiv.org/abs/2006.08848"
     weighting = "samples"  # n_k-weighted mean of w_i (official serverbase; the paper writes a uniform 1/S)
     ranges = {"lam": "[0, inf)", "personal_lr": "(0, inf)", "inner_steps": "int [1, inf)",

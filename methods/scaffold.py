@@ -29,6 +29,7 @@ def flat(tensors, rows: bool = False) -> torch.Tensor:
 @register
 class Scaffold(FedAvg):
     name = "scaffold"
+    newcomer = "evaluate"  # the global model (the control variates only steer training)
     paper = "https://arxiv.org/abs/1910.06378"
     weighting = "uniform"   # the paper's (1/|S|) sum; PFLlib and FL-bench too
     ranges = {"server_lr": "(0, inf)"}

@@ -51,7 +51,8 @@ def method_hp(name: str, **overrides):
 
 
 def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None, hp_overrides=None,
-                    seed=0, lr=0.1, batch_size=5, local_epochs=1, momentum=0.0, engine=None):
+                    seed=0, lr=0.1, batch_size=5, local_epochs=1, momentum=0.0, engine=None, newcomers=None,
+                    newcomer_epochs=2):
     data = data or tiny_data()
     torch.manual_seed(stream_seed(seed, "init"))
     model = build_model(model or {"name": "mlp", "hidden": [16, 8]}, data.input_shape, data.num_classes)
@@ -63,7 +64,8 @@ def make_federation(method: str, rounds=3, join_ratio=1.0, data=None, model=None
     opt = resolve_optimizer(run)  # the method's own optimizer keys (official, lr, ...) as a run resolves them
     hp = TrainingSettings(seed, opt["lr"], opt["momentum"], opt["weight_decay"], batch_size, local_epochs, rounds,
                      lr_schedule=opt["lr_schedule"], lr_milestones=tuple(opt["lr_milestones"]), lr_gamma=opt["lr_gamma"])
-    return Federation(hp, data, model, m, rounds, join_ratio, engine or SequentialEngine(), finetune_settings(node))
+    return Federation(hp, data, model, m, rounds, join_ratio, engine or SequentialEngine(), finetune_settings(node),
+                      newcomers, newcomer_epochs)
 
 
 def set_training(fed: Federation, **changes) -> None:

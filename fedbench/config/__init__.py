@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fedbench.config.keys import TOP_SPECS
 from fedbench.data.datasets import DATASETS
+from fedbench.data.holdout import total_clients
 from fedbench.data.partitions import PARTITIONS, check_feasible
 from fedbench.data.params import require_params
 from fedbench.errors import ConfigError
@@ -142,7 +143,7 @@ def _check_dataset(cfg: DictConfig) -> dict:
 def _check_partition(cfg: DictConfig, info: dict) -> None:
     """The partition's parameters against its record, and whether it can be built for this dataset."""
     record = _check_record("partition", PARTITIONS, cfg.partition)
-    check_feasible(record.name, cfg.partition, cfg.num_clients, info)
+    check_feasible(record.name, cfg.partition, total_clients(cfg), info)
 
 
 @functools.lru_cache(maxsize=32)

@@ -30,6 +30,8 @@ TOP_SPECS: dict[str, Any] = {
     "checkpoint_every": "int [0, inf)",
     "deterministic": "bool",
     "init_jitter": "[0, 1)",
+    "unseen_frac": "[0, 1)",
+    "unseen_epochs": "int [1, inf)",
     "rerun": "bool",
     "code_change": ("rerun", "reuse", "refuse"),
     "results_dir": "str",

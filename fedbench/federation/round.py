@@ -11,6 +11,8 @@ clients is stepped (client by client, or vmapped):
                keep its own server state and send clients their own downloads; bytes counted both ways
     receive  = the clients the method names (sampled, or all) take the new global state: method.receive
     evaluate = every client: method.adapt, fine-tuning add-on, method.predict on val and test (Evaluator)
+After the last round, the newcomers (unseen_frac) get their models by the method's rule and are evaluated
+once (fedbench.federation.newcomers).
 Before the first round, method.start runs once on every client (and its consensus states are set).
 
 Per-client tensors live in one stacked store (fedbench.federation.tensors); a cohort works on a copy of
@@ -28,6 +30,7 @@ from fedbench.federation.cohort import Cohort, CohortSetup
 from fedbench.federation.compute import Compute
 from fedbench.federation.evaluator import Evaluator
 from fedbench.federation.finetune import finetune
+from fedbench.federation.newcomers import Newcomers
 from fedbench.federation.server import Collector, Server
 from fedbench.federation.store import nbytes
 from fedbench.federation.tensors import FederationTensors
@@ -39,7 +42,8 @@ class Federation:
     rounds, the cohorts' setup, the evaluator; bytes and how often each client trained."""
 
     def __init__(self, training: TrainingSettings, data: FederatedData, model, method, rounds: int,
-                 join_ratio: float, engine, finetuning: dict | None = None):
+                 join_ratio: float, engine, finetuning: dict | None = None, newcomers: FederatedData | None = None,
+                 newcomer_epochs: int = 5):
         self.training, self.data, self.model, self.method, self.engine = training, data, model, method, engine
         method.extend_model(model)  # modules a method adds (e.g. a personal head), before the parts are read
         self.tensors = FederationTensors(model, method, data.num_clients)
@@ -56,6 +60,8 @@ class Federation:
         self.finetuning = finetuning
         self.evaluator = Evaluator(data, training.eval_batch_size)
         self.started = False  # the method's start hook has run (before the first round)
+        # clients held out of training, welcomed after the last round (built now: from the initial model)
+        self.newcomers = Newcomers(self, newcomers, newcomer_epochs) if newcomers is not None else None
 
     @property
     def global_state(self) -> dict[str, torch.Tensor]:

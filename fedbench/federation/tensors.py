@@ -20,7 +20,9 @@ class FederationTensors:
     is the client's copy once it has trained (`trained`), the global one before; `own[phase]` are the
     personal tensors a phase (train, eval) takes from the client's copy."""
 
-    def __init__(self, model: nn.Module, method, num_clients: int):
+    def __init__(self, model: nn.Module, method, num_clients: int, federation_size: int | None = None):
+        """`num_clients` rows; `federation_size`: the participants a client state is sized for (its
+        client_state(model, num_clients) argument) when these rows are others (newcomers)."""
         self.model = model
         self.live = dict(model.state_dict(keep_vars=True))
         self.shared = model.keys(method.shared)
@@ -41,7 +43,7 @@ class FederationTensors:
         init = {k: self.live[k] for k in self.personal}
         if self.personal_module is not None:  # the personal model starts as a copy of the initial model
             init |= {PERSONAL + k: v for k, v in model.state_dict().items()}
-        init |= method.client_state(model, num_clients)
+        init |= method.client_state(model, num_clients if federation_size is None else federation_size)
         self.store = ClientStore(num_clients, init)
         self.global_module = copy.deepcopy(model).requires_grad_(False).eval()
         self.refresh_global()

@@ -167,13 +167,17 @@ def probe_runs(results_dir: Path, filters=()):
 
 def write_tests(runs, metric: str, tables_dir: Path, plots_dir: Path):
     """What the reading cites: Friedman's test and the critical-difference diagrams, the differences to
-    FedAvg and Local, and what each method shares and keeps. Returns (tables, plots)."""
+    FedAvg and Local, newcomers beside participants, and what each method shares and keeps. Returns
+    (tables, plots)."""
     from fedbench.report.differences import write_differences
     from fedbench.report.methods_table import write_methods_table
+    from fedbench.report.newcomers import write_newcomers
     from fedbench.report.significance import write_friedman
 
     tables, plots = write_friedman(runs, metric, tables_dir, plots_dir)
     tables += write_differences(runs, metric, tables_dir)
+    more_tables, more_plots = write_newcomers(runs, metric, tables_dir, plots_dir)
+    tables, plots = tables + more_tables, plots + more_plots
     tables += write_methods_table(runs["method"].dropna().unique(), tables_dir / "methods.md")
     return tables, plots
 

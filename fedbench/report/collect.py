@@ -22,7 +22,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from fedbench.optimizer import OPTIMIZER_KEYS
-from fedbench.metrics import COMPUTE_FIELDS
+from fedbench.metrics import COMPUTE_FIELDS, UNSEEN_FIELDS
 from fedbench.report.labels import setting_names
 from fedbench.rundir import CONFIG, SUMMARY, RunDir, completion, scientific_config
 
@@ -30,7 +30,7 @@ HEADLINE = ("acc", "acc_weighted", "acc_std", "acc_bottom10", "val_acc")
 RUN_FIELDS = ("status", "dataset", "partition", "num_clients", "model", "method", "seed", "rounds",
               "rounds_done", "best_round", "wall_time_s", "bytes_up", "bytes_down", "diverged_round",
               "error", "config_hash", "partition_cache", "engines", "device", "threads", "torch", "float_path", "cpu", "overrides",
-              *COMPUTE_FIELDS, "compute_flops")
+              *COMPUTE_FIELDS, "compute_flops", *UNSEEN_FIELDS)
 STATUS_OK = "complete"
 
 

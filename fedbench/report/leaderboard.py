@@ -10,6 +10,7 @@ import pandas as pd
 
 from fedbench.report.aggregate import aggregate
 from fedbench.report.cost import cost_ratios
+from fedbench.report.newcomers import newcomer_cells, with_newcomers
 from fedbench.report.significance import SIGNIFICANCE_NOTE
 from fedbench.report.tables import COST_NOTE, best_cells, by_dataset, cell_text, to_latex, to_markdown, with_costs
 from fedbench.files import atomic_write
@@ -53,6 +54,7 @@ def leaderboard(runs: pd.DataFrame, metric: str, style: str, marked: dict | None
     table = pd.DataFrame([[cells.get((v, s, w), "") for s in settings for w in ("acc", "bottom 10%")]
                           for v in variants], index=variants, columns=columns)
     table = with_costs(table, cost_ratios(runs, metric), style, after=" | bottom 10%")
+    table = with_newcomers(table, newcomer_cells(runs, metric), style)
     avg = ranks(acc)
     table["avg rank"] = [f"{avg[v]:.2f}" if v in avg and not math.isnan(avg[v]) else "" for v in variants]
     return table.sort_values("avg rank", key=lambda c: pd.to_numeric(c, errors="coerce"), kind="stable")

@@ -6,7 +6,8 @@ personal model), trained locally (`trains`), what a local step does on a minibat
 every method walks the round's local epochs, method.official=true keeps an official fixed-step schedule
 where one exists), evaluated (`evaluates`, the parts evaluation takes from
 the global state, the method's own `adapt` step, fine-tuning before evaluation from its yaml's
-`ft_epochs`). Papers and defaults: README's method table.
+`ft_epochs`), how a newcomer that never trained gets its model (`newcomer`, unseen_frac:
+fedbench.federation.newcomers). Papers and defaults: README's method table.
 """
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ def evaluated(cls, ft_epochs: int) -> str:
     return model + (" (" + "; ".join(steps) + ")" if steps else "")
 
 
+def newcomer(cls) -> str:
+    """The newcomer rule in words (fedbench.federation.newcomers)."""
+    from fedbench.federation.newcomers import newcomer_rule, personal_part
+
+    rule = newcomer_rule(cls)
+    return {"evaluate": "evaluated as a participant (nothing trained)",
+            "finetune": f"fine-tunes {parts(personal_part(cls))} (unseen_epochs)",
+            "personal": "personal model from the global, then its local update (unseen_epochs)",
+            "scratch": "its local update from the initial model, a participant's mean epochs",
+            "welcome": f"its own: {cls.welcomes}"}[rule]
+
+
 def method_rows(names) -> list[dict]:
     import methods
 
@@ -56,7 +69,7 @@ def method_rows(names) -> list[dict]:
         rows.append({"method": name, "uploaded and averaged": uploaded,
                      "kept on the client": kept.replace("nothing, ", ""), "trained locally": parts(cls.trains),
                      "per minibatch": cls.per_minibatch,
-                     "evaluated": evaluated(cls, int(conf.get("ft_epochs", 0) or 0))})
+                     "evaluated": evaluated(cls, int(conf.get("ft_epochs", 0) or 0)), "newcomer": newcomer(cls)})
     return rows
 
 

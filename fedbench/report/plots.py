@@ -20,7 +20,7 @@ from fedbench.rundir.layout import CLIENTS, METRICS
 
 TAB20 = colormaps["tab20"]
 
-PREFIXES = ("cd_", "curves_", "bytes_", "clients_", "partition_", "compute_")
+PREFIXES = ("cd_", "curves_", "bytes_", "clients_", "partition_", "compute_", "newcomers_")
 
 
 def stem(run) -> str:

@@ -1,0 +1,126 @@
+"""Newcomers beside participants (runs with unseen_frac > 0, fedbench.federation.newcomers): per setting
+and method, the participants' accuracy (seen_acc: the last evaluation's), the newcomers' (unseen_acc:
+welcomed once after the last round by the method's rule) and the participation gap = seen - unseen, each
+mean ± std over seeds, the gap's paired t-test over seeds (seen vs unseen of the same runs), and what the
+newcomers' adaptation cost (unseen_flops, per newcomer, x FedAvg's training compute per client).
+tables/newcomers.md and .csv; plots/newcomers_<setting>.png (seen against unseen, the diagonal = no gap).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from fedbench.files import atomic_write
+from fedbench.report.aggregate import CELL, good_runs
+
+COLUMNS = ("seen_acc", "unseen_acc", "participation_gap")
+
+
+def newcomer_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The usable runs that have newcomers' numbers."""
+    if "unseen_acc" not in runs:
+        return runs.iloc[0:0]
+    ok = good_runs(runs, metric)
+    return ok[pd.to_numeric(ok["unseen_acc"], errors="coerce").notna()]
+
+
+def newcomer_cells(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (setting, variant) with newcomers: mean and std of seen, unseen and gap, n seeds, the
+    gap's two-sided paired t-test p (nan under 2 seeds), newcomers and their mean adaptation FLOPs."""
+    have = newcomer_runs(runs, metric)
+    rows = []
+    for cell, group in have.groupby(CELL, sort=True):
+        values = {c: pd.to_numeric(group[c], errors="coerce") for c in COLUMNS}
+        row = dict(zip(CELL, cell)) | {"n": len(group), "newcomers": int(group["unseen_clients"].max())}
+        for c, v in values.items():
+            row[f"{c}_mean"], row[f"{c}_std"] = float(v.mean()), float(v.std()) if len(v) > 1 else math.nan
+        gap = values["participation_gap"]
+        row["gap_p"] = float(stats.ttest_1samp(gap, 0.0).pvalue) if len(gap) > 1 and gap.std() > 0 else math.nan
+        row["unseen_flops_per_newcomer"] = float(pd.to_numeric(group["unseen_flops"], errors="coerce").mean()
+                                                 / max(1, row["newcomers"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def text(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+
+
+def gap_text(r) -> str:
+    """The gap, with its test: '*' when the paired t-test over seeds separates it from 0 at 0.05."""
+    mark = " *" if not math.isnan(r["gap_p"]) and r["gap_p"] < 0.05 else ""
+    return f"{100 * r['participation_gap_mean']:+.2f}" + (
+        "" if math.isnan(r["participation_gap_std"]) else f" ± {100 * r['participation_gap_std']:.2f}") + mark
+
+
+def with_newcomers(table: pd.DataFrame, cells: pd.DataFrame, style: str) -> pd.DataFrame:
+    """The leaderboard `table` (variants x columns) with '<setting> | unseen' and '<setting> | gap'
+    columns for each setting that has newcomers (tables/newcomers.md has the rest)."""
+    table = table.copy()
+    for setting, group in cells.groupby("setting", sort=True):
+        mine = group.set_index("variant")
+        unseen = {v: text(r["unseen_acc_mean"], r["unseen_acc_std"]) for v, r in mine.iterrows()}
+        gap = {v: gap_text(r) for v, r in mine.iterrows()}
+        pm = (lambda t: t.replace("±", "$\\pm$")) if style == "tex" else (lambda t: t)  # noqa: E731
+        table[f"{setting} | unseen"] = [pm(unseen.get(v, "")) for v in table.index]
+        table[f"{setting} | gap"] = [pm(gap.get(v, "")) for v in table.index]
+    return table
+
+
+NOTE = ("seen: the participants' mean client accuracy at the last evaluation; unseen: the newcomers' (clients "
+        "held out of training, unseen_frac), given their model by their method's rule after the last round "
+        "(tables/methods.md, column 'newcomer') and evaluated once; gap = seen - unseen, mean ± std over seeds; "
+        "* the paired t-test over seeds separates the gap from 0 (p < 0.05; none is claimed otherwise). "
+        "newcomer GFLOPs: one newcomer's adaptation.")
+
+
+def write_newcomers(runs: pd.DataFrame, metric: str, tables_dir: Path, plots_dir: Path) -> tuple[list, list]:
+    """tables/newcomers.md and .csv, plots/newcomers_<setting>.png; nothing without newcomers."""
+    cells = newcomer_cells(runs, metric)
+    if not len(cells):
+        return [], []
+    lines = ["# Newcomers: participants (seen) and clients held out of training (unseen)", ""]
+    for setting, group in cells.groupby("setting", sort=True):
+        lines += [f"## {setting}", "", "| method | seen | unseen | gap | seeds | newcomers | newcomer GFLOPs |",
+                  "|---|---|---|---|---|---|---|"]
+        for _, r in group.sort_values("unseen_acc_mean", ascending=False).iterrows():
+            lines.append(f"| {r['variant']} | {text(r['seen_acc_mean'], r['seen_acc_std'])} | "
+                         f"{text(r['unseen_acc_mean'], r['unseen_acc_std'])} | {gap_text(r)} | {r['n']} | "
+                         f"{r['newcomers']} | {r['unseen_flops_per_newcomer'] / 1e9:.3g} |")
+        lines.append("")
+    lines.append(NOTE)
+    md, csv = Path(tables_dir) / "newcomers.md", Path(tables_dir) / "newcomers.csv"
+    atomic_write(md, "\n".join(lines) + "\n")
+    atomic_write(csv, cells.drop(columns="setting_key").to_csv(index=False, float_format="%.6g"))
+    return [md, csv], plot_newcomers(runs, cells, Path(plots_dir))
+
+
+def plot_newcomers(runs: pd.DataFrame, cells: pd.DataFrame, out: Path) -> list[Path]:
+    """newcomers_<setting>.png: each method's seen (x) against unseen (y) accuracy, mean ± std over seeds."""
+    from matplotlib.figure import Figure
+
+    from fedbench.report.plots import save, stem
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, group in cells.groupby("setting_key"):
+        fig = Figure(figsize=(5.6, 5.2))
+        ax = fig.add_subplot()
+        x, y = 100 * group["seen_acc_mean"], 100 * group["unseen_acc_mean"]
+        ax.errorbar(x, y, xerr=100 * group["seen_acc_std"].fillna(0), yerr=100 * group["unseen_acc_std"].fillna(0),
+                    fmt="o", ms=4, capsize=2)
+        for xi, yi, label in zip(x, y, group["variant"]):
+            ax.annotate(str(label), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        low, high = min(x.min(), y.min()) - 2, max(x.max(), y.max()) + 2
+        ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="no gap")
+        ax.set(xlim=(low, high), ylim=(low, high), xlabel="participants (seen) accuracy, %",
+               ylabel="newcomers (unseen) accuracy, %")
+        ax.set_title(f"{group['setting'].iloc[0]}: newcomers beside participants", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        row = runs[runs["setting_key"] == key].iloc[0]
+        written.append(save(fig, out / f"newcomers_{stem(row)}.png"))
+    return written
