@@ -11,9 +11,12 @@ through the launcher the overrides name (default: the local launcher with persis
      same for every method); digits searches at full rounds (it is cheap).
   2. (Right after the study of its setting, so that its reading need not wait for the others.)
      The FedBSD ablation on ABLATION_SETTING, ABLATION_SEEDS, one factor at a time around FedBSD's
-     selected configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10, loss mse instead of kl,
-     student_init personal, eval_backbone global; reported into <results-dir>/ablation (its own
-     directory: its variants must not join the tuning budget of the selection).
+     selected configuration there (its lr and lam): lam 0 / 0.1 / 1 / 10 / 30 / 100, tau 0.5 / 4, loss
+     mse instead of kl, student_init personal, eval_backbone global; and eval_backbone global crossed
+     with lam 0 (ABLATION_CROSSED: with lam 0 and eval_backbone global at the selected lam, the control
+     that says whether the distillation helps the shared backbone or only pulls the local one back);
+     reported into <results-dir>/ablation (its own directory: its variants must not join the tuning
+     budget of the selection).
   3. The report of both studies (--select val: tables with tested differences, Friedman tests and
      critical-difference diagrams per dataset), <results-dir>/summary.csv with every run of the
      studies and the ablation (column `study`), plots/ablation_fedbsd.png and the ablation's tested
@@ -56,15 +59,17 @@ class Study:
 
 
 # the first seed tunes, the others report (never the tuning seed: its choice favours it)
-STUDIES = (Study("fmnist", ("fmnist_skew", "fmnist_rotated"), (0, 1, 2, 3, 4, 5), screen=25, carry=2),
+# Fashion-MNIST with newcomers (20% of all clients held out beside the same 30 participants)
+STUDIES = (Study("fmnist", ("fmnist_skew_unseen", "fmnist_rotated_unseen"), (0, 1, 2, 3, 4, 5), screen=25, carry=2),
            Study("digits", ("digits_pathological2", "digits_skew", "digits_rotated"), (0, 1, 2, 3)))
 SETTINGS = tuple(s for study in STUDIES for s in study.settings)
 # feature and label shift: where a client's own (distilled) backbone has the most to gain or lose
-ABLATION_SETTING = "fmnist_rotated"
-ABLATION_SEEDS = (0, 1, 2, 3, 4)   # the plan's 5: ~35 runs of FedBSD, ~0.5 h here (the studies keep 3, see README)
-ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0"]), "loss": ("method.loss", ["mse"]),
-            "student_init": ("method.student_init", ["personal"]),
+ABLATION_SETTING = "fmnist_rotated_unseen"
+ABLATION_SEEDS = (0, 1, 2, 3, 4)   # 5 seeds: ~65 runs of FedBSD, ~1 h here
+ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0", "30.0", "100.0"]), "tau": ("method.tau", ["0.5", "4.0"]),
+            "loss": ("method.loss", ["mse"]), "student_init": ("method.student_init", ["personal"]),
             "eval_backbone": ("method.eval_backbone", ["global"])}
+ABLATION_CROSSED = {"eval_backbone=global, lam=0.0": {"method.eval_backbone": "global", "method.lam": "0.0"}}
 # the other factors' values in the base configuration (conf/method/fedbsd.yaml)
 ABLATION_BASE = {"method.loss": "kl", "method.tau": "1.0", "method.student_init": "global",
                  "method.eval_backbone": "local"}
@@ -101,12 +106,15 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
 
 
 def ablation_runs(results: Path, base: dict[str, str], launch: list[str], dry_run: bool) -> None:
-    """One multirun per factor, the other keys at FedBSD's selected configuration."""
+    """One multirun per factor and per crossed variant, the other keys at FedBSD's selected configuration."""
     out = results / "ablation"
-    for key, values in ABLATION.values():
-        fixed = {k: v for k, v in base.items() if k != key}
+    # the base's own values among its factor's (the reference every variant is tested against)
+    changes = [{key: ",".join(dict.fromkeys([*values, *([base[key]] if key in base else [])]))}
+               for key, values in ABLATION.values()] + list(ABLATION_CROSSED.values())
+    for change in changes:
+        fixed = {k: v for k, v in base.items() if k not in change}
         fedbench("-m", "method=fedbsd", f"experiment={ABLATION_SETTING}", f"seed={','.join(map(str, ABLATION_SEEDS))}",
-                 f"{key}={','.join(values)}",
+                 *[f"{k}={v}" for k, v in change.items()],
                  *[f"{k}={v}" for k, v in fixed.items()], f"results_dir={out}", "progress=false", *launch,
                  "hydra.callbacks.report.enabled=false", dry_run=dry_run)
 
@@ -196,8 +204,10 @@ def publish(results: Path, report_only: bool, launch: list[str], dry_run: bool) 
 
     merge_summaries(results)  # fedbench.tune wrote the comparison's report (--select val)
     ablation = results / "ablation"
-    plot_ablation(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, results / "plots" / "ablation_fedbsd.png")
-    write_ablation_tests(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, ablation / "tables" / "tests.md")
+    plot_ablation(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, results / "plots" / "ablation_fedbsd.png",
+                  crossed=ABLATION_CROSSED)
+    write_ablation_tests(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, ablation / "tables" / "tests.md",
+                         crossed=ABLATION_CROSSED)
     write_headlines(results, [s.name for s in STUDIES], headline_documents(results))
     code = 0 if report_only else reproduce_check(results, launch, dry_run=False)
     print(f"fedbench.publish: {'done' if code == 0 else 'the reproduce check failed (tables/reproduce.md)'} in "

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from fedbench.publish import ABLATION, ABLATION_BASE, STUDIES, merge_summaries
+from fedbench.publish import ABLATION, ABLATION_BASE, ABLATION_CROSSED, STUDIES, merge_summaries
 from fedbench.report.ablation import plot_ablation
 from tests.conftest import ROOT
 
@@ -21,14 +21,17 @@ def test_dry_run_lists_one_tuning_per_study_then_one_ablation_multirun_per_facto
     assert len(tunes) == len(STUDIES) == 2 and all("--replace-published" in t and "hydra/launcher=local" in t
                                                    for t in tunes)
     fmnist, digits = tunes
-    assert "experiment=fmnist_skew,fmnist_rotated" in fmnist and "--screen 25 --carry 2" in fmnist
+    assert "experiment=fmnist_skew_unseen,fmnist_rotated_unseen" in fmnist and "--screen 25 --carry 2" in fmnist
     assert "experiment=digits_pathological2,digits_skew,digits_rotated" in digits and "--screen" not in digits
     assert "--seeds 1,2,3,4,5 " in fmnist and "--seeds 1,2,3 " in digits and all("seed=0 " in t for t in tunes)
     ablation = [line for line in lines if "results_dir=r/ablation" in line]
     assert lines.index(fmnist) < lines.index(ablation[0]) < lines.index(ablation[-1]) < lines.index(digits)
-    assert len(ablation) == len(ABLATION) and all("seed=0,1,2,3,4" in line and "experiment=fmnist_rotated" in line
-                                                  for line in ablation)
-    assert "method.lam=0.0,0.1,1.0,10.0" in ablation[0] and "method.lam=" not in ablation[0].split("10.0", 1)[1]
+    assert len(ablation) == len(ABLATION) + len(ABLATION_CROSSED)
+    assert all("seed=0,1,2,3,4" in line and "experiment=fmnist_rotated_unseen" in line for line in ablation)
+    # the base's lam joins its factor's values (the reference); every other line fixes it at the selected one
+    assert "method.lam=0.0,0.1,1.0,10.0,30.0,100.0,<selected> " in ablation[0]
+    assert "method.lam=" not in ablation[0].split("<selected> ", 1)[1]
+    assert "method.eval_backbone=global method.lam=0.0 lr=<selected> " in ablation[-1]
     assert lines[-2] == "python -m fedbench.report --results-dir r/ablation"
     # the publication ends with its reproduce check: 10 random rows, FedBN's among them, fresh processes
     assert lines[-1].startswith("python -m fedbench.reproduce r/summary.csv --random 10 --include fedbn ")
@@ -118,17 +121,20 @@ def test_ablation_variants_are_tested_against_the_base_paired_over_seeds(tmp_pat
         rows += [{**base_row, "method.lam": lam, "final_acc": acc + d} for lam, d in shift.items()]
         rows += [{**base_row, "method.loss": "mse", "final_acc": acc + (0.02, -0.02, 0.01)[seed]},
                  {**base_row, "method.student_init": "personal", "final_acc": acc - 0.10 + noise[seed]},
-                 {**base_row, "method.eval_backbone": "global", "final_acc": acc + noise[seed]}]
+                 {**base_row, "method.eval_backbone": "global", "final_acc": acc + noise[seed]},
+                 {**base_row, "method.eval_backbone": "global", "method.lam": 0.0, "final_acc": acc - 0.05 + noise[seed]}]
     csv = tmp_path / "summary.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     base = {"lr": "0.1", "method.lam": "1.0"} | ABLATION_BASE
-    found = ablation_tests(csv, base, ABLATION).set_index("variant")
+    found = ablation_tests(csv, base, ABLATION, crossed=ABLATION_CROSSED).set_index("variant")
     assert "lam=1.0" not in found.index and found.loc["selected (base)", "mean"] == 75.0
     assert found.loc["lam=0.0", "verdict"] == "worse" and abs(found.loc["lam=0.0", "diff"] + 3.0) < 0.1
     assert found.loc["student_init=personal", "verdict"] == "worse"
     assert found.loc["loss=mse", "verdict"] == "no tested difference"
     assert found.loc["eval_backbone=global", "verdict"] == "no tested difference"
-    assert (found["n"] == 3).all()
+    assert found.loc["eval_backbone=global, lam=0.0", "verdict"] == "worse"   # both keys changed, not one
+    assert abs(found.loc["eval_backbone=global, lam=0.0", "diff"] + 5.0) < 0.1
+    assert (found.loc[found["n"] > 0, "n"] == 3).all() and (found["n"] > 0).sum() == 8   # the variants with runs
     text = write_ablation_tests(csv, base, ABLATION, tmp_path / "t.md").read_text()
     assert "| lam=0.0 | 3 | 72.02 ± 4.9" in text and "| -2.98 [" in text and "| selected (base) | 3 | 75.00 ± 5.00 |" in text
 

@@ -1,7 +1,9 @@
 """The ablation (fedbench.publish): a plot with one bar per variant (mean final accuracy over seeds,
 error bar = sample std), grouped by the factor it changes, the base configuration as a dashed line;
 and each variant tested against the base, paired over seeds (significance.paired_difference, Holm
-over the variants)."""
+over the variants). A variant changes one factor of the base ({name: (config key, values)}), or
+several at once (`crossed`: {label: {key: value}}, e.g. the global backbone at lam = 0: the control
+that tells a distillation that helps the shared backbone from one that only pulls the local one back)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +15,17 @@ from fedbench.report.collect import matches
 from fedbench.report.plots import _figure, save
 
 
-def at(runs: pd.DataFrame, base: dict[str, str], key: str, value: str, metric: str = "final_acc") -> pd.Series:
-    """Accuracy in % of the runs at `base` except `key` = `value`, indexed by seed."""
+def variants(factors: dict[str, tuple[str, list[str]]], crossed: dict[str, dict[str, str]] | None = None
+             ) -> list[tuple[str, str, dict[str, str]]]:
+    """(group, label, changes to the base) of every variant: each factor's values, then the crossed ones."""
+    out = [(name, f"{name}={value}", {key: value}) for name, (key, values) in factors.items() for value in values]
+    return out + [("crossed", label, dict(changes)) for label, changes in (crossed or {}).items()]
+
+
+def at(runs: pd.DataFrame, base: dict[str, str], changes: dict[str, str], metric: str = "final_acc") -> pd.Series:
+    """Accuracy in % of the runs at `base` with `changes`, indexed by seed."""
     keep = np.ones(len(runs), dtype=bool)
-    for k, v in {**base, key: value}.items():
+    for k, v in {**base, **changes}.items():
         if k in runs:
             keep &= runs[k].map(lambda x, v=v: matches(x, [v])).to_numpy()
     chosen = runs[keep].drop_duplicates("seed")
@@ -29,24 +38,21 @@ def complete_runs(summary_csv: Path) -> pd.DataFrame:
 
 
 def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
-                  path: Path, metric: str = "final_acc") -> Path:
-    """Bars for every (factor, value) of `factors` ({name: (config key, values)}), each the runs at
-    `base` except that key; complete runs only."""
+                  path: Path, metric: str = "final_acc", crossed: dict[str, dict[str, str]] | None = None) -> Path:
+    """Bars for every variant (`variants`), each the runs at `base` with its changes; complete runs only."""
     runs = complete_runs(summary_csv)
     labels, means, stds, colors = [], [], [], []
-    palette = dict(zip(factors, ["C0", "C1", "C2", "C3", "C4", "C5"]))
-
-    for name, (key, values) in factors.items():
-        for value in values:
-            acc = at(runs, base, key, value, metric)
-            labels.append(f"{name}={value}")
-            means.append(acc.mean() if len(acc) else np.nan)
-            stds.append(acc.std() if len(acc) > 1 else 0.0)
-            colors.append(palette[name])
+    palette = dict(zip([*factors, "crossed"], [f"C{i}" for i in range(10)]))
+    for group, label, changes in variants(factors, crossed):
+        acc = at(runs, base, changes, metric)
+        labels.append(label)
+        means.append(acc.mean() if len(acc) else np.nan)
+        stds.append(acc.std() if len(acc) > 1 else 0.0)
+        colors.append(palette[group])
     fig, ax = _figure(f"FedBSD ablation ({runs['seed'].nunique()} seeds, mean ± std)", "", f"{metric.replace('_', ' ')} (%)")
     x = np.arange(len(labels))
     ax.bar(x, means, yerr=stds, color=colors, capsize=3)
-    base_acc = at(runs, base, "method.lam", base.get("method.lam", ""), metric)
+    base_acc = at(runs, base, {}, metric)
     if len(base_acc):
         ax.axhline(base_acc.mean(), color="k", linestyle="--", linewidth=1, label="selected configuration")
         ax.legend(loc="best", fontsize=8)
@@ -58,23 +64,22 @@ def plot_ablation(summary_csv: Path, base: dict[str, str], factors: dict[str, tu
 
 
 def ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
-                   metric: str = "final_acc") -> pd.DataFrame:
+                   metric: str = "final_acc", crossed: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
     """Every variant against the base configuration, paired over seeds (two-sided t-test, Holm over the
     variants): variant, n, mean, std, diff (points) with its 95% interval, p, p_holm, verdict."""
     from fedbench.report.differences import BETTER, NONE, WORSE
     from fedbench.report.significance import ALPHA, holm, paired_difference
 
     runs = complete_runs(summary_csv)
-    reference = at(runs, base, "method.lam", base.get("method.lam", ""), metric)
+    reference = at(runs, base, {}, metric)
     rows = []
-    for name, (key, values) in factors.items():
-        for value in values:
-            if str(base.get(key, "")) == value:
-                continue   # the base itself
-            acc = at(runs, base, key, value, metric)
-            d = paired_difference(acc, reference)
-            rows.append({"variant": f"{name}={value}", "n": d.n, "mean": acc.mean(), "std": acc.std(),
-                         "diff": d.mean, "low": d.low, "high": d.high, "p": d.p})
+    for _, label, changes in variants(factors, crossed):
+        if all(str(base.get(k, "")) == v for k, v in changes.items()):
+            continue   # the base itself
+        acc = at(runs, base, changes, metric)
+        d = paired_difference(acc, reference)
+        rows.append({"variant": label, "n": d.n, "mean": acc.mean(), "std": acc.std(),
+                     "diff": d.mean, "low": d.low, "high": d.high, "p": d.p})
     out = pd.DataFrame(rows, columns=["variant", "n", "mean", "std", "diff", "low", "high", "p"])
     out["p_holm"] = holm(list(out["p"]), ALPHA)
     out["verdict"] = [NONE if p >= ALPHA else (BETTER if d > 0 else WORSE) for p, d in zip(out["p_holm"], out["diff"])]
@@ -83,12 +88,12 @@ def ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, t
 
 
 def write_ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
-                         path: Path, metric: str = "final_acc") -> Path:
+                         path: Path, metric: str = "final_acc", crossed: dict[str, dict[str, str]] | None = None) -> Path:
     """The ablation's tested differences as Markdown (one row per variant, the base first)."""
     from fedbench.files import atomic_write
     from fedbench.report.significance import ALPHA
 
-    found = ablation_tests(summary_csv, base, factors, metric)
+    found = ablation_tests(summary_csv, base, factors, metric, crossed)
     lines = ["# FedBSD ablation: each variant against the selected configuration", "",
              "Base: " + ", ".join(f"{k}={v}" for k, v in base.items()) + f". {metric} in %, mean ± std over seeds; "
              f"difference = variant - base, mean of the paired differences [95% t-interval]; two-sided paired "

@@ -60,6 +60,8 @@ def with_newcomers(table: pd.DataFrame, cells: pd.DataFrame, style: str) -> pd.D
     """The leaderboard `table` (variants x columns) with '<setting> | unseen' and '<setting> | gap'
     columns for each setting that has newcomers (tables/newcomers.md has the rest)."""
     table = table.copy()
+    if not len(cells):
+        return table
     for setting, group in cells.groupby("setting", sort=True):
         mine = group.set_index("variant")
         unseen = {v: text(r["unseen_acc_mean"], r["unseen_acc_std"]) for v, r in mine.iterrows()}
