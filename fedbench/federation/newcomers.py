@@ -6,16 +6,16 @@ at their initial values (personal parts, personal model, client states; consensu
 participants hold them), the class counts of its train split. Then its method's rule
 (Method.newcomer; the method table lists each one's):
   evaluate   nothing more: it is evaluated as a participant is (the global model; the method's own
-             adapt hook and fine-tuning add-on, e.g. FedAvg-FT's, Per-FedAvg's one step)
+             adapt hook and fine-tuning add-on)
   finetune   its personal part (the parts the method keeps per client; the whole personal model where
-             that is what it evaluates) trained on its train split for unseen_epochs (FedAvg-FT's
-             epochs), at the final lr, everything it received frozen: the harness default
+             that is what it evaluates) trained on its train split for unseen_epochs (the epochs of the
+             fine-tuning baseline's), at the final lr, everything it received frozen: the harness default
   personal   its personal model starts as the global model, then the method's own local update for
-             unseen_epochs, nothing uploaded (Ditto, pFedMe, APFL)
+             unseen_epochs, nothing uploaded
   scratch    the method's own local update from the initial model, for as many epochs as a participant
-             trained on average (Local: a newcomer's model is trained as a participant's is)
-  welcome    the method's welcome(cohort, server) hook (pFedHN's new embedding, FedFomo's and APPLE's
-             weighting over the downloaded models, FedAMP's cloud model)
+             trained on average (a model of its own data only, trained as a participant's is)
+  welcome    the method's welcome(cohort, server) hook (e.g. a new client embedding, a weighting over
+             the participants' models)
 then the method's adapt hook and the fine-tuning add-on, and its predictions on the newcomer's val and
 test splits. Nothing a newcomer does reaches the server or the participants: it works on a throwaway
 cohort. Its compute is counted apart (unseen_samples, unseen_flops), its data stream is "newcomer".
