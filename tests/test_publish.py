@@ -21,7 +21,7 @@ def test_dry_run_lists_one_tuning_per_study_then_one_ablation_multirun_per_facto
     assert len(tunes) == len(STUDIES) == 2 and all("--replace-published" in t and "hydra/launcher=local" in t
                                                    for t in tunes)
     fmnist, digits = tunes
-    assert "experiment=fmnist_skew_unseen,fmnist_rotated_unseen" in fmnist and "--screen 25 --carry 2" in fmnist
+    assert "experiment=fmnist_skew_unseen,fmnist_rotated_unseen" in fmnist and "--screen 15 --carry 2" in fmnist
     assert "experiment=digits_pathological2,digits_skew,digits_rotated" in digits and "--screen" not in digits
     assert "--seeds 1,2,3,4,5 " in fmnist and "--seeds 1,2,3 " in digits and all("seed=0 " in t for t in tunes)
     ablation = [line for line in lines if "results_dir=r/ablation" in line]
