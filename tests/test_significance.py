@@ -61,13 +61,22 @@ def test_a_cell_missing_seeds_is_never_marked_and_one_equal_on_every_seed_is():
 
 
 def test_friedman_statistic_by_hand_and_the_ranks():
-    """Three methods in the same order in all 6 blocks: chi2 = 12/(n k (k+1)) sum R_j^2 - 3 n (k+1) = 12."""
+    """Three methods in the same order in all 6 settings: chi2 = 12/(n k (k+1)) sum R_j^2 - 3 n (k+1) = 12."""
     accs = {"top": [0.9] * 5, "mid": [0.8] * 5, "low": [0.7] * 5}
-    runs = pd.concat([_runs(accs, "s1"), _runs({k: v[:1] for k, v in accs.items()}, "s2")])
+    runs = pd.concat([_runs(accs, f"s{i}") for i in range(6)])
     result = friedman(runs, "final")
     assert result["blocks"] == 6 and result["methods"] == 3
     assert result["statistic"] == pytest.approx(12.0) and result["p"] == pytest.approx(math.exp(-6.0))
     assert list(result["ranks"].index) == ["top", "mid", "low"] and list(result["ranks"]) == [1.0, 2.0, 3.0]
+
+
+def test_friedman_blocks_are_settings_and_a_block_is_the_mean_over_its_seeds():
+    """Seeds are not blocks: one setting of 5 seeds is one block (too few: not tested); in a setting
+    where `b` wins 3 seeds of 5 by a little and loses 2 by a lot, its mean (its block value) is lower."""
+    accs = {"a": [0.80] * 5, "b": [0.81, 0.81, 0.81, 0.70, 0.70], "c": [0.60] * 5}
+    assert friedman(_runs(accs, "s1"), "final") is None
+    result = friedman(pd.concat([_runs(accs, "s1"), _runs(accs, "s2")]), "final")
+    assert result["blocks"] == 2 and list(result["ranks"].index) == ["a", "b", "c"]
 
 
 def test_report_writes_friedman_table_cd_diagram_ties_and_grid_edges(tmp_path):
@@ -90,7 +99,7 @@ def test_report_writes_friedman_table_cd_diagram_ties_and_grid_edges(tmp_path):
     assert "2 of 6 selections were ties" in notes and "4 of 6 selections take a searched key" in notes
     assert notes.count("lr=0.1 (largest of 3)") == 4
     friedman_md = (root / "tables" / "friedman_final.md").read_text()
-    assert "over 6 (setting, seed) blocks and 3 methods" in friedman_md
+    assert "over 2 settings as blocks and 3 methods" in friedman_md
     differences_md = root / "tables" / "differences_final.md"
     assert differences_md in report.tables and "| fedper |" in differences_md.read_text()
     assert "| local | nothing | whole model |" in (root / "tables" / "methods.md").read_text()

@@ -10,8 +10,10 @@ t-test rather than Wilcoxon's signed-rank test: over 5 seeds Wilcoxon's smallest
 1/32 and its two-sided 1/16, so with a Holm correction over 18 comparisons it could never reject.
 A cell equal to the best on every seed has p = 1 (no difference to test).
 
-Across settings: the blocks are (setting, seed) pairs in which every method has a usable run; a
-method's rank in a block is its rank by accuracy there (1 = best; ties share the mean rank).
+Across settings: the blocks are the settings (independent problems; the seeds of one setting are not), a
+method's value in a block its mean over the setting's usable runs (its reporting seeds), a setting in
+which some method has none left out; a method's rank in a block is its rank by that mean (1 = best;
+ties share the mean rank).
 Friedman's test (scipy.stats.friedmanchisquare) says whether the methods differ at all; Nemenyi's
 post-hoc test (scikit-posthocs, posthoc_nemenyi_friedman) which pairs do, drawn as a
 critical-difference diagram (scikit_posthocs.critical_difference_diagram): methods joined by a bar
@@ -103,12 +105,13 @@ def paired_marks(runs: pd.DataFrame, metric: str, agg: pd.DataFrame, alpha: floa
 
 
 def friedman(runs: pd.DataFrame, metric: str) -> dict:
-    """Friedman's test over the complete blocks: {statistic, p, blocks, methods, ranks (mean rank per
+    """Friedman's test with the settings as blocks (each method's mean over the setting's seeds; only
+    settings where every method has a usable run): {statistic, p, blocks, methods, ranks (mean rank per
     method, 1 = best), nemenyi (p-value matrix)}; None when fewer than 2 blocks or 3 methods."""
     import scikit_posthocs as sp
     from scipy.stats import friedmanchisquare
 
-    table = seed_table(runs, metric).dropna(axis=0, how="any")
+    table = seed_table(runs, metric).groupby(level="setting_key").mean().dropna(axis=0, how="any")
     if len(table) < 2 or table.shape[1] < 3:
         return None
     stat, p = friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
@@ -131,37 +134,40 @@ def plot_critical_difference(result: dict, title: str, path, alpha: float = ALPH
     fig, ax = plt.subplots(figsize=(8, 0.25 * result["methods"] + 1.5))
     sp.critical_difference_diagram(result["ranks"], result["nemenyi"], ax=ax, alpha=alpha)
     ax.set_title(f"{title}\nFriedman chi2 = {result['statistic']:.1f}, p = {result['p']:.2g} over "
-                 f"{result['blocks']} (setting, seed) blocks; bars: Nemenyi p >= {alpha}", fontsize=9)
+                 f"{result['blocks']} settings as blocks; bars: Nemenyi p >= {alpha}", fontsize=9)
     return save(fig, path)
 
 
 def write_friedman(runs: pd.DataFrame, metric: str, tables_dir, plots_dir) -> tuple[list, list]:
-    """Per study (dataset): Friedman's test over its (setting, seed) blocks into
-    tables/friedman_<metric>.md and its critical-difference diagram plots/cd_<dataset>_<metric>.png.
-    Returns (tables, plots) written; a dataset with too few complete blocks is said so in the table."""
+    """Friedman's test with the settings as blocks, over all settings and per dataset, into
+    tables/friedman_<metric>.md and critical-difference diagrams plots/cd_<all|dataset>_<metric>.png.
+    Returns (tables, plots) written; a group with too few complete settings is said so in the table."""
     from pathlib import Path
 
     from fedbench.files import atomic_write
 
-    lines, plots = [f"# Friedman test and critical differences ({metric} accuracy)", ""], []
-    for dataset, part in runs.groupby("dataset", sort=True):
+    lines, plots = [f"# Friedman test and critical differences ({metric} accuracy)", "",
+                    "Blocks: the settings, each method's value its mean over the setting's seeds.", ""], []
+    groups = [("all settings", "all", runs)] if runs["dataset"].nunique() > 1 else []
+    groups += [(str(d), str(d), part) for d, part in runs.groupby("dataset", sort=True)]
+    for title, name, part in groups:
         result = friedman(part, metric)
-        lines += [f"## {dataset}", ""]
+        lines += [f"## {title}", ""]
         if result is None:
-            lines += ["Fewer than 2 (setting, seed) blocks in which every method has a usable run, or fewer "
-                      "than 3 methods: not tested.", ""]
+            lines += ["Fewer than 2 settings in which every method has a usable run, or fewer than 3 methods: "
+                      "not tested.", ""]
             continue
         verdict = "differ" if result["p"] < ALPHA else "are not shown to differ"
         lines += [f"Friedman chi2 = {result['statistic']:.2f}, p = {result['p']:.3g} over {result['blocks']} "
-                  f"(setting, seed) blocks and {result['methods']} methods: the methods {verdict} (alpha = {ALPHA}).",
+                  f"settings as blocks and {result['methods']} methods: the methods {verdict} (alpha = {ALPHA}).",
                   "", "| method | mean rank | not significantly different from (Nemenyi) |", "|---|---|---|"]
         nemenyi = result["nemenyi"]
         for method, rank in result["ranks"].items():
             same = [m for m in result["ranks"].index if m != method and nemenyi.loc[method, m] >= ALPHA]
             lines.append(f"| {method} | {rank:.2f} | {', '.join(same) or '—'} |")
         lines.append("")
-        plots.append(plot_critical_difference(result, f"{dataset}: {metric} accuracy",
-                                              Path(plots_dir) / f"cd_{dataset}_{metric}.png"))
+        plots.append(plot_critical_difference(result, f"{title}: {metric} accuracy",
+                                              Path(plots_dir) / f"cd_{name}_{metric}.png"))
     path = Path(tables_dir) / f"friedman_{metric}.md"
     atomic_write(path, "\n".join(lines))
     return [path], plots
