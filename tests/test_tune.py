@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -128,6 +129,9 @@ def test_a_tiny_tune_runs_through_slurm(tmp_path, data_root):
     assert (sel["report_seeds"].astype(str) == "1").all() and sel["rounding_delta"].notna().all()
     stages = sorted(p.name.split("_", 2)[-1] for p in (tmp_path / "sweeps").iterdir() if p.name != "trials")
     assert stages[0] == "probe+seeds" and all(s.startswith("search") for s in stages[1:])
-    submitted = [p for p in (tmp_path / "sweeps").glob("*/.submitit/*_*") if p.is_dir()]   # Slurm array tasks
+    jobs = [p.name for p in (tmp_path / "sweeps").glob("*/.submitit/*") if p.is_dir()]
+    arrays = {name.split("_")[0] for name in jobs if "_" in name}
+    # Slurm jobs: an array's tasks (<id>_<task>), or a job submitted alone (<id>, a stage of one run)
+    submitted = [n for n in jobs if re.fullmatch(r"\d+_\d+", n) or (n.isdigit() and n not in arrays)]
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/**/summary.json")]
     assert len(submitted) == len(runs) and all(r["threads"] == 1 for r in runs)
