@@ -150,7 +150,9 @@ def test_headline_is_generated_into_the_marked_blocks(tmp_path):
             for setting in ("fmnist_skew", "fmnist_rotated"):
                 rows.append({"study": "fmnist", "setting": setting, "setting_key": setting, "variant": f"{method}(lr=0.1)",
                              "method": method, "seed": seed, "status": "complete", "final_acc": acc + seed / 100, "final_acc_bottom10": acc,
-                             "compute_flops": flops, "bytes_total": 1.0, "dataset": "fmnist"})
+                             "compute_flops": flops, "bytes_total": 1.0, "dataset": "fmnist", "unseen_clients": 8,
+                             "seen_acc": acc + seed / 100, "unseen_acc": acc - 0.02 + seed / 50,
+                             "participation_gap": 0.02 - seed / 100, "unseen_flops": 1e8})
         rows.append({"study": "fmnist", "setting": "fmnist_skew", "setting_key": "fmnist_skew", "method": "fedper",
                      "variant": "fedper(lr=1)", "seed": 0, "status": "complete", "final_acc": 0.99, "dataset": "fmnist"})
         rows.append({"study": "digits", "setting": "digits_skew", "setting_key": "digits_skew", "method": "fedavg",
@@ -167,6 +169,8 @@ def test_headline_is_generated_into_the_marked_blocks(tmp_path):
     text = readme.read_text()
     assert "old numbers" not in text and text.startswith("# Results\n<!-- headline:fmnist -->\n| method |")
     table = [line for line in text.splitlines() if line.startswith("| ")]
-    assert table[1].startswith("| fedper | **91.00 ± 1.00** | 1.00× |")        # the lr=1 run (99) is not selected
+    # per setting: accuracy, compute, newcomers, gap (the lr=1 run's 99 is not selected)
+    assert table[1].startswith("| fedper | **91.00 ± 1.00** | 1.00× | 90.00 ± 2.00 | +1.00 ± 1.00 | **91.00 ± 1.00** |")
     assert table[2].startswith("| ditto | 86.00 ± 1.00 ‡ | 2.00× |") and "digits" not in text
+    assert "unseen = the newcomers' accuracy" in text
     assert "over 3 seeds" in text and text.endswith("<!-- /headline:fmnist -->\nrest\n")

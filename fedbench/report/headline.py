@@ -1,5 +1,6 @@
 """The headline a reader sees first, generated, never copied by hand: per study, the leaderboard's
-accuracy and compute columns of its settings (the selected configurations, with the significance and
+accuracy and compute columns of its settings (and, where the settings hold newcomers, their accuracy and
+the participation gap) (the selected configurations, with the significance and
 tie marks), into tables/headline_<study>.md, and into every Markdown file that holds the study's
 markers (README.md's first screen, results/README.md):
 
@@ -19,6 +20,11 @@ from fedbench.report.leaderboard import leaderboard, marked_cells
 from fedbench.report.significance import SIGNIFICANCE_NOTE
 
 
+UNSEEN_NOTE = (" unseen = the newcomers' accuracy (clients held out of training, given their model by their method's "
+               "rule after the last round), gap = participants' − newcomers' (* = the paired t-test over seeds "
+               "separates it from 0; tables/newcomers.md).")
+
+
 def selected_runs(summary: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
     """The runs of the selected configurations (summary.csv rows whose (setting, variant) was chosen),
     each named by its method, as report.select's `picked`."""
@@ -34,7 +40,8 @@ def headline(summary: pd.DataFrame, selected: pd.DataFrame, study: str, metric: 
     if not len(runs):
         return ""
     board = leaderboard(runs, metric, "md", marked_cells(selected))
-    board = board[[c for c in board.columns if c.endswith(("| acc", "| compute")) or c == "avg rank"]]
+    board = board[[c for c in board.columns if c.endswith(("| acc", "| compute", "| unseen", "| gap"))
+                   or c == "avg rank"]]
     seeds = runs.groupby("setting")["seed"].nunique()
     head = ["method"] + [c.replace("|", "\\|") for c in board.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -44,7 +51,7 @@ def headline(summary: pd.DataFrame, selected: pd.DataFrame, study: str, metric: 
             f"{metric.capitalize()} personalized accuracy %, mean ± std over {seeds.min()} seeds")
     return "\n".join(lines) + (f"\n\n{note}, each method at its configuration selected on validation; compute = "
                                f"FLOPs × FedAvg's in the setting; {SIGNIFICANCE_NOTE}; ‡ = chosen by the tie "
-                               "rule.\n")
+                               f"rule.{UNSEEN_NOTE if any(c.endswith('| unseen') for c in board.columns) else ''}\n")
 
 
 def insert(text: str, study: str, table: str) -> str:

@@ -58,17 +58,20 @@ def gap_text(r) -> str:
 
 def with_newcomers(table: pd.DataFrame, cells: pd.DataFrame, style: str) -> pd.DataFrame:
     """The leaderboard `table` (variants x columns) with '<setting> | unseen' and '<setting> | gap'
-    columns for each setting that has newcomers (tables/newcomers.md has the rest)."""
+    columns after each of its settings' columns, for the settings that have newcomers
+    (tables/newcomers.md has the rest)."""
     table = table.copy()
     if not len(cells):
         return table
+    pm = (lambda t: t.replace("±", "$\\pm$")) if style == "tex" else (lambda t: t)  # noqa: E731
     for setting, group in cells.groupby("setting", sort=True):
         mine = group.set_index("variant")
-        unseen = {v: text(r["unseen_acc_mean"], r["unseen_acc_std"]) for v, r in mine.iterrows()}
-        gap = {v: gap_text(r) for v, r in mine.iterrows()}
-        pm = (lambda t: t.replace("±", "$\\pm$")) if style == "tex" else (lambda t: t)  # noqa: E731
-        table[f"{setting} | unseen"] = [pm(unseen.get(v, "")) for v in table.index]
-        table[f"{setting} | gap"] = [pm(gap.get(v, "")) for v in table.index]
+        unseen = {v: pm(text(r["unseen_acc_mean"], r["unseen_acc_std"])) for v, r in mine.iterrows()}
+        gap = {v: pm(gap_text(r)) for v, r in mine.iterrows()}
+        ours = [i for i, c in enumerate(table.columns) if str(c).startswith(f"{setting} | ")]
+        at = ours[-1] + 1 if ours else len(table.columns)
+        table.insert(at, f"{setting} | unseen", [unseen.get(v, "") for v in table.index])
+        table.insert(at + 1, f"{setting} | gap", [gap.get(v, "") for v in table.index])
     return table
 
 
