@@ -198,3 +198,12 @@ def test_report_shows_newcomers_only_where_runs_have_them(tmp_path):
     run_inprocess("method=fedavg", *SHORT, f"results_dir={other}")
     build_report(other, echo=lambda line: None)
     assert not (other / "tables" / "newcomers.md").exists()
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_every_method_declares_a_known_rule_and_a_hook_where_it_says_welcome(name):
+    from fedbench.federation.newcomers import RULES
+
+    cls = methods.get(name)
+    assert newcomer_rule(cls) in RULES
+    assert (newcomer_rule(cls) == "welcome") == ("welcome" in cls.hooks) and (cls.welcomes != "") == ("welcome" in cls.hooks)
