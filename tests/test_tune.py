@@ -1,5 +1,5 @@
 """Fair tuning end to end (python -m fedbench.tune): every method's yaml declares a sound search of its
-own keys; a tiny tune of three methods tries the same lr values for each, extends a choice forced to the
+own keys; a tiny tune of two methods tries the same lr values for each, extends a choice forced to the
 top of the lr list until it is interior, reports only the reporting seeds' runs (never the tuning
 seed's), probes the selection's stability, and resumes without rerunning anything."""
 from __future__ import annotations
@@ -46,13 +46,13 @@ def tune(tmp_path, *args, check=True):
 
 
 def test_a_tiny_tune_searches_alike_extends_edges_and_reports_other_seeds(tmp_path, data_root):
-    proc = tune(tmp_path, "--methods", "fedavg,fedprox,local", "seed=0", "--lr", LOW_LRS, "--seeds", "1,2")
+    proc = tune(tmp_path, "--methods", "fedavg,fedprox", "seed=0", "--lr", LOW_LRS, "--seeds", "1,2")
     runs = pd.read_csv(tmp_path / "summary.csv")
     tuning = runs[runs["seed"] == 0]
     lrs = [float(v) for v in LOW_LRS.split(",")]
     sel = pd.read_csv(tmp_path / "tables" / "selected.csv").set_index("method")
     cap = 2 * len(lrs)
-    for method in ("fedavg", "fedprox", "local"):
+    for method in ("fedavg", "fedprox"):
         tried = sorted(set(tuning.loc[tuning["method"] == method, "lr"]))
         assert set(lrs) <= set(tried)                                  # the same lr list for each
         row = sel.loc[method]
@@ -77,7 +77,7 @@ def test_a_tiny_tune_searches_alike_extends_edges_and_reports_other_seeds(tmp_pa
     assert (tmp_path / "tune.yaml").is_file()                        # the search the report reads
     board = (tmp_path / "tables" / "leaderboard_final.md").read_text()
     assert "reporting seeds" in board
-    again = tune(tmp_path, "--methods", "fedavg,fedprox,local", "--lr", LOW_LRS, "--seeds", "1,2", "seed=0")
+    again = tune(tmp_path, "--methods", "fedavg,fedprox", "--lr", LOW_LRS, "--seeds", "1,2", "seed=0")
     assert "fedbench.tune: search" not in again.stderr                 # resumed: nothing left to run
     assert len(pd.read_csv(tmp_path / "summary.csv")) == len(runs)
 
