@@ -163,8 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         return publish(results, args.report_only, launch, dry_run=True)
     from fedbench.sittings import sitting, total_minutes
 
-    with sitting(results, "report-only" if args.report_only else "publish"):
-        code = publish(results, args.report_only, launch, dry_run=False)
+    try:
+        with sitting(results, "report-only" if args.report_only else "publish"):
+            code = publish(results, args.report_only, launch, dry_run=False)
+    except KeyboardInterrupt:
+        print(f"fedbench.publish: stopped by Ctrl-C after {total_minutes(results) / 60:.2f} h over the sittings "
+              f"({results / 'publish_times.csv'}); run the same command again to resume", file=sys.stderr)
+        return 130
     print(f"fedbench.publish: {'done' if code == 0 else 'done, but the reproduce check failed'}; "
           f"{total_minutes(results) / 60:.2f} h over the sittings in {results / 'publish_times.csv'}", file=sys.stderr)
     return code

@@ -119,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     if not tune.report_seeds and not args.dry_run:
         print("fedbench.tune: warning: no --seeds: the tables will report the tuning seed, which chose the "
               "configuration (optimistic); add e.g. --seeds 1,2,3", file=sys.stderr)
-    failed = tune.run()
+    try:
+        failed = tune.run()
+    except KeyboardInterrupt:   # the stage's sweep stops its runs with checkpoints and says so
+        print("fedbench.tune: stopped by Ctrl-C; run the same command again to resume (complete runs are kept)",
+              file=sys.stderr)
+        return 130
     if args.dry_run:
         return 0
     from fedbench.report import ReportError, build_report

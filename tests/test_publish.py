@@ -174,3 +174,28 @@ def test_headline_is_generated_into_the_marked_blocks(tmp_path):
     assert table[2].startswith("| ditto | 86.00 ± 1.00 ‡ | 2.00× |") and "digits" not in text
     assert "unseen = the newcomers' accuracy" in text
     assert "over 3 seeds" in text and text.endswith("<!-- /headline:fmnist -->\nrest\n")
+
+
+def test_ctrl_c_stops_publish_and_tune_with_one_line_and_the_sitting_recorded(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt in the parent while its stage's sweep stops with checkpoints): exit 130,
+    one line each, no traceback, the sitting in publish_times.csv as stopped."""
+    import fedbench.publish as publish
+    import fedbench.tune as tune
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish, "publish", interrupted)
+    assert publish.main(["--results-dir", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fedbench.publish: stopped by Ctrl-C") and "resume" in err[0]
+    assert pd.read_csv(tmp_path / "publish_times.csv")["ended_by"].tolist() == ["stopped"]
+
+    class Plan:
+        report_seeds = (1,)
+        run = staticmethod(interrupted)
+
+    monkeypatch.setattr(tune, "plan", lambda args: Plan())
+    assert tune.main(["--methods", "fedavg", "seed=0", "--seeds", "1"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fedbench.tune: stopped by Ctrl-C; run the same command again to resume (complete runs are kept)"]
