@@ -81,10 +81,6 @@ class FederatedData:
     def num_clients(self) -> int:
         return len(self.clients)
 
-    def train_class_counts(self) -> torch.Tensor:
-        """(K, num_classes) float: each client's train-split label counts."""
-        return torch.stack([torch.bincount(self.y[c.train], minlength=self.num_classes) for c in self.clients]).float()
-
     @functools.cached_property
     def sizes(self) -> np.ndarray:
         """(K, 3) int64: each client's train, val and test sizes (computed once)."""

@@ -62,7 +62,8 @@ class Newcomers:
         self.compute = Compute()
         self.evaluator = Evaluator(data, fed.training.eval_batch_size)
         self.n_train = data.sizes[:, 0].copy()
-        self.class_counts = data.train_class_counts()
+        self.class_counts = torch.stack([torch.bincount(data.y[c.train], minlength=data.num_classes)
+                                         for c in data.clients]).float()
 
     def training_epochs(self) -> int:
         """The epochs of a newcomer's local update: unseen_epochs, or (scratch) a participant's mean."""

@@ -53,7 +53,8 @@ class Federation:
                                  self.tensors.global_module, method.predict, self.compute)
         self.schedule = sampling_schedule(training.seed, rounds, data.num_clients, join_ratio)
         self.n_train = data.sizes[:, 0].copy()
-        self.class_counts = data.train_class_counts() if data.clients else None
+        self.class_counts = torch.stack([torch.bincount(data.y[c.train], minlength=data.num_classes)
+                                         for c in data.clients]).float() if data.clients else None
         self.times_sampled = np.zeros(data.num_clients, dtype=np.int64)
         self.bytes_up = self.bytes_down = 0
         self.finetuning = finetuning
