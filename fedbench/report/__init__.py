@@ -167,9 +167,11 @@ def probe_runs(results_dir: Path, filters=()):
 
 def write_tests(runs, metric: str, tables_dir: Path, plots_dir: Path):
     """What the reading cites: Friedman's test and the critical-difference diagrams, the differences to
-    FedAvg and Local, newcomers beside participants, and what each method shares and keeps. Returns
+    FedAvg and Local, newcomers beside participants, what each method shares and keeps, and the
+    sentences these tests allow (findings_<metric>.md). Returns
     (tables, plots)."""
     from fedbench.report.differences import write_differences
+    from fedbench.report.findings import write_findings
     from fedbench.report.methods_table import write_methods_table
     from fedbench.report.newcomers import write_newcomers
     from fedbench.report.significance import write_friedman
@@ -179,6 +181,7 @@ def write_tests(runs, metric: str, tables_dir: Path, plots_dir: Path):
     more_tables, more_plots = write_newcomers(runs, metric, tables_dir, plots_dir)
     tables, plots = tables + more_tables, plots + more_plots
     tables += write_methods_table(runs["method"].dropna().unique(), tables_dir / "methods.md")
+    tables += write_findings(runs, metric, tables_dir)
     return tables, plots
 
 

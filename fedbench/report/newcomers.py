@@ -1,7 +1,8 @@
 """Newcomers beside participants (runs with unseen_frac > 0, fedbench.federation.newcomers): per setting
 and method, the participants' accuracy (seen_acc: the last evaluation's), the newcomers' (unseen_acc:
 welcomed once after the last round by the method's rule) and the participation gap = seen - unseen, each
-mean ± std over seeds, the gap's paired t-test over seeds (seen vs unseen of the same runs), and what the
+mean ± std over seeds, the gap's paired t-test over seeds (seen vs unseen of the same runs: its 95%
+interval, and its p Holm-corrected over the setting's methods, one family per setting), and what the
 newcomers' adaptation cost (unseen_flops, per newcomer, x FedAvg's training compute per client).
 tables/newcomers.md and .csv; plots/newcomers_<setting>.png (seen against unseen, the diagonal = no gap).
 """
@@ -11,10 +12,10 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
 from fedbench.files import atomic_write
 from fedbench.report.aggregate import CELL, good_runs
+from fedbench.report.significance import ALPHA, holm, paired_difference
 
 COLUMNS = ("seen_acc", "unseen_acc", "participation_gap")
 
@@ -29,7 +30,9 @@ def newcomer_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def newcomer_cells(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (setting, variant) with newcomers: mean and std of seen, unseen and gap, n seeds, the
-    gap's two-sided paired t-test p (nan under 2 seeds), newcomers and their mean adaptation FLOPs."""
+    gap's paired t-test (seen vs unseen over the seeds: gap_low/gap_high its 95% interval, gap_p, and
+    gap_p_holm corrected over the setting's methods; nan under 2 seeds), newcomers and their mean
+    adaptation FLOPs."""
     have = newcomer_runs(runs, metric)
     rows = []
     for cell, group in have.groupby(CELL, sort=True):
@@ -37,12 +40,18 @@ def newcomer_cells(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         row = dict(zip(CELL, cell)) | {"n": len(group), "newcomers": int(group["unseen_clients"].max())}
         for c, v in values.items():
             row[f"{c}_mean"], row[f"{c}_std"] = float(v.mean()), float(v.std()) if len(v) > 1 else math.nan
-        gap = values["participation_gap"]
-        row["gap_p"] = float(stats.ttest_1samp(gap, 0.0).pvalue) if len(gap) > 1 and gap.std() > 0 else math.nan
+        seeds = group["seed"].to_numpy()
+        gap = paired_difference(values["seen_acc"].set_axis(seeds), values["unseen_acc"].set_axis(seeds))
+        row |= {"gap_low": gap.low, "gap_high": gap.high, "gap_p": gap.p if gap.n > 1 else math.nan}
         row["unseen_flops_per_newcomer"] = float(pd.to_numeric(group["unseen_flops"], errors="coerce").mean()
                                                  / max(1, row["newcomers"]))
         rows.append(row)
-    return pd.DataFrame(rows)
+    cells = pd.DataFrame(rows)
+    if len(cells):
+        cells["gap_p_holm"] = math.nan
+        for _, family in cells[cells["gap_p"].notna()].groupby("setting_key"):
+            cells.loc[family.index, "gap_p_holm"] = holm(family["gap_p"].tolist())
+    return cells
 
 
 def text(mean: float, std: float) -> str:
@@ -50,8 +59,9 @@ def text(mean: float, std: float) -> str:
 
 
 def gap_text(r) -> str:
-    """The gap, with its test: '*' when the paired t-test over seeds separates it from 0 at 0.05."""
-    mark = " *" if not math.isnan(r["gap_p"]) and r["gap_p"] < 0.05 else ""
+    """The gap, with its test: '*' when the paired t-test over seeds separates it from 0 (Holm over the
+    setting's methods, alpha 0.05)."""
+    mark = " *" if not math.isnan(r["gap_p_holm"]) and r["gap_p_holm"] < ALPHA else ""
     return f"{100 * r['participation_gap_mean']:+.2f}" + (
         "" if math.isnan(r["participation_gap_std"]) else f" ± {100 * r['participation_gap_std']:.2f}") + mark
 
@@ -78,7 +88,8 @@ def with_newcomers(table: pd.DataFrame, cells: pd.DataFrame, style: str) -> pd.D
 NOTE = ("seen: the participants' mean client accuracy at the last evaluation; unseen: the newcomers' (clients "
         "held out of training, unseen_frac), given their model by their method's rule after the last round "
         "(tables/methods.md, column 'newcomer') and evaluated once; gap = seen - unseen, mean ± std over seeds; "
-        "* the paired t-test over seeds separates the gap from 0 (p < 0.05; none is claimed otherwise). "
+        f"* the paired t-test over seeds separates the gap from 0 (p Holm-corrected over the setting's methods "
+        f"< {ALPHA}; none is claimed otherwise; newcomers.csv has each gap's 95% interval and p). "
         "newcomer GFLOPs: one newcomer's adaptation.")
 
 

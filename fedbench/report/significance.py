@@ -138,6 +138,12 @@ def plot_critical_difference(result: dict, title: str, path, alpha: float = ALPH
     return save(fig, path)
 
 
+def friedman_groups(runs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(title, file name, runs) of each Friedman test: all settings (with more than one dataset), each dataset."""
+    groups = [("all settings", "all", runs)] if runs["dataset"].nunique() > 1 else []
+    return groups + [(str(d), str(d), part) for d, part in runs.groupby("dataset", sort=True)]
+
+
 def write_friedman(runs: pd.DataFrame, metric: str, tables_dir, plots_dir) -> tuple[list, list]:
     """Friedman's test with the settings as blocks, over all settings and per dataset, into
     tables/friedman_<metric>.md and critical-difference diagrams plots/cd_<all|dataset>_<metric>.png.
@@ -148,9 +154,7 @@ def write_friedman(runs: pd.DataFrame, metric: str, tables_dir, plots_dir) -> tu
 
     lines, plots = [f"# Friedman test and critical differences ({metric} accuracy)", "",
                     "Blocks: the settings, each method's value its mean over the setting's seeds.", ""], []
-    groups = [("all settings", "all", runs)] if runs["dataset"].nunique() > 1 else []
-    groups += [(str(d), str(d), part) for d, part in runs.groupby("dataset", sort=True)]
-    for title, name, part in groups:
+    for title, name, part in friedman_groups(runs):
         result = friedman(part, metric)
         lines += [f"## {title}", ""]
         if result is None:
