@@ -20,10 +20,16 @@ ARGS = ["rounds=60",   # Ctrl-C lands right after round 1: the rest is margin
          "eval_every=1", "checkpoint_every=0", "progress=false", "num_clients=6"]
 
 
+def as_in_a_terminal():
+    """SIGINT at its default, as a terminal's foreground job has it, whatever started the tests (a shell's
+    background job, e.g. `pytest &` or nohup, ignores SIGINT, and its children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args):
     """The CLI in its own process group, as a terminal runs it (Ctrl-C reaches the whole group)."""
     return subprocess.Popen([sys.executable, "-m", "fedbench", *args], cwd=ROOT, text=True, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal)
 
 
 def ctrl_c_once_running(proc, results, runs: int, timeout=240):
