@@ -58,7 +58,7 @@ def test_default_share_leaves_run_files_byte_identical(method, tmp_path):
         assert filecmp.cmp(run / name, GOLDEN / f"{method}_{name}", shallow=False), name
 
 
-def test_held_out_clients_are_never_trained_on_and_the_same_for_every_method(tmp_path, monkeypatch):
+def test_held_out_clients_are_never_trained_on_and_the_same_for_every_method(tmp_path, data_root, monkeypatch):
     """A spy on the training primitive: during the rounds no sample of a held-out client is stepped on
     (and none is in the participants' evaluation); the newcomers' own steps touch only their samples.
     Their ids come from the seed alone: the same for FedPer and Local."""
