@@ -160,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 "are fixed in fedbench/publish.py")
     launch = args.launch if any(o.startswith("hydra/launcher=") for o in args.launch) else LOCAL + args.launch
     if args.dry_run:
-        return publish(results, args.report_only, launch, dry_run=True)
+        code = publish(results, args.report_only, launch, dry_run=True)
+        if not args.report_only:
+            for line in estimate(results, launch):
+                print(f"fedbench.publish: estimate: {line}", file=sys.stderr)
+        return code
     from fedbench.sittings import sitting, total_minutes
 
     try:
@@ -173,6 +177,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fedbench.publish: {'done' if code == 0 else 'done, but the reproduce check failed'}; "
           f"{total_minutes(results) / 60:.2f} h over the sittings in {results / 'publish_times.csv'}", file=sys.stderr)
     return code
+
+
+def estimate(results: Path, launch: list[str]) -> list[str]:
+    """The runs the publication has left and their wall time here (fedbench.tuning.estimate), one line
+    per study, the ablation's variants on its seeds with the reproduce check's rows, and the total."""
+    from fedbench import tune as tune_cli
+    from fedbench.code import code_id
+    from fedbench.report.collect import ReportError, collect
+    from fedbench.tuning.estimate import Plan, Timings, describe, finished, tune_plan
+
+    timings = Timings([results, results / "screening", results / "ablation"], [results / "summary.csv"])
+    total, lines = Plan(), []
+    for study in STUDIES:
+        tune = tune_cli.plan(tune_cli.parser().parse_intermixed_args([*study.tune_argv(results, launch), "--dry-run"]))
+        tune.index.close()
+        part = tune_plan(tune, timings)
+        lines.append(f"{study.name}: {describe(part, timings)}")
+        total += part
+    base = tune_cli.plan(tune_cli.parser().parse_intermixed_args(
+        ["--methods", "fedbsd", "--dry-run", f"experiment={ABLATION_SETTING}", f"results_dir={results}"]))
+    cfg = base.index.config(["method=fedbsd", f"experiment={ABLATION_SETTING}"])
+    base.index.close()
+    variants = sum(len(values) for _, values in ABLATION.values()) + 1 + len(ABLATION_CROSSED)   # + the selected lam
+    try:
+        done = finished(collect(results / "ablation"), code_id())
+    except ReportError:
+        done = 0
+    wanted, rest = variants * len(ABLATION_SEEDS), Plan()
+    rest.add("ablation", max(0, wanted - done), min(done, wanted),
+             timings.run_seconds(str(cfg.dataset.name), "fedbsd", int(cfg.rounds)))
+    each = total.each.get("final") or [0.0]
+    rest.add("reproduce check", CHECK_ROWS, 0, sum(each) / len(each))
+    lines.append(f"ablation and check: {describe(rest, timings)}")
+    total += rest
+    return lines + [f"in all: {describe(total, timings)}"]
 
 
 def reproduce_check(results: Path, launch: list[str], dry_run: bool) -> int:

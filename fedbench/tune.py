@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     if args.dry_run:
+        from fedbench.tuning.estimate import Timings, describe, tune_plan
+
+        timings = Timings([tune.results_dir, tune.screen_dir], [tune.results_dir / "summary.csv"])
+        print(f"fedbench.tune: estimate: {describe(tune_plan(tune, timings), timings)}", file=sys.stderr)
         return 0
     from fedbench.report import ReportError, build_report
 

@@ -1,0 +1,84 @@
+"""The wall time a tune or a publication will take, said before it starts (fedbench.tuning.estimate):
+the search replayed with the scores on disk, the runs already finished not counted again, seconds
+from the runs on disk."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from fedbench.tuning.driver import Unit
+from fedbench.tuning.estimate import Plan, Timings, describe, search_runs
+from fedbench.tuning.space import space_of, tune_settings
+
+LR = tuple(float(v) for v in tune_settings().lr)
+
+
+class Disk:
+    """An index whose runs on disk score as given (by their overrides), the others not run."""
+
+    def __init__(self, scores=None):
+        self.scores = scores or {}
+        self.asked: list = []
+
+    def score(self, job):
+        self.asked.append(tuple(job))
+        return self.scores.get(tuple(job))
+
+
+TUNE = SimpleNamespace(seed=0, fidelity=lambda: ("rounds=15",), max_trials=16)
+
+
+def job(unit, config):
+    return tuple(unit.job(config, 0, ("rounds=15",)))
+
+
+def test_a_fresh_search_is_its_grid_with_an_interior_optimum():
+    """Nothing on disk: FedAvg asks for its lr list; FedProx for the lr list, its mu grid at the best lr
+    (mu moved off its default 1.0: the middle of the grid is best) and the lr's two neighbours again."""
+    fedavg, fedprox = Unit((), "fedavg", LR), Unit((), "fedprox", LR)
+    assert search_runs(TUNE, Disk(), fedavg) == (len(LR), 0)
+    mus = space_of("fedprox", LR).keys[1].values
+    assert search_runs(TUNE, Disk(), fedprox) == (len(LR) + len(mus) - 1 + 2, 0)
+
+
+def test_runs_on_disk_are_done_and_an_edge_on_disk_asks_for_more():
+    unit = Unit((), "fedavg", LR)
+    interior = {job(unit, (lr,)): -abs(lr - 0.1) for lr in LR}    # best 0.1: interior
+    assert search_runs(TUNE, Disk(interior), unit) == (0, len(LR))
+    half = dict(list(interior.items())[:3])
+    assert search_runs(TUNE, Disk(half), unit) == (len(LR) - 3, 3)
+    edge = {job(unit, (lr,)): lr for lr in LR}                      # the largest lr best: extend past it
+    left, done = search_runs(TUNE, Disk(edge), unit)
+    assert done == len(LR) and left >= 1
+
+
+def test_seconds_per_round_from_the_runs_on_disk(tmp_path):
+    for i, (method, wall, rounds) in enumerate([("fedavg", 30.0, 15), ("fedavg", 50.0, 25), ("fedavg", 10.0, 10),
+                                                ("pfedme", 300.0, 15)]):
+        run = tmp_path / "runs" / f"r{i}"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"dataset": "fmnist", "method": method, "wall_time_s": wall,
+                                                      "rounds_done": rounds}))
+    timings = Timings([tmp_path])
+    assert timings.count == 4
+    assert timings.run_seconds("fmnist", "fedavg", 100) == pytest.approx(200.0)     # median 2 s a round
+    assert timings.run_seconds("fmnist", "fedavg+bn", 100) == pytest.approx(200.0)  # its base method's
+    assert timings.run_seconds("fmnist", "ditto", 100) == pytest.approx(200.0)      # the dataset's median
+    assert timings.run_seconds("fmnist", "pfedme", 100) == pytest.approx(2000.0)
+    assert timings.run_seconds("digits", "fedavg", 100) is None
+
+
+def test_wall_time_is_the_runs_seconds_over_the_runs_at_once():
+    plan = Plan()
+    plan.add("search", 10, 5, 360.0, extra=4)
+    plan.add("final", 2, 0, 1800.0)
+    plan.add("final", 3, 0, None)
+    text = describe(plan, SimpleNamespace(count=7), slots=2)
+    assert text.startswith("15 runs left (search 10 (5 done), final 5 (0 done)): ~1.0 h of wall time at 2 runs")
+    assert "add at most 4 runs (+0.2 h)" in text and "3 more runs not timed" in text
+    both = Plan()
+    both += plan
+    both += plan
+    assert both.runs == {"search": 20, "final": 10} and both.seconds == 2 * plan.seconds
