@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from fedbench.tuning.driver import Unit
@@ -54,19 +55,28 @@ def test_runs_on_disk_are_done_and_an_edge_on_disk_asks_for_more():
     assert done == len(LR) and left >= 1
 
 
-def test_seconds_per_round_from_the_runs_on_disk(tmp_path):
+def test_seconds_from_runs_of_the_same_length_first(tmp_path):
+    """Short runs carry their fixed costs over fewer rounds: a run of 100 rounds is timed by the runs of
+    100 rounds of its method, else of its dataset scaled by the method's relative cost, else by seconds
+    per round."""
     for i, (method, wall, rounds) in enumerate([("fedavg", 30.0, 15), ("fedavg", 50.0, 25), ("fedavg", 10.0, 10),
-                                                ("pfedme", 300.0, 15)]):
+                                                ("pfedme", 120.0, 15), ("fedper", 90.0, 100),
+                                                ("fedper", 110.0, 100)]):
         run = tmp_path / "runs" / f"r{i}"
         run.mkdir(parents=True)
         (run / "summary.json").write_text(json.dumps({"dataset": "fmnist", "method": method, "wall_time_s": wall,
                                                       "rounds_done": rounds}))
     timings = Timings([tmp_path])
-    assert timings.count == 4
-    assert timings.run_seconds("fmnist", "fedavg", 100) == pytest.approx(200.0)     # median 2 s a round
-    assert timings.run_seconds("fmnist", "fedavg+bn", 100) == pytest.approx(200.0)  # its base method's
-    assert timings.run_seconds("fmnist", "ditto", 100) == pytest.approx(200.0)      # the dataset's median
-    assert timings.run_seconds("fmnist", "pfedme", 100) == pytest.approx(2000.0)
+    assert timings.count == 6
+    assert timings.run_seconds("fmnist", "fedper", 100) == pytest.approx(100.0)     # its own runs at 100
+    # seconds per round: fedavg 2, pfedme 8; the dataset's median over every run
+    per_round = {"fedavg": 2.0, "pfedme": 8.0}
+    dataset = float(pd.Series([2.0, 2.0, 1.0, 8.0, 0.9, 1.1]).median())
+    assert timings.run_seconds("fmnist", "pfedme", 100) == pytest.approx(100.0 * per_round["pfedme"] / dataset)
+    assert timings.run_seconds("fmnist", "fedavg+bn", 15) == pytest.approx(30.0)     # its base method's runs
+    assert timings.run_seconds("fmnist", "ditto", 100) == pytest.approx(100.0)       # the dataset's at 100
+    assert timings.run_seconds("fmnist", "pfedme", 50) == pytest.approx(400.0)       # no run of 50: per round
+    assert timings.run_seconds("fmnist", "ditto", 50) == pytest.approx(50 * dataset)
     assert timings.run_seconds("digits", "fedavg", 100) is None
 
 

@@ -7,10 +7,9 @@ The runs each stage will make, per (setting, method):
            max_trials): the estimate says by how much at most.
   carry    --carry configurations at the full rounds (with --screen)
   final    the stability probe and the reporting seeds of the selected configuration
-minus the runs already finished by this code (they are read, not rerun). Each run's seconds are the
-median seconds per round of the runs on disk of its dataset and method (wall_time_s / rounds_done, any
-code), else of its dataset, times its rounds; the wall time is their sum over the runs that run at once
-(the local launcher: one per core).
+minus the runs already finished by this code (they are read, not rerun). Each run's seconds come from
+the runs on disk (Timings: of its dataset and method, at its rounds where there are such runs); the
+wall time is their sum over the runs that run at once (the local launcher: one per core).
 """
 from __future__ import annotations
 
@@ -59,8 +58,12 @@ class Plan:
 
 
 class Timings:
-    """Seconds per round by (dataset, method) and by dataset, from the runs on disk under `dirs` and
-    the rows of `tables` (summary.csv files: a former publication's)."""
+    """Seconds a run takes, from the runs on disk under `dirs` and the rows of `tables` (summary.csv files:
+    a former publication's). A run's fixed costs (start, data, the last evaluation) weigh more in a short
+    run, so runs of the same length are preferred: the median wall time of the (dataset, method) at those
+    rounds; else the (dataset)'s median at those rounds times the method's cost relative to the dataset's
+    (seconds per round, any length); else the seconds per round of the (dataset, method), or of the
+    dataset, times the rounds."""
 
     def __init__(self, dirs: list[Path], tables: list[Path] = ()):
         import json
@@ -72,25 +75,36 @@ class Timings:
                     s = json.loads(path.read_text(encoding="utf-8"))
                 except (OSError, ValueError):
                     continue
-                rows.append({k: s.get(k) for k in ("dataset", "method", "wall_time_s", "rounds_done", "model")})
-        frames = [pd.DataFrame(rows)] + [pd.read_csv(t, usecols=lambda c: c in
-                                                     ("dataset", "method", "wall_time_s", "rounds_done"))
-                                         for t in tables if Path(t).is_file()]
-        runs = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
-            pd.DataFrame(columns=["dataset", "method", "wall_time_s", "rounds_done"])
+                rows.append({k: s.get(k) for k in COLUMNS})
+        frames = [pd.DataFrame(rows, columns=list(COLUMNS))] + [
+            pd.read_csv(t, usecols=lambda c: c in COLUMNS) for t in tables if Path(t).is_file()]
+        runs = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         runs = runs[(pd.to_numeric(runs["rounds_done"], errors="coerce") > 0)
                     & pd.to_numeric(runs["wall_time_s"], errors="coerce").notna()].copy()
-        runs["per_round"] = runs["wall_time_s"].astype(float) / runs["rounds_done"].astype(float)
+        runs["wall_time_s"], runs["rounds_done"] = runs["wall_time_s"].astype(float), runs["rounds_done"].astype(int)
+        runs["per_round"] = runs["wall_time_s"] / runs["rounds_done"]
         self.count = len(runs)
+        self.at_rounds = runs.groupby(["dataset", "method", "rounds_done"])["wall_time_s"].median().to_dict()
+        self.dataset_at_rounds = runs.groupby(["dataset", "rounds_done"])["wall_time_s"].median().to_dict()
         self.by_method = runs.groupby(["dataset", "method"])["per_round"].median().to_dict()
         self.by_dataset = runs.groupby("dataset")["per_round"].median().to_dict()
 
     def run_seconds(self, dataset: str, method: str, rounds: int) -> float | None:
         from fedbench.tuning.space import base_method
 
-        per_round = self.by_method.get((dataset, method), self.by_method.get((dataset, base_method(method)),
-                                                                             self.by_dataset.get(dataset)))
+        for m in dict.fromkeys([method, base_method(method)]):
+            if (dataset, m, rounds) in self.at_rounds:
+                return self.at_rounds[(dataset, m, rounds)]
+        per_round = next((self.by_method[(dataset, m)] for m in (method, base_method(method))
+                          if (dataset, m) in self.by_method), None)
+        if (dataset, rounds) in self.dataset_at_rounds:
+            relative = per_round / self.by_dataset[dataset] if per_round is not None else 1.0
+            return self.dataset_at_rounds[(dataset, rounds)] * relative
+        per_round = per_round if per_round is not None else self.by_dataset.get(dataset)
         return None if per_round is None else per_round * rounds
+
+
+COLUMNS = ("dataset", "method", "wall_time_s", "rounds_done")
 
 
 def modelled(space):
