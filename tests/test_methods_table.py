@@ -34,4 +34,26 @@ def test_what_is_kept_and_evaluated():
 def test_written_for_registered_methods_only(tmp_path):
     assert write_methods_table(["not_a_method"], tmp_path / "m.md") == []
     path, = write_methods_table(["fedper", "not_a_method"], tmp_path / "m.md")
-    assert "| fedper | backbone (samples) | head |" in path.read_text() and "not_a_method" not in path.read_text()
+    assert "| fedper | backbone (samples) | mean weighted by train samples | head |" in path.read_text() and "not_a_method" not in path.read_text()
+
+
+def test_methods_with_their_own_server_step_say_what_they_upload_and_what_the_server_does():
+    """Not 'nothing' for methods that share no averaged part but upload models, deltas or prototypes."""
+    rows = {r["method"]: r for r in method_rows(["fedfomo", "pfedhn", "fedproto", "scaffold", "pfedme", "local"])}
+    assert rows["fedfomo"]["uploaded and averaged"] == "whole model, fomo_w, fomo_ids (its own server step)"
+    assert rows["fedfomo"]["server step"].startswith("Keep each uploading client's latest model")
+    assert rows["pfedhn"]["uploaded and averaged"] == "hn_delta (its own server step)"
+    assert rows["pfedhn"]["evaluated"] == "the model the server sends the client"
+    assert rows["fedproto"]["uploaded and averaged"].startswith("proto") and rows["fedproto"]["evaluated"] != \
+        rows["pfedhn"]["evaluated"]   # it keeps its whole model; the server sends prototypes
+    assert rows["scaffold"]["uploaded and averaged"] == "whole model, scaffold_dc (its own server step)"
+    assert rows["pfedme"]["server step"].endswith("then methods/pfedme.py `server_update`")
+    assert rows["local"]["server step"] == "none"
+
+
+def test_every_cell_is_one_markdown_cell():
+    """A formula's '|' (FedAMP's ||w - u_i||^2) is escaped: every row has as many cells as the header."""
+    import methods
+
+    for r in method_rows(methods.available()):
+        assert all("|" not in v.replace("\\|", "") for v in r.values()), r

@@ -102,7 +102,7 @@ def test_report_writes_friedman_table_cd_diagram_ties_and_grid_edges(tmp_path):
     assert "over 2 settings as blocks and 3 methods" in friedman_md
     differences_md = root / "tables" / "differences_final.md"
     assert differences_md in report.tables and "| fedper |" in differences_md.read_text()
-    assert "| local | nothing | whole model |" in (root / "tables" / "methods.md").read_text()
+    assert "| local | nothing | none | whole model |" in (root / "tables" / "methods.md").read_text()
     cd = root / "plots" / "cd_digits_final.png"
     assert cd in report.plots and cd.stat().st_size > 5000
     board = read_md(root / "tables" / "leaderboard_final.md")   # the tie-decided selections are marked
