@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from fedbench.report.findings import write_findings
 from fedbench.report.newcomers import newcomer_cells
@@ -88,3 +89,18 @@ def test_work_is_stated_beside_compute(tmp_path):
     text = findings(runs, tmp_path)
     assert "| pfedme | 5.00× | 5.00× | 0 | 0% |" in text
     assert "| fedavg_ft | 2.00× | 1.00× | 0 | 50% |" in text
+
+
+def test_gaps_against_fedavgs_cancel_the_newcomers_luck(tmp_path):
+    """Every method's gap moves with its seed's newcomers (here by -3 to +3 points); a method whose gap is
+    FedAvg's + 2 points on every seed is separated from FedAvg's, though its gap alone is not from 0."""
+    luck = [0.03, -0.03, 0.02, -0.02, 0.0]
+    runs = newcomer_runs({"fedavg": luck, "worse": [g + 0.02 + e for g, e in zip(luck, STEADY)],
+                          "same": [g + e for g, e in zip(luck, STEADY)]})
+    cells = newcomer_cells(runs, "final").set_index("variant")
+    assert cells.loc["worse", "gap_p_holm"] >= 0.05                        # alone: not separated from 0
+    assert cells.loc["worse", "ref_p_holm"] < 0.05 and cells.loc["worse", "ref_diff"] == pytest.approx(0.0204)
+    assert cells.loc["same", "ref_p_holm"] >= 0.05 and pd.isna(cells.loc["fedavg", "ref_diff"])
+    text = findings(runs, tmp_path)
+    assert "Gap against fedavg's (the same newcomers per seed; newcomers.md): separated worse +2.04 [" in text
+    assert "not separated same (1)." in text

@@ -19,7 +19,7 @@ import pandas as pd
 from fedbench.report.aggregate import CELL, aggregate, good_runs
 from fedbench.report.cost import BASELINE, cost_ratios, ratio_text
 from fedbench.report.differences import BETTER, REFERENCES, WORSE, differences
-from fedbench.report.newcomers import newcomer_cells
+from fedbench.report.newcomers import REFERENCE, newcomer_cells
 from fedbench.report.significance import ALPHA, friedman, friedman_groups, paired_marks
 
 WORK = {"train samples": "train_samples", "forward-only samples": "train_forward_samples"}
@@ -70,9 +70,17 @@ def newcomer_lines(cells: pd.DataFrame) -> list[str]:
     gaps = [f"{r['variant']} {100 * r['participation_gap_mean']:+.2f} [{100 * r['gap_low']:+.2f}, "
             f"{100 * r['gap_high']:+.2f}]" for _, r in separated.iterrows()]
     rest = sorted(set(cells["variant"]) - set(separated["variant"]))
-    return [f"- Newcomers ({int(cells['newcomers'].max())} clients held out; newcomers.md): highest unseen accuracy "
-            f"{top['variant']} {100 * top['unseen_acc_mean']:.2f}. Participation gap (seen - unseen) separated from "
-            f"0 (paired over seeds, Holm over the setting): {listing(gaps)}; not separated {listing(rest)}."]
+    lines = [f"- Newcomers ({int(cells['newcomers'].max())} clients held out; newcomers.md): highest unseen accuracy "
+             f"{top['variant']} {100 * top['unseen_acc_mean']:.2f}. Participation gap (seen - unseen) separated from "
+             f"0 (paired over seeds, Holm over the setting): {listing(gaps)}; not separated {listing(rest)}."]
+    if "ref_diff" in cells and cells["ref_diff"].notna().any():
+        versus = cells[cells["ref_p_holm"] < ALPHA].sort_values("ref_diff", ascending=False)
+        apart = [f"{r['variant']} {100 * r['ref_diff']:+.2f} [{100 * r['ref_low']:+.2f}, {100 * r['ref_high']:+.2f}]"
+                 for _, r in versus.iterrows()]
+        others = sorted(set(cells.loc[cells["ref_diff"].notna(), "variant"]) - set(versus["variant"]))
+        lines.append(f"- Gap against {REFERENCE}'s (the same newcomers per seed; newcomers.md): separated "
+                     f"{listing(apart)}; not separated {listing(others)}.")
+    return lines
 
 
 def work_table(runs: pd.DataFrame, metric: str, setting_key: str) -> list[str]:

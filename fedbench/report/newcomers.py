@@ -18,6 +18,7 @@ from fedbench.report.aggregate import CELL, good_runs
 from fedbench.report.significance import ALPHA, holm, paired_difference
 
 COLUMNS = ("seen_acc", "unseen_acc", "participation_gap")
+REFERENCE = "fedavg"   # the gap every other is compared with: one global model, no personalization
 
 
 def newcomer_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -51,6 +52,30 @@ def newcomer_cells(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         cells["gap_p_holm"] = math.nan
         for _, family in cells[cells["gap_p"].notna()].groupby("setting_key"):
             cells.loc[family.index, "gap_p_holm"] = holm(family["gap_p"].tolist())
+        cells = against_reference(have, cells)
+    return cells
+
+
+def against_reference(have: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Each method's gap minus the reference's (FedAvg's), paired by seed: a seed's newcomers are the same
+    clients for every method, so what their own draw puts into every gap (a small group's luck) cancels.
+    Columns ref_diff, ref_low, ref_high (95% interval), ref_p, ref_p_holm (Holm over the setting)."""
+    cells = cells.assign(ref_diff=math.nan, ref_low=math.nan, ref_high=math.nan, ref_p=math.nan, ref_p_holm=math.nan)
+    for key, group in have.groupby("setting_key"):
+        gaps = group.assign(gap=pd.to_numeric(group["participation_gap"], errors="coerce")).pivot_table(
+            index="seed", columns="variant", values="gap", aggfunc="first")
+        if REFERENCE not in gaps:
+            continue
+        tested, pvalues = [], []
+        for variant in gaps.columns.drop(REFERENCE):
+            d = paired_difference(gaps[variant], gaps[REFERENCE])
+            row = cells.index[(cells["setting_key"] == key) & (cells["variant"] == variant)][0]
+            cells.loc[row, ["ref_diff", "ref_low", "ref_high"]] = [d.mean, d.low, d.high]
+            if d.n > 1:
+                cells.loc[row, "ref_p"] = d.p
+                tested.append(row)
+                pvalues.append(d.p)
+        cells.loc[tested, "ref_p_holm"] = holm(pvalues)
     return cells
 
 
@@ -64,6 +89,15 @@ def gap_text(r) -> str:
     mark = " *" if not math.isnan(r["gap_p_holm"]) and r["gap_p_holm"] < ALPHA else ""
     return f"{100 * r['participation_gap_mean']:+.2f}" + (
         "" if math.isnan(r["participation_gap_std"]) else f" ± {100 * r['participation_gap_std']:.2f}") + mark
+
+
+def reference_text(r) -> str:
+    """The gap minus FedAvg's with its 95% interval, '*' where Holm over the setting separates it from 0."""
+    if math.isnan(r["ref_diff"]):
+        return "—"
+    interval = "" if math.isnan(r["ref_low"]) else f" [{100 * r['ref_low']:+.2f}, {100 * r['ref_high']:+.2f}]"
+    mark = " *" if r["ref_p_holm"] < ALPHA else ""
+    return f"{100 * r['ref_diff']:+.2f}{interval}{mark}"
 
 
 def with_newcomers(table: pd.DataFrame, cells: pd.DataFrame, style: str) -> pd.DataFrame:
@@ -90,7 +124,9 @@ NOTE = ("seen: the participants' mean client accuracy at the last evaluation; un
         "(tables/methods.md, column 'newcomer') and evaluated once; gap = seen - unseen, mean ± std over seeds; "
         f"* the paired t-test over seeds separates the gap from 0 (p Holm-corrected over the setting's methods "
         f"< {ALPHA}; none is claimed otherwise; newcomers.csv has each gap's 95% interval and p). "
-        "newcomer GFLOPs: one newcomer's adaptation.")
+        f"gap - {REFERENCE}'s: the gap minus {REFERENCE}'s, paired by seed (a seed's newcomers are the same clients "
+        f"for every method, so the luck of that small group cancels), 95% interval, * where Holm over the "
+        f"setting separates it from 0. newcomer GFLOPs: one newcomer's adaptation.")
 
 
 def write_newcomers(runs: pd.DataFrame, metric: str, tables_dir: Path, plots_dir: Path) -> tuple[list, list]:
@@ -100,12 +136,12 @@ def write_newcomers(runs: pd.DataFrame, metric: str, tables_dir: Path, plots_dir
         return [], []
     lines = ["# Newcomers: participants (seen) and clients held out of training (unseen)", ""]
     for setting, group in cells.groupby("setting", sort=True):
-        lines += [f"## {setting}", "", "| method | seen | unseen | gap | seeds | newcomers | newcomer GFLOPs |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"## {setting}", "", f"| method | seen | unseen | gap | gap - {REFERENCE}'s | seeds | newcomers | "
+                  "newcomer GFLOPs |", "|---|---|---|---|---|---|---|---|"]
         for _, r in group.sort_values("unseen_acc_mean", ascending=False).iterrows():
             lines.append(f"| {r['variant']} | {text(r['seen_acc_mean'], r['seen_acc_std'])} | "
-                         f"{text(r['unseen_acc_mean'], r['unseen_acc_std'])} | {gap_text(r)} | {r['n']} | "
-                         f"{r['newcomers']} | {r['unseen_flops_per_newcomer'] / 1e9:.3g} |")
+                         f"{text(r['unseen_acc_mean'], r['unseen_acc_std'])} | {gap_text(r)} | {reference_text(r)} | "
+                         f"{r['n']} | {r['newcomers']} | {r['unseen_flops_per_newcomer'] / 1e9:.3g} |")
         lines.append("")
     lines.append(NOTE)
     md, csv = Path(tables_dir) / "newcomers.md", Path(tables_dir) / "newcomers.csv"
