@@ -27,7 +27,8 @@ def _stop(signum, frame):
 @contextmanager
 def sitting(results: Path, what: str):
     """Record this sitting in results/publish_times.csv however it ends; SIGTERM ends it like Ctrl-C."""
-    started, before = datetime.now(timezone.utc), count_runs(results)
+    # the code as the sitting starts (its runs start from it; HEAD may move while it runs)
+    started, before, code = datetime.now(timezone.utc), count_runs(results), code_text()
     previous = signal.signal(signal.SIGTERM, _stop)
     ended_by = "failed"
     try:
@@ -41,7 +42,7 @@ def sitting(results: Path, what: str):
         ended = datetime.now(timezone.utc)
         row = {"started": started.isoformat(timespec="seconds"), "ended": ended.isoformat(timespec="seconds"),
                "minutes": round((ended - started).total_seconds() / 60, 1), "runs_before": before,
-               "runs_after": count_runs(results), "ended_by": ended_by, "what": f"{what} ({code_text()})"}
+               "runs_after": count_runs(results), "ended_by": ended_by, "what": f"{what} ({code})"}
         path = Path(results) / FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame([row], columns=COLUMNS).to_csv(path, mode="a", header=not path.exists(), index=False)

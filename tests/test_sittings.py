@@ -40,3 +40,14 @@ def test_total_minutes_sums_the_sittings(tmp_path):
                   "runs_after": [1, 2], "ended_by": ["stopped", "done"], "what": ["publish"] * 2}).to_csv(
         tmp_path / FILE, index=False)
     assert total_minutes(tmp_path) == pytest.approx(166.3)
+
+
+def test_a_sitting_records_the_code_it_started_with(tmp_path, monkeypatch):
+    """A commit made while the sitting runs (its runs started from the earlier one) is not its code."""
+    import fedbench.sittings as sittings
+
+    heads = iter(["commit aaaa; code 1", "commit bbbb; code 1"])
+    monkeypatch.setattr(sittings, "code_text", lambda: next(heads))
+    with sitting(tmp_path, "publish"):
+        pass
+    assert pd.read_csv(tmp_path / FILE)["what"].tolist() == ["publish (commit aaaa; code 1)"]
