@@ -1,5 +1,5 @@
-"""`python -m fedbench.publish [--results-dir results] [--dry-run] [--report-only] [launcher overrides]`: the
-published comparison and the FedBSD ablation, regenerated from nothing by one command, every run
+"""`python -m fedbench.publish [--results-dir results] [--dry-run] [--estimate] [--report-only] [launcher
+overrides]`: the published comparison and the FedBSD ablation, regenerated from nothing by one command, every run
 through the launcher the overrides name (default: the local launcher with persistent workers; e.g.
 `hydra/launcher=slurm hydra.launcher.partition=gpu`).
 
@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedbench.publish", description=__doc__.split("\n\n")[0])
     p.add_argument("--results-dir", default=str(PUBLISHED))
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.add_argument("--estimate", action="store_true",
+                   help="with the commands, the runs left and their wall time here (composes every run's "
+                        "config: a few minutes)")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite tables and plots from the runs on disk; start no run")
     p.add_argument("launch", nargs="*", metavar="OVERRIDE",
@@ -159,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{' '.join(bad)}: only launcher overrides (hydra/launcher=..., hydra.launcher.*); the studies "
                 "are fixed in fedbench/publish.py")
     launch = args.launch if any(o.startswith("hydra/launcher=") for o in args.launch) else LOCAL + args.launch
-    if args.dry_run:
+    if args.dry_run or args.estimate:
         code = publish(results, args.report_only, launch, dry_run=True)
-        if not args.report_only:
+        if args.estimate and not args.report_only:
             for line in estimate(results, launch):
                 print(f"fedbench.publish: estimate: {line}", file=sys.stderr)
         return code
