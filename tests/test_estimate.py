@@ -39,19 +39,20 @@ def test_a_fresh_search_is_its_grid_with_an_interior_optimum():
     """Nothing on disk: FedAvg asks for its lr list; FedProx for the lr list, its mu grid at the best lr
     (mu moved off its default 1.0: the middle of the grid is best) and the lr's two neighbours again."""
     fedavg, fedprox = Unit((), "fedavg", LR), Unit((), "fedprox", LR)
-    assert search_runs(TUNE, Disk(), fedavg) == (len(LR), 0)
+    assert search_runs(TUNE, Disk(), fedavg) == (len(LR), 0, 16 - len(LR))   # extensions: the budget left
     mus = space_of("fedprox", LR).keys[1].values
-    assert search_runs(TUNE, Disk(), fedprox) == (len(LR) + len(mus) - 1 + 2, 0)
+    asked = len(LR) + len(mus) - 1 + 2
+    assert search_runs(TUNE, Disk(), fedprox) == (asked, 0, 16 - asked)
 
 
 def test_runs_on_disk_are_done_and_an_edge_on_disk_asks_for_more():
     unit = Unit((), "fedavg", LR)
     interior = {job(unit, (lr,)): -abs(lr - 0.1) for lr in LR}    # best 0.1: interior
-    assert search_runs(TUNE, Disk(interior), unit) == (0, len(LR))
+    assert search_runs(TUNE, Disk(interior), unit) == (0, len(LR), 0)   # over: nothing more can come
     half = dict(list(interior.items())[:3])
-    assert search_runs(TUNE, Disk(half), unit) == (len(LR) - 3, 3)
+    assert search_runs(TUNE, Disk(half), unit) == (len(LR) - 3, 3, 16 - len(LR))
     edge = {job(unit, (lr,)): lr for lr in LR}                      # the largest lr best: extend past it
-    left, done = search_runs(TUNE, Disk(edge), unit)
+    left, done, _ = search_runs(TUNE, Disk(edge), unit)
     assert done == len(LR) and left >= 1
 
 

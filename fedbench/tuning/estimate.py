@@ -122,8 +122,9 @@ def modelled(space):
     return lambda config: -sum(distance(k, float(v), p) for k, v, p in zip(space.keys, config, peaks))
 
 
-def search_runs(tune, index, unit) -> tuple[int, int]:
-    """(trials the search of `unit` will still launch, trials it has finished): the search replayed with
+def search_runs(tune, index, unit) -> tuple[int, int, int]:
+    """(trials the search of `unit` will still launch, trials it has finished, the most that extensions
+    can add beyond them: the budget left, 0 once the search is over on disk): the search replayed with
     the scores on disk, and `modelled` scores for the trials it asks for beyond them."""
     disk, assumed, model = {}, {}, modelled(unit.space)
 
@@ -139,7 +140,8 @@ def search_runs(tune, index, unit) -> tuple[int, int]:
     while (outcome := search(unit.space, score, tune.max_trials)).pending:
         assumed |= {c: model(c) for c in outcome.pending}
     done = sum(on_disk(c) is not None for c in outcome.requested)
-    return len(outcome.requested) - done, done
+    left = len(outcome.requested) - done
+    return left, done, max(0, tune.max_trials - left - done) if left else 0
 
 
 def finished(frame: pd.DataFrame, code: str, **match) -> int:
@@ -177,8 +179,7 @@ def unit_plan(tune, index, unit, timings: Timings, plan: Plan, full, probes, cod
     """One (setting, method)'s runs left, stage by stage, into `plan`."""
     cfg = index.config(unit.job(unit.space.start(), tune.seed, tune.fidelity()))
     dataset = str(cfg.dataset.name)
-    left, done = search_runs(tune, index, unit)
-    extra = max(0, tune.max_trials - left - done)
+    left, done, extra = search_runs(tune, index, unit)
     plan.add("search", left, done, timings.run_seconds(dataset, unit.label, int(cfg.rounds)), extra)
     at_full = unit.job(unit.space.start(), tune.seed)
     key, each = index.setting_key(at_full), timings.run_seconds(dataset, unit.label, int(index.config(at_full).rounds))
