@@ -187,26 +187,26 @@ def estimate(results: Path, launch: list[str]) -> list[str]:
     per study, the ablation's variants on its seeds with the reproduce check's rows, and the total."""
     from fedbench import tune as tune_cli
     from fedbench.code import code_id
-    from fedbench.report.collect import ReportError, collect
-    from fedbench.tuning.estimate import Plan, Timings, describe, finished, tune_plan
+    from fedbench.tuning.estimate import Plan, Timings, describe, finished, runs_on_disk, tune_plan
+    from fedbench.tuning.jobs import RunIndex
 
     timings = Timings([results, results / "screening", results / "ablation"], [results / "summary.csv"])
+    # the studies share `results`: its runs are read once (collect reads every run directory)
+    full, probes = runs_on_disk(results), runs_on_disk(results, probes=True)
     total, lines = Plan(), []
     for study in STUDIES:
         tune = tune_cli.plan(tune_cli.parser().parse_intermixed_args([*study.tune_argv(results, launch), "--dry-run"]))
         tune.index.close()
-        part = tune_plan(tune, timings)
+        part = tune_plan(tune, timings, full, probes)
         lines.append(f"{study.name}: {describe(part, timings)}")
         total += part
-    base = tune_cli.plan(tune_cli.parser().parse_intermixed_args(
-        ["--methods", "fedbsd", "--dry-run", f"experiment={ABLATION_SETTING}", f"results_dir={results}"]))
-    cfg = base.index.config(["method=fedbsd", f"experiment={ABLATION_SETTING}"])
-    base.index.close()
-    variants = sum(len(values) for _, values in ABLATION.values()) + 1 + len(ABLATION_CROSSED)   # + the selected lam
+    index = RunIndex("final")
     try:
-        done = finished(collect(results / "ablation"), code_id())
-    except ReportError:
-        done = 0
+        cfg = index.config(["method=fedbsd", f"experiment={ABLATION_SETTING}"])
+    finally:
+        index.close()
+    variants = sum(len(values) for _, values in ABLATION.values()) + 1 + len(ABLATION_CROSSED)   # + the selected lam
+    done = finished(runs_on_disk(results / "ablation"), code_id())
     wanted, rest = variants * len(ABLATION_SEEDS), Plan()
     rest.add("ablation", max(0, wanted - done), min(done, wanted),
              timings.run_seconds(str(cfg.dataset.name), "fedbsd", int(cfg.rounds)))

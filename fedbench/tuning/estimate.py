@@ -38,11 +38,10 @@ class Plan:
     def add(self, stage: str, left: int, done: int, each: float | None, extra: int = 0) -> None:
         self.runs[stage] = self.runs.get(stage, 0) + left
         self.done[stage] = self.done.get(stage, 0) + done
-        if each is not None:
-            self.each.setdefault(stage, []).append(each)
         if each is None:
             self.untimed += left
         else:
+            self.each.setdefault(stage, []).append(each)
             self.seconds += left * each
             self.extra_seconds += extra * each
         self.extra_runs += extra
@@ -154,18 +153,25 @@ def finished(frame: pd.DataFrame, code: str, **match) -> int:
     return int(keep.sum())
 
 
-def tune_plan(tune, timings: Timings) -> Plan:
-    """The runs `tune` (fedbench.tuning.driver.Tune) has left, stage by stage, with their seconds."""
-    from fedbench.code import code_id
+def runs_on_disk(results: Path, probes: bool = False) -> pd.DataFrame:
+    """report.collect's frame of the runs under `results` (probes=True: the stability probes), empty when
+    there are none yet."""
     from fedbench.report.collect import ReportError, collect
+
+    try:
+        return collect(results, probes=probes)
+    except ReportError:
+        return pd.DataFrame(columns=["status", "code_id", "setting_key", "method", "seed"])
+
+
+def tune_plan(tune, timings: Timings, full: pd.DataFrame | None = None, probes: pd.DataFrame | None = None) -> Plan:
+    """The runs `tune` (fedbench.tuning.driver.Tune) has left, stage by stage, with their seconds; `full`
+    and `probes`: runs_on_disk(tune.results_dir) and its probes, when the caller has them already."""
+    from fedbench.code import code_id
     from fedbench.tuning.jobs import RunIndex
 
-    def frame(path: Path, probes: bool = False) -> pd.DataFrame:
-        try:
-            return collect(path, probes=probes)
-        except ReportError:
-            return pd.DataFrame(columns=["status", "code_id", "setting_key", "method", "seed"])
-    full, probes = frame(tune.results_dir), frame(tune.results_dir, probes=True)
+    full = runs_on_disk(tune.results_dir) if full is None else full
+    probes = runs_on_disk(tune.results_dir, probes=True) if probes is None else probes
     code, plan, index = code_id(), Plan(), RunIndex(tune.metric)
     try:
         for unit in tune.units:
