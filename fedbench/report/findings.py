@@ -20,7 +20,7 @@ from fedbench.report.aggregate import CELL, aggregate, good_runs
 from fedbench.report.cost import BASELINE, cost_ratios, ratio_text
 from fedbench.report.differences import BETTER, REFERENCES, WORSE, differences
 from fedbench.report.newcomers import REFERENCE, newcomer_cells
-from fedbench.report.significance import ALPHA, friedman, friedman_groups, paired_marks
+from fedbench.report.significance import ALPHA, SAME, friedman, friedman_groups, paired_marks
 
 WORK = {"train samples": "train_samples", "forward-only samples": "train_forward_samples"}
 
@@ -29,10 +29,10 @@ def listing(items: list[str], empty: str = "none") -> str:
     return f"{', '.join(items)} ({len(items)})" if items else empty
 
 
-def tested(rows: pd.DataFrame) -> list[str]:
-    """'fedper +3.10 [+1.20, +5.00]' per row of differences(), largest difference first."""
-    return [f"{r['variant']} {r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
-            for _, r in rows.sort_values("diff", ascending=False).iterrows()]
+def intervals(rows: pd.DataFrame, diff: str, low: str, high: str, scale: float = 1.0) -> list[str]:
+    """'fedper +3.10 [+1.20, +5.00]' per row (columns diff, low, high, times scale), largest first."""
+    return [f"{r['variant']} {scale * r[diff]:+.2f} [{scale * r[low]:+.2f}, {scale * r[high]:+.2f}]"
+            for _, r in rows.sort_values(diff, ascending=False).iterrows()]
 
 
 def best_lines(setting_key: str, agg: pd.DataFrame, marks: pd.DataFrame) -> list[str]:
@@ -41,7 +41,7 @@ def best_lines(setting_key: str, agg: pd.DataFrame, marks: pd.DataFrame) -> list
     if not len(complete):
         return []
     best = complete.iloc[0]
-    same = complete[complete["mark"] == "same"]["variant"].tolist()
+    same = complete[complete["mark"] == SAME]["variant"].tolist()
     below = complete[complete["mark"] == ""]["variant"].tolist()
     return [f"- Highest mean: {best['variant']} {100 * best['mean']:.2f} (leaderboard). Not separated from it "
             f"(bold, one-sided paired t-test, Holm): {listing(same)}; separated below it: {len(below)} of "
@@ -57,7 +57,8 @@ def reference_lines(found: pd.DataFrame) -> list[str]:
         above, below = mine[mine["verdict"] == BETTER], mine[mine["verdict"] == WORSE]
         rest = sorted(mine[~mine["verdict"].isin([BETTER, WORSE])]["variant"])
         lines.append(f"- Against {ref} (differences, two-sided paired t-test over {int(mine['n'].max())} seeds, "
-                     f"Holm over the setting): above {listing(tested(above))}; below {listing(tested(below))}; "
+                     f"Holm over the setting): above {listing(intervals(above, 'diff', 'low', 'high'))}; below "
+                     f"{listing(intervals(below, 'diff', 'low', 'high'))}; "
                      f"not separated {listing(rest)}.")
     return lines
 
@@ -66,27 +67,25 @@ def newcomer_lines(cells: pd.DataFrame) -> list[str]:
     if not len(cells):
         return []
     top = cells.sort_values("unseen_acc_mean", ascending=False).iloc[0]
-    separated = cells[cells["gap_p_holm"] < ALPHA].sort_values("participation_gap_mean", ascending=False)
-    gaps = [f"{r['variant']} {100 * r['participation_gap_mean']:+.2f} [{100 * r['gap_low']:+.2f}, "
-            f"{100 * r['gap_high']:+.2f}]" for _, r in separated.iterrows()]
+    separated = cells[cells["gap_p_holm"] < ALPHA]
+    gaps = intervals(separated, "participation_gap_mean", "gap_low", "gap_high", 100)
     rest = sorted(set(cells["variant"]) - set(separated["variant"]))
     lines = [f"- Newcomers ({int(cells['newcomers'].max())} clients held out; newcomers.md): highest unseen accuracy "
              f"{top['variant']} {100 * top['unseen_acc_mean']:.2f}. Participation gap (seen - unseen) separated from "
              f"0 (paired over seeds, Holm over the setting): {listing(gaps)}; not separated {listing(rest)}."]
-    if "ref_diff" in cells and cells["ref_diff"].notna().any():
-        versus = cells[cells["ref_p_holm"] < ALPHA].sort_values("ref_diff", ascending=False)
-        apart = [f"{r['variant']} {100 * r['ref_diff']:+.2f} [{100 * r['ref_low']:+.2f}, {100 * r['ref_high']:+.2f}]"
-                 for _, r in versus.iterrows()]
+    if cells["ref_diff"].notna().any():
+        versus = cells[cells["ref_p_holm"] < ALPHA]
+        apart = intervals(versus, "ref_diff", "ref_low", "ref_high", 100)
         others = sorted(set(cells.loc[cells["ref_diff"].notna(), "variant"]) - set(versus["variant"]))
         lines.append(f"- Gap against {REFERENCE}'s (the same newcomers per seed; newcomers.md): separated "
                      f"{listing(apart)}; not separated {listing(others)}.")
     return lines
 
 
-def work_table(runs: pd.DataFrame, metric: str, setting_key: str) -> list[str]:
-    """Per method: compute, train and forward-only samples as multiples of FedAvg's, fine-tuning's share."""
-    ok = good_runs(runs, metric)
-    ok = ok[ok["setting_key"] == setting_key]
+def work_table(usable: pd.DataFrame, metric: str, setting_key: str) -> list[str]:
+    """Per method: compute, train and forward-only samples as multiples of FedAvg's, fine-tuning's share
+    (`usable`: good_runs of the report's runs)."""
+    ok = usable[usable["setting_key"] == setting_key]
     fields = [f for f in [*WORK.values(), "personalize_once_flops", "compute_flops"] if f in ok]
     if not len(ok) or "compute_flops" not in fields:
         return []
@@ -133,7 +132,7 @@ def write_findings(runs: pd.DataFrame, metric: str, tables_dir: Path) -> list[Pa
     if not len(agg):
         return []
     marks, found = paired_marks(runs, metric, agg), differences(runs, metric)
-    cells = newcomer_cells(runs, metric)
+    cells, usable = newcomer_cells(runs, metric), good_runs(runs, metric)
     lines = [f"# What the tests say ({metric} accuracy)", "",
              f"Generated with the tables it names; 'above'/'below' only where a Holm-corrected paired test "
              f"separates (alpha = {ALPHA}), 'not separated' otherwise: no sentence says more.", ""]
@@ -142,7 +141,7 @@ def write_findings(runs: pd.DataFrame, metric: str, tables_dir: Path) -> list[Pa
         lines += best_lines(key, agg, marks)
         lines += reference_lines(found[found["setting"] == setting])
         lines += newcomer_lines(cells[cells["setting_key"] == key] if len(cells) else cells)
-        lines += work_table(runs, metric, key) + [""]
+        lines += work_table(usable, metric, key) + [""]
     lines += ["## Across settings", "", *friedman_lines(runs, metric), ""]
     path = Path(tables_dir) / f"findings_{metric}.md"
     atomic_write(path, "\n".join(lines))

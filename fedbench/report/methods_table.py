@@ -3,7 +3,8 @@ that groups methods ("the methods that keep a personal head") can be checked aga
 
 Columns: uploaded and averaged (the class's `shared` and its own `uploads`, with the server's weighting,
 or "its own server step" where the method replaces the mean), the server step (the weighted mean, or
-the first line of the method's `aggregate`), kept on the client (`personal`, plus a second personal model), trained locally (`trains`), what a local step does on a minibatch (`per_minibatch`;
+the first line of the method's `aggregate`), kept on the client (`personal`, plus a second personal
+model), trained locally (`trains`), what a local step does on a minibatch (`per_minibatch`;
 every method walks the round's local epochs, method.official=true keeps an official fixed-step schedule
 where one exists), evaluated (`evaluates`, the parts evaluation takes from
 the global state, the method's own `adapt` step, fine-tuning before evaluation from its yaml's
@@ -33,10 +34,10 @@ def uploaded(cls) -> str:
     """What a sampled client sends: its shared parts and the method's own uploads (client states, model
     parts), and how the server combines them: a weighted mean, or the method's own server step."""
     names = ([] if cls.shared == "none" else [parts(cls.shared)]) + [parts(u) for u in cls.uploads]
-    text = ", ".join(dict.fromkeys(names)) or "nothing"
-    if text == "nothing":
-        return text
-    return text + (" (its own server step)" if "aggregate" in cls.hooks else f" ({cls.weighting})")
+    if not names:
+        return "nothing"
+    how = "its own server step" if "aggregate" in cls.hooks else cls.weighting
+    return f"{', '.join(dict.fromkeys(names))} ({how})"
 
 
 def server_step(cls, name: str) -> str:

@@ -49,33 +49,35 @@ def newcomer_cells(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         rows.append(row)
     cells = pd.DataFrame(rows)
     if len(cells):
-        cells["gap_p_holm"] = math.nan
-        for _, family in cells[cells["gap_p"].notna()].groupby("setting_key"):
-            cells.loc[family.index, "gap_p_holm"] = holm(family["gap_p"].tolist())
-        cells = against_reference(have, cells)
+        cells = holm_per_setting(against_reference(have, cells), ("gap_p", "ref_p"))
+    return cells
+
+
+def holm_per_setting(cells: pd.DataFrame, columns) -> pd.DataFrame:
+    """<column>_holm for each p-value column: Holm-corrected within each setting (one family per setting
+    and column; nan where the p-value is)."""
+    cells = cells.assign(**{f"{c}_holm": math.nan for c in columns})
+    for c in columns:
+        for _, family in cells[cells[c].notna()].groupby("setting_key"):
+            cells.loc[family.index, f"{c}_holm"] = holm(family[c].tolist())
     return cells
 
 
 def against_reference(have: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """Each method's gap minus the reference's (FedAvg's), paired by seed: a seed's newcomers are the same
     clients for every method, so what their own draw puts into every gap (a small group's luck) cancels.
-    Columns ref_diff, ref_low, ref_high (95% interval), ref_p, ref_p_holm (Holm over the setting)."""
-    cells = cells.assign(ref_diff=math.nan, ref_low=math.nan, ref_high=math.nan, ref_p=math.nan, ref_p_holm=math.nan)
+    Columns ref_diff, ref_low, ref_high (95% interval), ref_p (nan under 2 seeds)."""
+    cells = cells.assign(ref_diff=math.nan, ref_low=math.nan, ref_high=math.nan, ref_p=math.nan)
     for key, group in have.groupby("setting_key"):
         gaps = group.assign(gap=pd.to_numeric(group["participation_gap"], errors="coerce")).pivot_table(
             index="seed", columns="variant", values="gap", aggfunc="first")
         if REFERENCE not in gaps:
             continue
-        tested, pvalues = [], []
         for variant in gaps.columns.drop(REFERENCE):
             d = paired_difference(gaps[variant], gaps[REFERENCE])
             row = cells.index[(cells["setting_key"] == key) & (cells["variant"] == variant)][0]
-            cells.loc[row, ["ref_diff", "ref_low", "ref_high"]] = [d.mean, d.low, d.high]
-            if d.n > 1:
-                cells.loc[row, "ref_p"] = d.p
-                tested.append(row)
-                pvalues.append(d.p)
-        cells.loc[tested, "ref_p_holm"] = holm(pvalues)
+            cells.loc[row, ["ref_diff", "ref_low", "ref_high", "ref_p"]] = [d.mean, d.low, d.high,
+                                                                            d.p if d.n > 1 else math.nan]
     return cells
 
 
