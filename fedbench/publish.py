@@ -66,7 +66,7 @@ STUDIES = (Study("fmnist", ("fmnist_skew_unseen", "fmnist_rotated_unseen"), (0, 
 SETTINGS = tuple(s for study in STUDIES for s in study.settings)
 # feature and label shift: where a client's own (distilled) backbone has the most to gain or lose
 ABLATION_SETTING = "fmnist_rotated_unseen"
-ABLATION_SEEDS = (0, 1, 2, 3, 4)   # 5 seeds: ~65 runs of FedBSD, ~1 h here
+ABLATION_SEEDS = (1, 2, 3, 4, 5)   # the study's reporting seeds, never seed 0 (it chose the base's lr and lam): ~65 runs, ~1 h
 ABLATION = {"lam": ("method.lam", ["0.0", "0.1", "1.0", "10.0", "30.0", "100.0"]), "tau": ("method.tau", ["0.5", "4.0"]),
             "loss": ("method.loss", ["mse"]), "student_init": ("method.student_init", ["personal"]),
             "eval_backbone": ("method.eval_backbone", ["global"])}
