@@ -20,7 +20,8 @@ through the launcher the overrides name (default: the local launcher with persis
   3. The report of both studies (--select val: tables with tested differences, Friedman tests and
      critical-difference diagrams per dataset), <results-dir>/summary.csv with every run of the
      studies and the ablation (column `study`), plots/ablation_fedbsd.png and the ablation's tested
-     differences to its base configuration, ablation/tables/tests.md.
+     differences to its base configuration, ablation/tables/tests.md; tables/headline_<study>.md and
+     tables/pfllib_fmnist.md (ours beside PFLlib's published Fashion-MNIST numbers, weighted as PFLlib's).
   4. The reproduce check: CHECK_ROWS random rows of summary.csv (FedBN's among them) rerun in fresh
      processes (fedbench.reproduce, tables/reproduce.md); a row that moves by more than 0.5 points on
      the same float path fails the publication.
@@ -249,6 +250,7 @@ def publish(results: Path, report_only: bool, launch: list[str], dry_run: bool) 
         return 0 if report_only else reproduce_check(results, launch, dry_run=True)
     from fedbench.report.ablation import plot_ablation, write_ablation_tests
     from fedbench.report.headline import write_headlines
+    from fedbench.report.pfllib import write_pfllib
 
     merge_summaries(results)  # fedbench.tune wrote the comparison's report (--select val)
     ablation = results / "ablation"
@@ -257,6 +259,7 @@ def publish(results: Path, report_only: bool, launch: list[str], dry_run: bool) 
     write_ablation_tests(ablation / "summary.csv", base | ABLATION_BASE, ABLATION, ablation / "tables" / "tests.md",
                          crossed=ABLATION_CROSSED)
     write_headlines(results, [s.name for s in STUDIES], headline_documents(results))
+    write_pfllib(results, "fmnist")   # beside PFLlib's published Fashion-MNIST numbers, in its weighted measure
     code = 0 if report_only else reproduce_check(results, launch, dry_run=False)
     print(f"fedbench.publish: {'done' if code == 0 else 'the reproduce check failed (tables/reproduce.md)'} in "
           f"{(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
