@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from fedbench.publish import ABLATION, ABLATION_BASE, ABLATION_CROSSED, STUDIES, merge_summaries
 from fedbench.report.ablation import plot_ablation
@@ -200,3 +201,32 @@ def test_ctrl_c_stops_publish_and_tune_with_one_line_and_the_sitting_recorded(tm
     assert tune.main(["--methods", "fedavg", "seed=0", "--seeds", "1"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["fedbench.tune: stopped by Ctrl-C; run the same command again to resume (complete runs are kept)"]
+
+
+def test_the_crossed_control_tests_the_distillations_effect_through_each_backbone(tmp_path):
+    """lam=0 costs 3 points with the client's own backbone and 5 with the shared one (every seed, the
+    seeds 5 points apart): both effects and their 2-point difference are tested, paired over seeds, in
+    the direction 'selected lam minus lam 0'; a broken pairing (seeds shuffled) would not separate them."""
+    from fedbench.report.ablation import crossed_effects, write_ablation_tests
+
+    noise, rows = [0.001, -0.001, 0.0005], []
+    for seed in range(3):
+        acc = 0.70 + 0.05 * seed
+        common = {"lr": 0.1, "method.loss": "kl", "method.tau": 1.0, "method.student_init": "global", "seed": seed,
+                  "status": "complete"}
+        rows += [{**common, "method.eval_backbone": "local", "method.lam": 1.0, "final_acc": acc},
+                 {**common, "method.eval_backbone": "local", "method.lam": 0.0, "final_acc": acc - 0.03 + noise[seed]},
+                 {**common, "method.eval_backbone": "global", "method.lam": 1.0, "final_acc": acc + noise[seed]},
+                 {**common, "method.eval_backbone": "global", "method.lam": 0.0, "final_acc": acc - 0.05 + noise[seed]}]
+    csv = tmp_path / "summary.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    base = {"lr": "0.1", "method.lam": "1.0"} | ABLATION_BASE
+    found = crossed_effects(csv, base, ABLATION_CROSSED).set_index("at")
+    local, shared = found.loc["method.eval_backbone=local"], found.loc["method.eval_backbone=global"]
+    interaction = found.loc["method.eval_backbone=global - method.eval_backbone=local (interaction)"]
+    assert abs(local["diff"] - 2.98) < 0.01 and abs(shared["diff"] - 5.0) < 1e-6 and abs(interaction["diff"] - 2.02) < 0.01
+    assert (found["verdict"] == "better").all() and (found["n"] == 3).all()
+    assert shared["with"] == pytest.approx(75.0, abs=0.1) and shared["without"] == pytest.approx(70.0, abs=0.1)
+    text = write_ablation_tests(csv, base, ABLATION, tmp_path / "t.md", crossed=ABLATION_CROSSED).read_text()
+    assert "## The crossed control (eval_backbone=global, lam=0.0): method.lam=1.0 − method.lam=0.0" in text
+    assert "| method.eval_backbone=global | 3 | 75.02 | 70.02 | +5.00 [+5.00, +5.00] |" in text

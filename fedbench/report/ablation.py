@@ -87,6 +87,63 @@ def ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, t
     return pd.concat([pd.DataFrame([base_row]), out], ignore_index=True)
 
 
+def crossed_effects(summary_csv: Path, base: dict[str, str], crossed: dict[str, dict[str, str]],
+                    metric: str = "final_acc") -> pd.DataFrame:
+    """For each crossed variant of two keys {condition: c, treatment: t} (in that order), the 2x2 around
+    the base: the treatment's effect (base value - t, in points, paired over seeds) at the base's
+    condition and at c, and their difference (at c - at the base's; the interaction), each with its 95%
+    interval, Holm over the rows of the variant. For eval_backbone=global, lam=0: the distillation's
+    effect seen through the client's own backbone and through the shared one."""
+    from fedbench.report.differences import BETTER, NONE, WORSE
+    from fedbench.report.significance import ALPHA, holm, paired_difference
+
+    runs, rows = complete_runs(summary_csv), []
+    for label, changes in crossed.items():
+        if len(changes) != 2:
+            continue
+        (cond, c), (treat, t) = changes.items()
+        effects = {}
+        for level in (base.get(cond, ""), c):
+            with_base = at(runs, base, {cond: level}, metric)
+            without = at(runs, base, {cond: level, treat: t}, metric)
+            effects[level] = with_base - without   # seed-aligned
+            rows.append({"crossed": label, "at": f"{cond}={level}", "with": with_base.mean(), "without": without.mean(),
+                         "d": paired_difference(with_base, without)})
+        rows.append({"crossed": label, "at": f"{cond}={c} - {cond}={base.get(cond, '')} (interaction)",
+                     "with": np.nan, "without": np.nan,
+                     "d": paired_difference(effects[c], effects[base.get(cond, "")])})
+    out = pd.DataFrame([{"crossed": r["crossed"], "at": r["at"], "n": r["d"].n, "with": r["with"],
+                         "without": r["without"], "diff": r["d"].mean, "low": r["d"].low, "high": r["d"].high,
+                         "p": r["d"].p} for r in rows],
+                       columns=["crossed", "at", "n", "with", "without", "diff", "low", "high", "p"])
+    out["p_holm"] = np.concatenate([holm(list(g["p"]), ALPHA) for _, g in out.groupby("crossed", sort=False)]) \
+        if len(out) else []
+    out["verdict"] = [NONE if p >= ALPHA else (BETTER if d > 0 else WORSE) for p, d in zip(out["p_holm"], out["diff"])]
+    return out
+
+
+def crossed_lines(found: pd.DataFrame, base: dict[str, str], crossed: dict[str, dict[str, str]]) -> list[str]:
+    """Markdown sections of `crossed_effects`, one per crossed variant."""
+    lines = []
+    for label, changes in crossed.items():
+        rows = found[found["crossed"] == label]
+        if not len(rows):
+            continue
+        (cond, _), (treat, t) = changes.items()
+        effect = f"{treat}={base.get(treat, '')} − {treat}={t}"
+        lines += ["", f"## The crossed control ({label}): {effect} at each {cond}", "",
+                  f"The effect of {treat} = {base.get(treat, '')} against {t}, paired over seeds, seen with each "
+                  f"{cond}, and the difference between the two effects (interaction); Holm over these rows.", "",
+                  f"| at | seeds | with {treat}={base.get(treat, '')} | with {treat}={t} | effect | p (Holm) | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for _, r in rows.iterrows():
+            accs = ["—", "—"] if np.isnan(r["with"]) else [f"{r['with']:.2f}", f"{r['without']:.2f}"]
+            interval = "" if np.isnan(r["low"]) else f" [{r['low']:+.2f}, {r['high']:+.2f}]"
+            lines.append(f"| {r['at']} | {r['n']} | {accs[0]} | {accs[1]} | {r['diff']:+.2f}{interval} | "
+                         f"{r['p_holm']:.2g} | {r['verdict']} |")
+    return lines
+
+
 def write_ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[str, tuple[str, list[str]]],
                          path: Path, metric: str = "final_acc", crossed: dict[str, dict[str, str]] | None = None) -> Path:
     """The ablation's tested differences as Markdown (one row per variant, the base first)."""
@@ -106,5 +163,6 @@ def write_ablation_tests(summary_csv: Path, base: dict[str, str], factors: dict[
         interval = "" if np.isnan(r["low"]) else f" [{r['low']:+.2f}, {r['high']:+.2f}]"
         lines.append(f"| {r['variant']} | {r['n']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['diff']:+.2f}{interval} | "
                      f"{r['p_holm']:.2g} | {r['verdict']} |")
+    lines += crossed_lines(crossed_effects(summary_csv, base, crossed or {}, metric), base, crossed or {})
     atomic_write(path, "\n".join(lines) + "\n")
     return Path(path)
