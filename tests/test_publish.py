@@ -166,7 +166,7 @@ def test_headline_is_generated_into_the_marked_blocks(tmp_path):
     pd.DataFrame(selected).to_csv(tmp_path / "tables" / "selected.csv", index=False)
     readme = tmp_path / "README.md"
     readme.write_text("# Results\n<!-- headline:fmnist -->\nold numbers\n<!-- /headline:fmnist -->\nrest\n")
-    written = write_headlines(tmp_path, ["fmnist"], [readme, tmp_path / "absent.md"])
+    written = write_headlines(tmp_path, ["fmnist", "cifar"], [readme, tmp_path / "absent.md"])   # cifar: no runs
     assert written == [tmp_path / "tables" / "headline_fmnist.md", readme]
     text = readme.read_text()
     assert "old numbers" not in text and text.startswith("# Results\n<!-- headline:fmnist -->\n| method |")

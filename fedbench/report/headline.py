@@ -29,7 +29,8 @@ def selected_runs(summary: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame
     """The runs of the selected configurations (summary.csv rows whose (setting, variant) was chosen),
     each named by its method, as report.select's `picked`."""
     chosen = set(zip(selected["setting"], selected["variant"]))
-    keep = [(s, v) in chosen for s, v in zip(summary["setting"], summary["variant"])]
+    keep = pd.Series([(s, v) in chosen for s, v in zip(summary["setting"], summary["variant"])],
+                     index=summary.index, dtype=bool)   # a mask even when empty (an empty list selects columns)
     return summary[keep].assign(variant=lambda f: f["method"])
 
 

@@ -34,8 +34,7 @@ def published() -> pd.DataFrame:
 def pfllib_table(summary: pd.DataFrame, selected: pd.DataFrame, study: str, metric: str = "final") -> str:
     """Markdown: per method, PFLlib's two Fashion-MNIST columns and ours weighted per setting of `study`
     (PFLlib's methods in its page's order, then ours it does not have); empty without the study's runs."""
-    study_runs = summary[summary["study"] == study]
-    runs = selected_runs(study_runs, selected) if len(study_runs) else study_runs
+    runs = selected_runs(summary[summary["study"] == study], selected)
     if not len(runs):
         return ""
     column = f"{metric}_acc_weighted"
