@@ -82,6 +82,27 @@ def test_a_tiny_tune_searches_alike_extends_edges_and_reports_other_seeds(tmp_pa
     assert len(pd.read_csv(tmp_path / "summary.csv")) == len(runs)
 
 
+def test_a_screened_selection_is_stated_against_the_grid_screened(tmp_path, data_root):
+    """--screen: the search runs 1 round into screening/, its 2 best configurations 2 rounds; the
+    selection's budget and edges are the screened grid's (the settings' names differ by their rounds:
+    a selection matched to no screening would claim 2 configurations tried, both at an edge)."""
+    from fedbench.report.collect import collect
+
+    tune(tmp_path, "--methods", "fedavg", "seed=0", "--lr", LOW_LRS, "--seeds", "1", "--screen", "1", "--carry", "2")
+    row = pd.read_csv(tmp_path / "tables" / "selected.csv").set_index("method").loc["fedavg"]
+    screened = collect(tmp_path / "screening")
+    assert row["carried"] == 2 and row["configs_tried"] == len(screened) > 2
+    assert row["tuning_rounds"] == screened["rounds_done"].sum() + 2 * 2   # the screening's rounds + the carried
+    # the carried selection then reruns on the reporting seed (and its probe on the tuning seed): the
+    # tables report seed 1 alone, at the full rounds
+    runs = pd.read_csv(tmp_path / "summary.csv")
+    chosen = runs[runs["variant"] == row["variant"]]
+    assert sorted(chosen["seed"]) == [0, 1] and set(chosen["rounds"]) == {2}   # carried, seed 1
+    assert row["rounding_delta"] >= 0                                            # the probe ran
+    assert str(row["report_seeds"]) == "1" and row["final_acc_mean"] == pytest.approx(
+        chosen[chosen["seed"] == 1]["final_acc"].iloc[0])
+
+
 def test_bad_tunes_get_one_line(tmp_path):
     for args, message in ((["seed=0,1"], "the tuning seed is one seed"),
                           (["--seeds", "0,1", "seed=0"], "cannot report"),

@@ -19,14 +19,21 @@ def searched(overrides) -> frozenset:
     return frozenset(o for o in str(overrides or "").split() if configuration_key(o.partition("=")[0]))
 
 
+def unscreened(setting: str) -> str:
+    """A setting's name without its `rounds=` key: a screened setting ('fmnist_skew rounds=15') and the
+    full-round one its carried configurations ran in ('fmnist_skew') differ in nothing else."""
+    return " ".join(t for t in str(setting).split(" ") if not t.startswith("rounds="))
+
+
 def screened_rankings(screen_dir: Path, metric: str) -> dict:
-    """{(setting, method): (the screening's Ranking, its runs)} (empty without screened runs)."""
+    """{(setting without its rounds, method): (the screening's Ranking, its runs)} (empty without
+    screened runs)."""
     from fedbench.report.collect import collect
     from fedbench.report.select import rankings
 
     if not (Path(screen_dir) / "runs").is_dir():
         return {}
-    return {(group["setting"].iloc[0], method): (rank, group)
+    return {(unscreened(group["setting"].iloc[0]), method): (rank, group)
             for (_, method), (rank, group) in rankings(collect(screen_dir), metric).items()}
 
 
@@ -40,7 +47,7 @@ def against_screening(selected: pd.DataFrame, picked: pd.DataFrame, screen_dir: 
     ranks = screened_rankings(screen_dir, metric)
     selected = selected.copy()
     for i, row in selected.iterrows():
-        rank, group = ranks.get((row["setting"], row["method"]), (None, None))
+        rank, group = ranks.get((unscreened(row["setting"]), row["method"]), (None, None))
         mine = picked[(picked["setting"] == row["setting"]) & (picked["method"] == row["method"])]["overrides"].dropna()
         if rank is None or not len(mine):
             continue

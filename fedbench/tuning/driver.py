@@ -122,7 +122,8 @@ class Tune:
 
     def chosen(self, results: Path) -> dict[Unit, list[str]]:
         """Each unit's configuration selected on the tuning seed in `results` (report.select): the
-        overrides of its tuning-seed run, without the seed."""
+        overrides of its tuning-seed run, without the seed. The selection is among the runs at the full
+        rounds (with --screen, the carried ones): its setting is the unit's own, never the screening's."""
         from fedbench.report.collect import collect
         from fedbench.report.select import select_by_validation
 
@@ -131,7 +132,7 @@ class Tune:
         _, picked = select_by_validation(runs, self.metric)
         out = {}
         for unit in self.units:
-            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
+            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, (f"results_dir={results}",)))
             rows = picked[(picked["setting_key"] == key) & (picked["method"] == unit.label)]
             if len(rows):
                 out[unit] = [o for o in shlex.split(rows["overrides"].iloc[0]) if not o.startswith("seed=")]
