@@ -107,6 +107,32 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
     return {"lr": repr(float(cfg.lr)), "method.lam": repr(float(cfg.method.lam))}
 
 
+def check_study(results: Path, study: Study) -> list[str]:
+    """After a study's tune, its tables/selected.csv: every method selected in every setting and reported
+    on all the study's reporting seeds, else the publication stops here with one line (tables built on
+    less would be published as if whole). Returns the warnings: selections at an unexplored edge (the
+    search's budget ran out; rerunning cannot move them, the tables say so)."""
+    import methods
+
+    selected = pd.read_csv(results / "tables" / "selected.csv")
+    rows = selected[selected["setting"].isin(study.settings)]
+    wanted, problems = len(study.seeds) - 1, []
+    for setting in study.settings:
+        missing = set(methods.available()) - set(rows.loc[rows["setting"] == setting, "method"])
+        if missing:
+            problems.append(f"{setting}: no selection for {', '.join(sorted(missing))}")
+    short = rows[pd.to_numeric(rows["seeds"], errors="coerce").fillna(0) < wanted]
+    problems += [f"{r['setting']} | {r['method']}: {r['seeds']} of {wanted} reporting seeds"
+                 for _, r in short.iterrows()]
+    if problems:
+        raise SystemExit(f"fedbench.publish: error: {study.name}: {'; '.join(problems[:3])}"
+                         f"{f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''} in "
+                         f"{results / 'tables' / 'selected.csv'}; rerun to resume")
+    edges = rows[rows["unexplored_edge"].notna()] if "unexplored_edge" in rows else rows.iloc[:0]
+    return [f"{study.name}: {r['setting']} | {r['method']}: selected at an unexplored edge, {r['unexplored_edge']}"
+            for _, r in edges.iterrows()]
+
+
 def ablation_runs(results: Path, base: dict[str, str], launch: list[str], dry_run: bool) -> None:
     """One multirun per factor and per crossed variant, the other keys at FedBSD's selected configuration."""
     out = results / "ablation"
@@ -240,6 +266,9 @@ def publish(results: Path, report_only: bool, launch: list[str], dry_run: bool) 
     for study in STUDIES:   # the ablation right after the study it needs (its selection), before the others
         if not report_only:
             fedbench(*study.tune_argv(results, launch), dry_run=dry_run, module="fedbench.tune")
+        if not dry_run:
+            for warning in check_study(results, study):
+                print(f"fedbench.publish: warning: {warning}", file=sys.stderr)
         if ABLATION_SETTING in study.settings:
             base = {"lr": "<selected>", "method.lam": "<selected>"} if dry_run else \
                 selected_fedbsd(results, ABLATION_SETTING)

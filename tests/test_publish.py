@@ -230,3 +230,26 @@ def test_the_crossed_control_tests_the_distillations_effect_through_each_backbon
     text = write_ablation_tests(csv, base, ABLATION, tmp_path / "t.md", crossed=ABLATION_CROSSED).read_text()
     assert "## The crossed control (eval_backbone=global, lam=0.0): method.lam=1.0 − method.lam=0.0" in text
     assert "| method.eval_backbone=global | 3 | 75.02 | 70.02 | +5.00 [+5.00, +5.00] |" in text
+
+
+def test_a_study_short_of_reporting_seeds_stops_the_publication_with_one_line(tmp_path):
+    """A tune that silently ran no reporting seeds (a screened tune did, before its fix) must not be
+    published as whole: the check after each study reads its selections."""
+    import methods
+
+    from fedbench.publish import Study, check_study
+
+    study = Study("s", ("a", "b"), (0, 1, 2))
+    rows = [{"setting": s, "method": m, "seeds": 2, "unexplored_edge": None}
+            for s in study.settings for m in methods.available()]
+    rows[3]["unexplored_edge"] = "lr=1 (largest)"
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "tables" / "selected.csv", index=False)
+    assert check_study(tmp_path, study) == [f"s: a | {rows[3]['method']}: selected at an unexplored edge, lr=1 (largest)"]
+    rows[5]["seeds"] = 0
+    pd.DataFrame(rows[1:]).to_csv(tmp_path / "tables" / "selected.csv", index=False)
+    with pytest.raises(SystemExit) as stop:
+        check_study(tmp_path, study)
+    message = str(stop.value)
+    assert "\n" not in message and f"a: no selection for {rows[0]['method']}" in message
+    assert f"a | {rows[5]['method']}: 0 of 2 reporting seeds" in message and message.endswith("rerun to resume")
