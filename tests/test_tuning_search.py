@@ -97,3 +97,27 @@ def test_the_replay_is_deterministic():
     first = search(sp, lambda c: partial.get(c), 16)
     assert first.pending == search(sp, lambda c: partial.get(c), 16).pending
     assert set(first.requested) <= set(scores)
+
+
+def test_a_full_round_choice_at_the_screened_edge_asks_for_the_value_beyond():
+    """Screening ranked num_models=14 best, the full rounds chose 19, the largest screened: FedFomo's
+    next value (its linear step: 24) is screened at lr 0.1 while the budget allows; an interior choice,
+    or a spent budget, asks for nothing."""
+    import pandas as pd
+
+    from fedbench.tuning.driver import beyond_chosen
+    from fedbench.tuning.space import space_of
+
+    lrs = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+    space = space_of("fedfomo", lrs)
+    configs = [(lr, 4) for lr in lrs] + [(0.1, m) for m in (1, 2, 9, 14, 19)] + [(0.05, 14), (0.2, 14)]
+    screened = pd.DataFrame({"variant": [f"v{i}" for i in range(len(configs))], "lr": [c[0] for c in configs],
+                             "method.num_models": [c[1] for c in configs]})
+    chosen = ["experiment=fmnist_skew_unseen", "method=fedfomo", "lr=0.1", "method.num_models=19"]
+    assert beyond_chosen(space, chosen, screened, cap=16) == [(0.1, 24)]
+    assert beyond_chosen(space, chosen, screened, cap=15) == []                     # the budget is spent
+    assert beyond_chosen(space, [*chosen[:3], "method.num_models=14"], screened, cap=16) == []   # interior
+    # at the top of the lr list too: both keys ask, as far as the budget goes
+    top = ["method=fedfomo", "lr=1.0", "method.num_models=19"]
+    assert beyond_chosen(space, top, screened, cap=17) == [(2.0, 19), (1.0, 24)]
+    assert beyond_chosen(space, top, screened, cap=16) == [(2.0, 19)]

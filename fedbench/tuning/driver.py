@@ -4,6 +4,10 @@
              stage: the trials every method asks for next go out together; with --screen R at R rounds
              into <results_dir>/screening
   carry      (--screen) the N best screened configurations of each (setting, method) at the full rounds
+  edge       (--screen) where the configuration chosen at the full rounds takes a key at an end of the
+             values screened, the value beyond (the search's own step) is screened too, within the same
+             budget, and carried when it ranks among the N best: until the choice is interior, the key's
+             range ends or the budget is spent
   probe      the selected configuration (report.select: best validation on the tuning seed) rerun on the
              tuning seed with init_jitter (conf/tune.yaml): how far rounding moves it
   seeds      the selected configuration on the reporting seeds, the only ones the tables average
@@ -94,6 +98,12 @@ class Tune:
                 return []
             if self.screen is not None:
                 self.carry_stage()
+                for _ in range(self.max_trials):   # each pass screens a value more per unit: the budget bounds it
+                    jobs = self.edge_jobs()
+                    if not jobs:
+                        break
+                    self.run_jobs(jobs, "edge")
+                    self.carry_stage()
             self.final_stage()
             return self.failed
         finally:
@@ -155,6 +165,23 @@ class Tune:
                 jobs.append([*kept, *full, f"results_dir={self.results_dir}"])
         self.run_jobs(jobs, "carry")
 
+    def edge_jobs(self) -> list[list[str]]:
+        """Screening trials past the edges of the configurations chosen at the full rounds (beyond_chosen):
+        the screening ranked one configuration best and the full rounds another, at an end of what was
+        screened; the carry rule then decides whether the new value reaches the full rounds."""
+        from fedbench.report.collect import collect
+        from fedbench.report.select import rankings
+
+        ranked = rankings(collect(self.screen_dir), self.metric)
+        jobs = []
+        for unit, base in self.chosen(self.results_dir).items():
+            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
+            _, group = ranked.get((key, unit.label), (None, None))
+            if group is not None:
+                jobs += [unit.job(c, self.seed, self.fidelity()) for c in beyond_chosen(unit.space, base, group,
+                                                                                       self.max_trials)]
+        return [j for j in jobs if self.index.score(j) is None]
+
     def final_stage(self) -> None:
         """The stability probe of each selected configuration and its reporting seeds, together."""
         jitter = repr(float(tune_settings(self.results_dir).jitter))
@@ -168,3 +195,27 @@ class Tune:
         todo = [j for j in jobs if self.index.score(j) is None]
         launch(todo, self.launch_overrides, self.results_dir, stage, self.dry_run)
         self.failed += [shlex.join(j) for j in todo if self.index.score(j) is None]
+
+
+def beyond_chosen(space: Space, chosen: list[str], screened, cap: int) -> list[tuple]:
+    """The configurations to screen past `chosen` (the overrides of the configuration selected at the
+    full rounds): for each searched key it takes at the smallest or largest value screened (`screened`:
+    the unit's screened runs, a column per key), the next value (Key.beyond, the search's own step) at
+    its other values; as many as the budget (`cap` configurations screened) still allows."""
+    import math
+
+    given = dict(o.split("=", 1) for o in chosen if "=" in o)
+    if any(k.name not in given for k in space.keys):
+        return []
+    config = tuple(float(given[k.name]) if not k.integer else int(float(given[k.name])) for k in space.keys)
+    room = cap - len(screened.drop_duplicates("variant"))
+    out = []
+    for i, k in enumerate(space.keys):
+        tried = sorted({float(v) for v in screened[k.name].dropna()}) if k.name in screened else []
+        at = [end for end, v in (("low", tried[:1]), ("high", tried[-1:])) if v and math.isclose(config[i], v[0])]
+        if len(tried) < 2 or not at:
+            continue
+        nxt = k.beyond([int(v) if k.integer else v for v in tried], at[0])
+        if nxt is not None and len(out) < room:
+            out.append(config[:i] + (nxt,) + config[i + 1:])
+    return out
