@@ -108,22 +108,26 @@ def selected_fedbsd(results: Path, setting: str) -> dict[str, str]:
 
 
 def check_study(results: Path, study: Study) -> list[str]:
-    """After a study's tune, its tables/selected.csv: every method selected in every setting and reported
-    on all the study's reporting seeds, else the publication stops here with one line (tables built on
-    less would be published as if whole). Returns the warnings: selections at an unexplored edge (the
-    search's budget ran out; rerunning cannot move them, the tables say so)."""
+    """After a study's tune, its tables/selected.csv and summary.csv: every method selected in every
+    setting, its configuration finished (complete, or diverged: a result too) on every reporting seed,
+    else the publication stops here with one line (tables built on less would be published as if whole).
+    Returns the warnings: selections at an unexplored edge (the search's budget ran out; rerunning
+    cannot move them, the tables say so)."""
     import methods
 
     selected = pd.read_csv(results / "tables" / "selected.csv")
+    runs = pd.read_csv(results / "summary.csv")
     rows = selected[selected["setting"].isin(study.settings)]
-    wanted, problems = len(study.seeds) - 1, []
+    reporting, problems = set(study.seeds[1:]), []
     for setting in study.settings:
         missing = set(methods.available()) - set(rows.loc[rows["setting"] == setting, "method"])
         if missing:
             problems.append(f"{setting}: no selection for {', '.join(sorted(missing))}")
-    short = rows[pd.to_numeric(rows["seeds"], errors="coerce").fillna(0) < wanted]
-    problems += [f"{r['setting']} | {r['method']}: {r['seeds']} of {wanted} reporting seeds"
-                 for _, r in short.iterrows()]
+    finished = runs[runs["status"].isin(["complete", "diverged"])].groupby(["setting", "variant"])["seed"].agg(set)
+    for _, r in rows.iterrows():
+        have = finished.get((r["setting"], r["variant"]), set()) & reporting
+        if have != reporting:
+            problems.append(f"{r['setting']} | {r['method']}: {len(have)} of {len(reporting)} reporting seeds finished")
     if problems:
         raise SystemExit(f"fedbench.publish: error: {study.name}: {'; '.join(problems[:3])}"
                          f"{f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''} in "

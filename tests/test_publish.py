@@ -240,16 +240,23 @@ def test_a_study_short_of_reporting_seeds_stops_the_publication_with_one_line(tm
     from fedbench.publish import Study, check_study
 
     study = Study("s", ("a", "b"), (0, 1, 2))
-    rows = [{"setting": s, "method": m, "seeds": 2, "unexplored_edge": None}
+    rows = [{"setting": s, "method": m, "variant": f"{m}(lr=0.1)", "unexplored_edge": None}
             for s in study.settings for m in methods.available()]
     rows[3]["unexplored_edge"] = "lr=1 (largest)"
+    runs = [{"setting": r["setting"], "variant": r["variant"], "seed": seed, "status": "complete"}
+            for r in rows for seed in (0, 1, 2)]
+    runs[2 * 3 + 1]["status"] = "diverged"   # a finished result: the publication goes on
     (tmp_path / "tables").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "tables" / "selected.csv", index=False)
+    pd.DataFrame(runs).to_csv(tmp_path / "summary.csv", index=False)
     assert check_study(tmp_path, study) == [f"s: a | {rows[3]['method']}: selected at an unexplored edge, lr=1 (largest)"]
-    rows[5]["seeds"] = 0
+    runs[5 * 3 + 2]["status"] = "running"       # unfinished
+    runs = [r for r in runs if not (r["variant"] == rows[6]["variant"] and r["seed"] > 0)]   # never run
     pd.DataFrame(rows[1:]).to_csv(tmp_path / "tables" / "selected.csv", index=False)
+    pd.DataFrame(runs).to_csv(tmp_path / "summary.csv", index=False)
     with pytest.raises(SystemExit) as stop:
         check_study(tmp_path, study)
     message = str(stop.value)
     assert "\n" not in message and f"a: no selection for {rows[0]['method']}" in message
-    assert f"a | {rows[5]['method']}: 0 of 2 reporting seeds" in message and message.endswith("rerun to resume")
+    assert f"a | {rows[5]['method']}: 1 of 2 reporting seeds finished" in message and message.endswith("rerun to resume")
+    assert f"a | {rows[6]['method']}: 0 of 2" in message
