@@ -121,3 +121,15 @@ def test_a_full_round_choice_at_the_screened_edge_asks_for_the_value_beyond():
     top = ["method=fedfomo", "lr=1.0", "method.num_models=19"]
     assert beyond_chosen(space, top, screened, cap=17) == [(2.0, 19), (1.0, 24)]
     assert beyond_chosen(space, top, screened, cap=16) == [(2.0, 19)]
+
+
+def test_a_unit_whose_carried_configurations_all_diverged_carries_the_next_best_one_at_a_time():
+    from fedbench.tuning.driver import carried
+
+    order = ["a", "b", "c", "d"]
+    assert carried(order, 2, lambda v: None) == ["a", "b"]                                  # not run yet
+    assert carried(order, 2, {"a": "diverged", "b": "complete"}.get) == ["a", "b"]          # one trains through
+    assert carried(order, 2, {"a": "diverged", "b": "diverged"}.get) == ["a", "b", "c"]     # c, then wait
+    assert carried(order, 2, {"a": "diverged", "b": "diverged", "c": "diverged"}.get) == order
+    assert carried(order, 2, {"a": "diverged", "b": "diverged", "c": "complete"}.get) == ["a", "b", "c"]
+    assert carried(["a"], 2, {"a": "diverged"}.get) == ["a"]                                # nothing left to carry

@@ -3,7 +3,8 @@
   search     every (setting, method) searched alike on the tuning seed (fedbench.tuning.search), stage by
              stage: the trials every method asks for next go out together; with --screen R at R rounds
              into <results_dir>/screening
-  carry      (--screen) the N best screened configurations of each (setting, method) at the full rounds
+  carry      (--screen) the N best screened configurations of each (setting, method) at the full rounds,
+             and while all of them diverged there, the next best, one at a time
   edge       (--screen) where the configuration chosen at the full rounds takes a key at an end of the
              values screened, the value beyond (the search's own step) is screened too, within the same
              budget, and carried when it ranks among the N best: until the choice is interior, the key's
@@ -97,13 +98,12 @@ class Tune:
                 print("fedbench.tune: (dry run) the later stages depend on these results", file=sys.stderr)
                 return []
             if self.screen is not None:
-                self.carry_stage()
-                for _ in range(self.max_trials):   # each pass screens a value more per unit: the budget bounds it
+                for _ in range(2 * self.max_trials):   # each pass carries or screens one more: the budget bounds it
+                    carried = self.carry_stage()
                     jobs = self.edge_jobs()
-                    if not jobs:
+                    if not jobs and not carried:
                         break
                     self.run_jobs(jobs, "edge")
-                    self.carry_stage()
             self.final_stage()
             return self.failed
         finally:
@@ -148,8 +148,9 @@ class Tune:
                 out[unit] = [o for o in shlex.split(rows["overrides"].iloc[0]) if not o.startswith("seed=")]
         return out
 
-    def carry_stage(self) -> None:
-        """The `carry` best screened configurations of each unit, at the full rounds, on the tuning seed."""
+    def carry_stage(self) -> int:
+        """The `carry` best screened configurations of each unit, at the full rounds, on the tuning seed
+        (carried: and the next best while all diverged there). Returns the runs it launched."""
         from fedbench.report.collect import collect
         from fedbench.report.select import rankings
 
@@ -158,12 +159,18 @@ class Tune:
         for unit in self.units:
             key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
             rank, group = ranked.get((key, unit.label), (None, None))
-            for variant in (rank.order[:self.carry] if rank else []):
+
+            def full_job(variant, unit=unit, group=group) -> list[str]:
                 line = group[group["variant"] == variant]["overrides"].dropna().iloc[0]
                 kept = [o for o in shlex.split(line) if not o.startswith(("rounds=", "results_dir="))]
-                full = [o for o in unit.setting if o.startswith("rounds=")]
-                jobs.append([*kept, *full, f"results_dir={self.results_dir}"])
-        self.run_jobs(jobs, "carry")
+                return [*kept, *[o for o in unit.setting if o.startswith("rounds=")], f"results_dir={self.results_dir}"]
+
+            def status(variant) -> str | None:
+                job = full_job(variant)
+                return (self.index.summary(job) or {}).get("status") if self.index.score(job) is not None else None
+
+            jobs += [full_job(v) for v in carried(rank.order if rank else [], self.carry, status)]
+        return self.run_jobs(jobs, "carry")
 
     def edge_jobs(self) -> list[list[str]]:
         """Screening trials past the edges of the configurations chosen at the full rounds (beyond_chosen):
@@ -191,10 +198,23 @@ class Tune:
             jobs += [[*base, f"seed={s}"] for s in self.report_seeds]
         self.run_jobs(jobs, "probe+seeds")
 
-    def run_jobs(self, jobs: list[list[str]], stage: str) -> None:
+    def run_jobs(self, jobs: list[list[str]], stage: str) -> int:
         todo = [j for j in jobs if self.index.score(j) is None]
         launch(todo, self.launch_overrides, self.results_dir, stage, self.dry_run)
         self.failed += [shlex.join(j) for j in todo if self.index.score(j) is None]
+        return len(todo)
+
+
+def carried(order: list, carry: int, status) -> list:
+    """The screened configurations (best first) a unit runs at the full rounds: its `carry` best, and,
+    while every one carried has diverged there (status(variant) == 'diverged'), the next best, one at a
+    time as each result comes: a selection is never among diverged runs alone."""
+    out = list(order[:carry])
+    for variant in order[carry:]:
+        if not out or any(status(v) != "diverged" for v in out):
+            break
+        out.append(variant)
+    return out
 
 
 def beyond_chosen(space: Space, chosen: list[str], screened, cap: int) -> list[tuple]:
