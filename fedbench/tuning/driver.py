@@ -99,8 +99,9 @@ class Tune:
                 return []
             if self.screen is not None:
                 for _ in range(2 * self.max_trials):   # each pass carries or screens one more: the budget bounds it
-                    carried = self.carry_stage()
-                    jobs = self.edge_jobs()
+                    screened = self.screened()   # carrying writes no screened run: both stages read it once
+                    carried = self.carry_stage(screened)
+                    jobs = self.edge_jobs(screened)
                     if not jobs and not carried:
                         break
                     self.run_jobs(jobs, "edge")
@@ -148,17 +149,20 @@ class Tune:
                 out[unit] = [o for o in shlex.split(rows["overrides"].iloc[0]) if not o.startswith("seed=")]
         return out
 
-    def carry_stage(self) -> int:
-        """The `carry` best screened configurations of each unit, at the full rounds, on the tuning seed
-        (carried: and the next best while all diverged there). Returns the runs it launched."""
+    def screened(self) -> dict[Unit, tuple]:
+        """Each unit's screening: (its Ranking, its screened runs), (None, None) before any."""
         from fedbench.report.collect import collect
         from fedbench.report.select import rankings
 
         ranked = rankings(collect(self.screen_dir), self.metric)
+        return {unit: ranked.get((self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity())),
+                                  unit.label), (None, None)) for unit in self.units}
+
+    def carry_stage(self, screened: dict[Unit, tuple]) -> int:
+        """The `carry` best screened configurations of each unit, at the full rounds, on the tuning seed
+        (carried: and the next best while all diverged there). Returns the runs it launched."""
         jobs = []
-        for unit in self.units:
-            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
-            rank, group = ranked.get((key, unit.label), (None, None))
+        for unit, (rank, group) in screened.items():
 
             def full_job(variant, unit=unit, group=group) -> list[str]:
                 line = group[group["variant"] == variant]["overrides"].dropna().iloc[0]
@@ -172,18 +176,13 @@ class Tune:
             jobs += [full_job(v) for v in carried(rank.order if rank else [], self.carry, status)]
         return self.run_jobs(jobs, "carry")
 
-    def edge_jobs(self) -> list[list[str]]:
+    def edge_jobs(self, screened: dict[Unit, tuple]) -> list[list[str]]:
         """Screening trials past the edges of the configurations chosen at the full rounds (beyond_chosen):
         the screening ranked one configuration best and the full rounds another, at an end of what was
         screened; the carry rule then decides whether the new value reaches the full rounds."""
-        from fedbench.report.collect import collect
-        from fedbench.report.select import rankings
-
-        ranked = rankings(collect(self.screen_dir), self.metric)
         jobs = []
         for unit, base in self.chosen(self.results_dir).items():
-            key = self.index.setting_key(unit.job(unit.space.start(), self.seed, self.fidelity()))
-            _, group = ranked.get((key, unit.label), (None, None))
+            _, group = screened[unit]
             if group is not None:
                 jobs += [unit.job(c, self.seed, self.fidelity()) for c in beyond_chosen(unit.space, base, group,
                                                                                        self.max_trials)]
